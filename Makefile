@@ -1,0 +1,36 @@
+# Foyer — the two commands the README promises, and the benchmarks.
+SHELL := /bin/bash
+SWIFT_TEST_FLAGS ?= --disable-xctest
+
+.PHONY: test demo build release deps format bench-redis bench-tokens clean
+
+## make test: install what is missing, start throwaway Redis + PostgreSQL, build, run every test.
+test: deps
+	swift build --build-tests
+	scripts/services.sh swift test $(SWIFT_TEST_FLAGS)
+
+## make demo: bring up everything that is built so far.
+demo: deps
+	swift build
+	scripts/demo.sh
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	swift build
+
+release:
+	swift build -c release
+
+format:
+	swift format --in-place --recursive Sources Tests loadtest Package.swift
+
+bench-redis:
+	loadtest/bench-redis
+
+bench-tokens:
+	loadtest/bench-tokens
+
+clean:
+	rm -rf .build .run

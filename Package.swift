@@ -1,0 +1,87 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Every Swift target opts into the same strictness (DESIGN §8).
+let swiftSettings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+
+let package = Package(
+  name: "foyer",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(name: "RedisNIO", targets: ["RedisNIO"]),
+    .library(name: "FoyerCore", targets: ["FoyerCore"]),
+    .executable(name: "foyer-bench", targets: ["foyer-bench"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+    .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"),
+    .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+  ],
+  targets: [
+    // C libraries from Debian packages; see README "Requirements".
+    .systemLibrary(
+      name: "CHiredis",
+      pkgConfig: "hiredis",
+      providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
+    ),
+    .systemLibrary(
+      name: "CLibCrypto",
+      pkgConfig: "libcrypto",
+      providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+    ),
+
+    .target(
+      name: "RedisNIO",
+      dependencies: ["CHiredis", "CLibCrypto", nioCore, nioPosix, logging],
+      swiftSettings: swiftSettings
+    ),
+    .target(
+      name: "FoyerCore",
+      dependencies: ["CLibCrypto"],
+      swiftSettings: swiftSettings
+    ),
+
+    .executableTarget(
+      name: "foyer-bench",
+      dependencies: [
+        "RedisNIO", "FoyerCore", nioCore, nioPosix,
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+      ],
+      path: "loadtest/foyer-bench",
+      swiftSettings: swiftSettings
+    ),
+
+    // Shared by every test target: starts throwaway services, finds free ports.
+    .target(
+      name: "FoyerTestSupport",
+      dependencies: ["RedisNIO", nioCore, nioPosix],
+      path: "Tests/FoyerTestSupport",
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "RedisNIOTests",
+      dependencies: ["RedisNIO", "FoyerTestSupport", nioCore, nioPosix],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "FoyerCoreTests",
+      dependencies: [
+        "FoyerCore",
+        .product(name: "PropertyBased", package: "swift-property-based"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+  ]
+)

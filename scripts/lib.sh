@@ -1,0 +1,62 @@
+# Shared by scripts/services.sh, scripts/demo.sh and the loadtest benches: start and stop
+# Redis and PostgreSQL on free loopback ports. Source it; it defines functions only.
+
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+
+# PostgreSQL refuses to run as root: use the 'postgres' account the package created.
+as_pg() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
+
+wait_port() {
+  for _ in $(seq 1 400); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "error: nothing listens on 127.0.0.1:$1 ($2 did not start)" >&2
+  return 1
+}
+
+# start_redis DIR PORT [redis-server options…]: sets redis_pid.
+start_redis() {
+  local dir=$1 port=$2
+  shift 2
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize no --loglevel warning \
+    --logfile "$dir/redis.log" "$@" &
+  redis_pid=$!
+  wait_port "$port" redis-server
+}
+
+stop_redis() {
+  [[ -n ${redis_pid:-} ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  redis_pid=""
+}
+
+# start_postgres DIR PORT: initialises DIR when empty, starts the server (trust auth, loopback).
+start_postgres() {
+  local data=$1 port=$2
+  mkdir -p "$data"
+  [[ $(id -u) -eq 0 ]] && chown postgres "$data" && chmod 700 "$data"
+  if [[ ! -f $data/PG_VERSION ]]; then
+    as_pg "$pg_bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-sync >"$data.initdb.log" 2>&1 \
+      || { cat "$data.initdb.log" >&2; return 1; }
+  fi
+  as_pg "$pg_bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+  wait_port "$port" postgres
+}
+
+stop_postgres() {
+  local data=$1
+  [[ -f $data/postmaster.pid ]] && as_pg "$pg_bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1
+  return 0
+}

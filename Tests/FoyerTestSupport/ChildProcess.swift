@@ -1,0 +1,81 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A server process started with `posix_spawn` and reaped with `waitpid`.
+///
+/// Written by hand instead of using Foundation's `Process`: on Linux its exit monitoring
+/// did not report the exit of a terminated child while Swift Testing ran tests in
+/// parallel, so `stop()` hung. Here nobody else reaps the child.
+final class ChildProcess: @unchecked Sendable {
+  let pid: pid_t
+  private let lock = NSLock()
+  private var reaped = false
+
+  init(executable: String, arguments: [String], outputPath: String = "/dev/null") throws {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let status = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    guard status == 0 else { throw TestServiceError("cannot start \(executable): \(String(cString: strerror(status)))") }
+    self.pid = pid
+    Self.register(pid)
+  }
+
+  /// Every child still alive is killed when the test process exits, even if a test kept
+  /// its server object alive to the end.
+  private static let living = NSLock()
+  nonisolated(unsafe) private static var pids = Set<pid_t>()
+  nonisolated(unsafe) private static var installed = false
+
+  private static func register(_ pid: pid_t) {
+    living.withLock {
+      pids.insert(pid)
+      if !installed {
+        installed = true
+        atexit { ChildProcess.living.withLock { for pid in ChildProcess.pids { kill(pid, SIGKILL) } } }
+      }
+    }
+  }
+
+  private static func unregister(_ pid: pid_t) {
+    _ = living.withLock { pids.remove(pid) }
+  }
+
+  /// Whether the process is still running (reaps it if it has exited).
+  var isRunning: Bool {
+    lock.withLock {
+      if reaped { return false }
+      var status: Int32 = 0
+      if waitpid(pid, &status, WNOHANG) == pid {
+        reaped = true
+        Self.unregister(pid)
+      }
+      return !reaped
+    }
+  }
+
+  func signal(_ signal: Int32) {
+    lock.withLock { if !reaped { _ = kill(pid, signal) } }
+  }
+
+  /// SIGTERM, then waits (without blocking a thread) up to 5 s before SIGKILL.
+  func terminate() async {
+    signal(SIGTERM)
+    for _ in 0..<500 {
+      if !isRunning { return }
+      try? await Task.sleep(for: .milliseconds(10))
+    }
+    signal(SIGKILL)
+    while isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+  }
+}

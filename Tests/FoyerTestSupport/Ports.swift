@@ -1,0 +1,60 @@
+public import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it).
+public func freeLoopbackPort() throws -> Int {
+  #if canImport(Glibc)
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  #else
+  let fd = socket(AF_INET, SOCK_STREAM, 0)
+  #endif
+  guard fd >= 0 else { throw TestServiceError("socket() failed") }
+  defer { close(fd) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = 0
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+  let bound = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+  }
+  guard bound == 0 else { throw TestServiceError("bind() failed") }
+  let named = withUnsafeMutablePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+  }
+  guard named == 0 else { throw TestServiceError("getsockname() failed") }
+  return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Polls until something accepts TCP connections on 127.0.0.1:`port`.
+public func waitUntilAccepting(port: Int, timeout: TimeInterval) throws {
+  let deadline = Date().addingTimeInterval(timeout)
+  while Date() < deadline {
+    if canConnect(port: port) { return }
+    usleep(20_000)
+  }
+  throw TestServiceError("nothing accepted connections on 127.0.0.1:\(port) within \(timeout) s")
+}
+
+public func canConnect(port: Int) -> Bool {
+  #if canImport(Glibc)
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  #else
+  let fd = socket(AF_INET, SOCK_STREAM, 0)
+  #endif
+  guard fd >= 0 else { return false }
+  defer { close(fd) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = UInt16(port).bigEndian
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  let result = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  }
+  return result == 0
+}

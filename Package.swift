@@ -19,12 +19,14 @@ let package = Package(
   products: [
     .library(name: "RedisNIO", targets: ["RedisNIO"]),
     .library(name: "FoyerCore", targets: ["FoyerCore"]),
+    .library(name: "WaitingRoom", targets: ["WaitingRoom"]),
     .executable(name: "foyer-bench", targets: ["foyer-bench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"),
     .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
   ],
@@ -51,11 +53,19 @@ let package = Package(
       dependencies: ["CLibCrypto"],
       swiftSettings: swiftSettings
     ),
+    .target(
+      name: "WaitingRoom",
+      dependencies: [
+        "RedisNIO", "FoyerCore", nioCore, logging,
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
 
     .executableTarget(
       name: "foyer-bench",
       dependencies: [
-        "RedisNIO", "FoyerCore", nioCore, nioPosix,
+        "RedisNIO", "FoyerCore", "WaitingRoom", nioCore, nioPosix,
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
       ],
@@ -73,6 +83,11 @@ let package = Package(
     .testTarget(
       name: "RedisNIOTests",
       dependencies: ["RedisNIO", "FoyerTestSupport", nioCore, nioPosix],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "WaitingRoomTests",
+      dependencies: ["WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix],
       swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -1,0 +1,353 @@
+public import FoyerCore
+public import NIOCore
+public import RedisNIO
+
+/// The Redis keys of one room. Every key carries the room in a hash tag (`{room}`), so a
+/// room's keys share a Redis Cluster slot and its scripts may touch them all.
+public struct RoomKeys: Sendable, Hashable {
+  public let room: String
+  public let queue, active, claimed, settings, bucket, stats, minute: String
+
+  /// The set of room ids (outside any room's slot; never touched by a room script).
+  public static let rooms = "foyer:rooms"
+
+  public init(room: String) {
+    self.room = room
+    let prefix = "foyer:{\(room)}:"
+    queue = prefix + "queue"
+    active = prefix + "active"
+    claimed = prefix + "claimed"
+    settings = prefix + "settings"
+    bucket = prefix + "bucket"
+    stats = prefix + "stats"
+    minute = prefix + "minute"
+  }
+
+  /// The order every script expects its keys in.
+  public var scriptKeys: [String] { [queue, active, claimed, settings, bucket, stats, minute] }
+}
+
+/// Where a waiting visitor stands.
+public struct QueuePosition: Sendable, Hashable {
+  /// 1 = next in line.
+  public let position: Int
+  public let waiting: Int
+  public let state: RoomState
+  /// Unix milliseconds of the on-sale start (0 = started).
+  public let startsAtMilliseconds: Int64
+  /// Redis time of the answer, unix milliseconds.
+  public let nowMilliseconds: Int64
+  public let estimate: WaitEstimate
+}
+
+/// The answer to a join or a status poll.
+public enum VisitorStatus: Sendable, Hashable {
+  case queued(QueuePosition)
+  /// Admitted but not yet claimed: must claim before `claimDeadline` (unix ms).
+  case admitted(claimDeadlineMilliseconds: Int64)
+  /// Claimed: shopping until `sessionEnd` (unix ms), which is also the pass expiry.
+  case active(sessionEndMilliseconds: Int64)
+  /// Not waiting and not admitted (never joined, abandoned, left, or session over).
+  case absent(RoomState)
+  /// The room refuses joins.
+  case closed
+  /// The room is not protected; forward the visitor.
+  case passthrough
+  /// `max_queue` reached.
+  case full(waiting: Int)
+}
+
+/// One admission tick's outcome.
+public struct AdmissionTick: Sendable, Hashable {
+  public let admitted: [String]
+  public let abandoned: Int
+  public let waiting: Int
+  public let active: Int
+  /// Redis time of the tick, unix milliseconds.
+  public let timeMilliseconds: Int64
+}
+
+/// Why a visitor's slot or place was given up.
+public enum ReleaseReason: String, Sendable {
+  /// Checkout complete (`Foyer-Release: done`).
+  case done
+  /// The visitor left (`POST /_foyer/leave`).
+  case left
+}
+
+public enum ReleaseResult: String, Sendable {
+  case released, left, none
+}
+
+/// Counters and live numbers of a room.
+public struct RoomStats: Sendable, Hashable, Codable {
+  public var waiting = 0
+  public var active = 0
+  public var claimedActive = 0
+  public var joined = 0
+  public var admitted = 0
+  public var claimed = 0
+  public var noShows = 0
+  public var released = 0
+  public var expired = 0
+  public var abandoned = 0
+  public var left = 0
+  /// Admissions over the last minute, as measured in Redis.
+  public var admittedLastMinute = 0
+}
+
+/// Failures of the room store, mapped to clear answers at the HTTP edges.
+public struct RoomStoreError: Error, Hashable, Sendable, CustomStringConvertible {
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    private enum Base: String { case noSuchRoom, roomExists, invalidRoomID, invalidSettings, unexpectedReply }
+    private let base: Base
+    private init(_ base: Base) { self.base = base }
+    public static let noSuchRoom = Code(.noSuchRoom)
+    public static let roomExists = Code(.roomExists)
+    public static let invalidRoomID = Code(.invalidRoomID)
+    public static let invalidSettings = Code(.invalidSettings)
+    public static let unexpectedReply = Code(.unexpectedReply)
+    public var description: String { base.rawValue }
+  }
+
+  public let code: Code
+  public let message: String
+
+  public init(_ code: Code, _ message: String) {
+    self.code = code
+    self.message = message
+  }
+
+  public var description: String { message }
+}
+
+/// The waiting rooms, kept in Redis: the API the gateway, the admission loop and
+/// `foyer ctl` use. Stateless itself; any number of stores on any number of gateways agree.
+public final class RoomStore: Sendable {
+  public let redis: RedisClient
+
+  public init(redis: RedisClient) {
+    self.redis = redis
+  }
+
+  // MARK: Visitors (futures: called from channel handlers on their event loop)
+
+  /// Joins `visitor` to `room`, or reports where the visitor already is (never moves them).
+  public func join(room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<VisitorStatus> {
+    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
+    let random = String(Int.random(in: 0..<(1 << 31)))
+    return connection.evaluate(Scripts.join, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description, random])
+      .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+  }
+
+  /// Where `visitor` stands; with `claim`, an unclaimed admission becomes a session.
+  public func status(room: String, visitor: VisitorID, claim: Bool = false, on eventLoop: (any EventLoop)? = nil)
+    -> EventLoopFuture<VisitorStatus>
+  {
+    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
+    return connection.evaluate(
+      Scripts.status, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description, claim ? "1" : "0"]
+    ).flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+  }
+
+  /// Claims an admission: `.active` with the session end, or `.absent` if not admitted (any more).
+  public func claim(room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<VisitorStatus> {
+    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
+    return connection.evaluate(Scripts.claim, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description])
+      .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+  }
+
+  public func release(room: String, visitor: VisitorID, reason: ReleaseReason, on eventLoop: (any EventLoop)? = nil)
+    -> EventLoopFuture<ReleaseResult>
+  {
+    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
+    return connection.evaluate(Scripts.release, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description])
+      .flatMapThrowing { reply in
+        guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
+          throw RoomStoreError(.unexpectedReply, "release answered \(reply)")
+        }
+        return result
+      }
+  }
+
+  /// One admission tick for `room`: at most `batch` admissions, looking at most at `scanLimit` queue entries.
+  public func admit(room: String, batch: Int = 1_000, scanLimit: Int = 5_000) -> EventLoopFuture<AdmissionTick> {
+    redis.connection.evaluate(
+      Scripts.admit, keys: RoomKeys(room: room).scriptKeys, arguments: [String(batch), String(scanLimit)]
+    ).flatMapThrowing { reply in
+      guard let values = reply.array else { throw RoomStoreError(.unexpectedReply, "admit answered \(reply)") }
+      if values.first?.string == "no_room" { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+      guard values.count == 6, let admitted = values[0].int, let abandoned = values[1].int, let waiting = values[2].int,
+        let active = values[3].int, let time = values[4].int, let visitors = values[5].array
+      else { throw RoomStoreError(.unexpectedReply, "admit answered \(reply)") }
+      precondition(visitors.count == admitted)
+      return AdmissionTick(
+        admitted: visitors.compactMap(\.string), abandoned: abandoned, waiting: max(waiting, 0), active: active,
+        timeMilliseconds: Int64(time))
+    }
+  }
+
+  public func join(room: String, visitor: VisitorID) async throws -> VisitorStatus {
+    try await join(room: room, visitor: visitor, on: nil).get()
+  }
+
+  public func status(room: String, visitor: VisitorID, claim: Bool = false) async throws -> VisitorStatus {
+    try await status(room: room, visitor: visitor, claim: claim, on: nil).get()
+  }
+
+  public func claim(room: String, visitor: VisitorID) async throws -> VisitorStatus {
+    try await claim(room: room, visitor: visitor, on: nil).get()
+  }
+
+  public func release(room: String, visitor: VisitorID, reason: ReleaseReason) async throws -> ReleaseResult {
+    try await release(room: room, visitor: visitor, reason: reason, on: nil).get()
+  }
+
+  public func admit(room: String, batch: Int = 1_000, scanLimit: Int = 5_000) async throws -> AdmissionTick {
+    try await admit(room: room, batch: batch, scanLimit: scanLimit).get()
+  }
+
+  // MARK: Rooms and settings (async: operators and the admission loop)
+
+  /// Creates `room` with `settings`; throws `roomExists` if it is there already.
+  public func createRoom(_ room: String, settings: RoomSettings) async throws {
+    guard Identifier.isValid(room) else {
+      throw RoomStoreError(.invalidRoomID, "room id '\(room.prefix(80))' must match [A-Za-z0-9_-]{1,64}")
+    }
+    do { try settings.validate() } catch { throw RoomStoreError(.invalidSettings, error.description) }
+    let keys = RoomKeys(room: room)
+    var command = RedisCommand("HSETNX", keys.settings, "state", settings.state.rawValue)
+    guard try await redis.send(command) == .integer(1) else {
+      throw RoomStoreError(.roomExists, "room '\(room)' exists already")
+    }
+    command = RedisCommand("HSET", keys.settings)
+    for (field, value) in settings.fields {
+      command.append(field)
+      command.append(value)
+    }
+    _ = try await redis.send(pipeline: [command, RedisCommand("SADD", RoomKeys.rooms, room)])
+  }
+
+  /// Creates `room` unless it exists; an existing room keeps its live settings.
+  public func ensureRoom(_ room: String, settings: RoomSettings) async throws {
+    do {
+      try await createRoom(room, settings: settings)
+    } catch let error as RoomStoreError where error.code == .roomExists {
+      _ = try await redis.send(RedisCommand("SADD", RoomKeys.rooms, room))
+    }
+  }
+
+  /// Removes the room and everyone in it.
+  public func deleteRoom(_ room: String) async throws {
+    var command = RedisCommand("DEL")
+    for key in RoomKeys(room: room).scriptKeys { command.append(key) }
+    let replies = try await redis.send(pipeline: [command, RedisCommand("SREM", RoomKeys.rooms, room)])
+    if replies[0] == .integer(0) { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+  }
+
+  public func rooms() async throws -> [String] {
+    (try await redis.send(RedisCommand("SMEMBERS", RoomKeys.rooms))).array?.compactMap(\.string).sorted() ?? []
+  }
+
+  public func settings(_ room: String) async throws -> RoomSettings {
+    let reply = try await redis.send(RedisCommand("HGETALL", RoomKeys(room: room).settings))
+    let fields = try Self.hash(reply)
+    guard !fields.isEmpty else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+    do { return try RoomSettings(fields: fields) } catch { throw RoomStoreError(.invalidSettings, error.description) }
+  }
+
+  /// Applies `changes` (stored field names → values), validated against the current settings
+  /// as a whole. Takes effect on every gateway's next tick.
+  @discardableResult
+  public func update(_ room: String, changes: [String: String]) async throws -> RoomSettings {
+    var settings = try await self.settings(room)
+    do {
+      for (field, value) in changes.sorted(by: { $0.key < $1.key }) { try settings.set(field, to: value) }
+      try settings.validate()
+    } catch { throw RoomStoreError(.invalidSettings, error.description) }
+    guard !changes.isEmpty else { return settings }
+    var command = RedisCommand("HSET", RoomKeys(room: room).settings)
+    let stored = Dictionary(uniqueKeysWithValues: settings.fields)
+    for field in changes.keys.sorted() {
+      command.append(field)
+      command.append(stored[field]!)
+    }
+    _ = try await redis.send(command)
+    return settings
+  }
+
+  public func stats(_ room: String) async throws -> RoomStats {
+    let keys = RoomKeys(room: room)
+    let replies = try await redis.send(pipeline: [
+      RedisCommand("HGETALL", keys.stats), RedisCommand("ZCARD", keys.queue), RedisCommand("ZCARD", keys.active),
+      RedisCommand("SCARD", keys.claimed), RedisCommand("EXISTS", keys.settings),
+    ])
+    guard replies[4] == .integer(1) else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+    let counters = try Self.hash(replies[0]).compactMapValues { Int($0) }
+    var stats = RoomStats()
+    stats.waiting = replies[1].int ?? 0
+    stats.active = replies[2].int ?? 0
+    stats.claimedActive = replies[3].int ?? 0
+    stats.joined = counters["joined"] ?? 0
+    stats.admitted = counters["admitted"] ?? 0
+    stats.claimed = counters["claimed"] ?? 0
+    stats.noShows = counters["no_shows"] ?? 0
+    stats.released = counters["released"] ?? 0
+    stats.expired = counters["expired"] ?? 0
+    stats.abandoned = counters["abandoned"] ?? 0
+    stats.left = counters["left"] ?? 0
+    stats.admittedLastMinute = counters["rate_1m"] ?? 0
+    return stats
+  }
+
+  // MARK: Decoding
+
+  static func hash(_ reply: RESPValue) throws -> [String: String] {
+    guard let values = reply.array, values.count % 2 == 0 else {
+      throw RoomStoreError(.unexpectedReply, "expected a hash, got \(reply)")
+    }
+    var result: [String: String] = [:]
+    for index in stride(from: 0, to: values.count, by: 2) {
+      if let field = values[index].string, let value = values[index + 1].string { result[field] = value }
+    }
+    return result
+  }
+
+  static func status(from reply: RESPValue, room: String) throws -> VisitorStatus {
+    guard let values = reply.array, let kind = values.first?.string else {
+      throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
+    }
+    func int(_ index: Int) throws -> Int {
+      guard index < values.count, let value = values[index].int else {
+        throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
+      }
+      return value
+    }
+    switch kind {
+    case "queued":
+      guard values.count == 9, let stateText = values[5].string, let state = RoomState(rawValue: stateText) else {
+        throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
+      }
+      let position = try int(1)
+      let startsAt = Int64(try int(6))
+      let now = Int64(try int(7))
+      let estimate = WaitEstimate(
+        position: position, measuredPerMinute: try int(4), configuredPerMinute: try int(3),
+        admitting: state == .queue, secondsUntilStart: Int((startsAt - now + 999) / 1000),
+        abandonSeconds: try int(8), random: Double.random(in: 0..<1))
+      return .queued(
+        QueuePosition(
+          position: position, waiting: try int(2), state: state, startsAtMilliseconds: startsAt, nowMilliseconds: now,
+          estimate: estimate))
+    case "admitted": return .admitted(claimDeadlineMilliseconds: Int64(try int(1)))
+    case "active": return .active(sessionEndMilliseconds: Int64(try int(1)))
+    case "absent":
+      return .absent(values.count > 1 ? RoomState(rawValue: values[1].string ?? "") ?? .queue : .queue)
+    case "closed": return .closed
+    case "passthrough": return .passthrough
+    case "full": return .full(waiting: try int(1))
+    case "no_room": throw RoomStoreError(.noSuchRoom, "no room '\(room)'")
+    default: throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
+    }
+  }
+}

@@ -1,0 +1,253 @@
+public import RedisNIO
+
+/// The Lua scripts that make every multi-key decision atomically in Redis (DESIGN §3).
+///
+/// All scripts take the room's keys in `RoomKeys.scriptKeys` order and read the time from
+/// Redis `TIME`, so gateways with skewed clocks agree.
+///
+/// Queue scores pack two numbers into one exact double: `order * 8192 + seen`, where
+/// `order` is the visitor's place in milliseconds since 2020-01-01 (40 bits, good to 2054)
+/// and `seen` is the second of the visitor's last poll modulo 8192 (13 bits). The low bits
+/// never reorder visitors whose orders differ, and they let abandonment be judged without a
+/// second per-visitor structure: a sorted-set entry is ~125 bytes in Redis, and a separate
+/// `seen` set would have doubled the memory of a waiting visitor.
+///
+/// Visitors who join before the on-sale start get a random order in the first 1,000,000 ms
+/// after 2020-01-01: shuffled among themselves and ahead of everyone who joins later.
+public enum Scripts {
+  static let prologue = """
+    local K_QUEUE, K_ACTIVE, K_CLAIMED, K_SETTINGS, K_BUCKET, K_STATS, K_MINUTE =
+      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+    local EPOCH = 1577836800000
+    local SEEN = 8192
+    local PREQUEUE = 1000000
+    local t = redis.call('TIME')
+    local now_s = tonumber(t[1])
+    local now = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+    local function settings()
+      local v = redis.call('HMGET', K_SETTINGS, 'state', 'rate_per_minute', 'max_active', 'session_seconds',
+        'claim_seconds', 'abandon_seconds', 'starts_at', 'jitter_ms', 'max_queue')
+      if not v[1] then return nil end
+      return { state = v[1], rate = tonumber(v[2]) or 0, max_active = tonumber(v[3]) or 0,
+        session = tonumber(v[4]) or 600, claim = tonumber(v[5]) or 60, abandon = tonumber(v[6]) or 120,
+        starts_at = tonumber(v[7]) or 0, jitter = tonumber(v[8]) or 0, max_queue = tonumber(v[9]) or 0 }
+    end
+
+    -- Ends unclaimed admissions past their claim deadline (no-shows) and sessions past their end.
+    local function expire_active()
+      local expired = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, 1000)
+      if #expired == 0 then return end
+      local no_shows, ended = 0, 0
+      for _, v in ipairs(expired) do
+        if redis.call('SREM', K_CLAIMED, v) == 1 then ended = ended + 1 else no_shows = no_shows + 1 end
+      end
+      redis.call('ZREM', K_ACTIVE, unpack(expired))
+      if no_shows > 0 then redis.call('HINCRBY', K_STATS, 'no_shows', no_shows) end
+      if ended > 0 then redis.call('HINCRBY', K_STATS, 'expired', ended) end
+    end
+
+    -- Token bucket: refilled continuously at rate/min, holding at most one second's worth (>= 1).
+    local function refill(s)
+      local burst = math.max(1, s.rate / 60)
+      local b = redis.call('HMGET', K_BUCKET, 'tokens', 'ts')
+      local tokens = tonumber(b[1]) or burst
+      local ts = tonumber(b[2]) or now
+      if now > ts then tokens = math.min(burst, tokens + (now - ts) * s.rate / 60000) end
+      return math.min(tokens, burst)
+    end
+
+    local function save_bucket(tokens)
+      redis.call('HSET', K_BUCKET, 'tokens', string.format('%.6f', tokens), 'ts', string.format('%d', now))
+    end
+
+    -- Admissions per second over the last minute, in a 60-slot ring of 'second:count'.
+    local function record(n)
+      local slot = now_s % 60
+      local cur = redis.call('HGET', K_MINUTE, slot)
+      local count = 0
+      if cur then
+        local i = string.find(cur, ':')
+        if tonumber(string.sub(cur, 1, i - 1)) == now_s then count = tonumber(string.sub(cur, i + 1)) end
+      end
+      redis.call('HSET', K_MINUTE, slot, string.format('%d:%d', now_s, count + n))
+    end
+
+    local function measured()
+      local total = 0
+      for _, cur in ipairs(redis.call('HVALS', K_MINUTE)) do
+        local i = string.find(cur, ':')
+        if tonumber(string.sub(cur, 1, i - 1)) > now_s - 60 then total = total + tonumber(string.sub(cur, i + 1)) end
+      end
+      return total
+    end
+
+    -- Refreshes a waiting visitor's last-seen second without moving them.
+    local function touch(v, score)
+      local seen = score % SEEN
+      local bucket = now_s % SEEN
+      if seen ~= bucket then redis.call('ZADD', K_QUEUE, 'XX', string.format('%d', score - seen + bucket), v) end
+    end
+
+    local function queued(v, s)
+      local rank = redis.call('ZRANK', K_QUEUE, v)
+      return { 'queued', rank + 1, redis.call('ZCARD', K_QUEUE), s.rate,
+        tonumber(redis.call('HGET', K_STATS, 'rate_1m')) or 0, s.state, s.starts_at, now, s.abandon }
+    end
+
+    local function claim(v, s)
+      local d = now + s.session * 1000
+      redis.call('SADD', K_CLAIMED, v)
+      redis.call('ZADD', K_ACTIVE, d, v)
+      redis.call('HINCRBY', K_STATS, 'claimed', 1)
+      return { 'active', d }
+    end
+
+    """
+
+  /// ARGV: visitor, random integer in [0, 2^31). Joins (or finds) the visitor.
+  public static let join = RedisScript(
+    prologue + """
+      local s = settings()
+      if not s then return { 'no_room' } end
+      local v = ARGV[1]
+      local d = tonumber(redis.call('ZSCORE', K_ACTIVE, v))
+      if d and d > now then
+        if redis.call('SISMEMBER', K_CLAIMED, v) == 1 then return { 'active', d } end
+        return { 'admitted', d }
+      end
+      local score = redis.call('ZSCORE', K_QUEUE, v)
+      if score then
+        touch(v, tonumber(score))
+        return queued(v, s)
+      end
+      if s.state == 'closed' then return { 'closed' } end
+      if s.state == 'passthrough' then return { 'passthrough' } end
+      local waiting = redis.call('ZCARD', K_QUEUE)
+      if s.max_queue > 0 and waiting >= s.max_queue then return { 'full', waiting } end
+      -- Queue only when needed: an empty queue with room and a token admits at once.
+      if s.state == 'queue' and now >= s.starts_at and waiting == 0 then
+        expire_active()
+        local tokens = refill(s)
+        if tokens >= 1 and redis.call('ZCARD', K_ACTIVE) < s.max_active then
+          local deadline = now + s.claim * 1000
+          redis.call('ZADD', K_ACTIVE, deadline, v)
+          save_bucket(tokens - 1)
+          redis.call('HINCRBY', K_STATS, 'joined', 1)
+          redis.call('HINCRBY', K_STATS, 'admitted', 1)
+          record(1)
+          return { 'admitted', deadline }
+        end
+      end
+      local fraction = tonumber(ARGV[2]) / 2147483648
+      local order
+      if now < s.starts_at then
+        -- Early arrivals are shuffled over a band of orders that lies before every possible
+        -- later join (the first PREQUEUE ms after EPOCH), even if the start is moved.
+        order = EPOCH + math.floor(fraction * PREQUEUE)
+      else
+        order = now + math.floor(fraction * (s.jitter + 1))
+      end
+      redis.call('ZADD', K_QUEUE, 'NX', string.format('%d', (order - EPOCH) * SEEN + now_s % SEEN), v)
+      redis.call('HINCRBY', K_STATS, 'joined', 1)
+      return queued(v, s)
+      """)
+
+  /// ARGV: visitor, '1' to claim an unclaimed admission. Where the visitor stands.
+  public static let status = RedisScript(
+    prologue + """
+      local s = settings()
+      if not s then return { 'no_room' } end
+      local v = ARGV[1]
+      local d = tonumber(redis.call('ZSCORE', K_ACTIVE, v))
+      if d and d > now then
+        if redis.call('SISMEMBER', K_CLAIMED, v) == 1 then return { 'active', d } end
+        if ARGV[2] == '1' then return claim(v, s) end
+        return { 'admitted', d }
+      end
+      local score = redis.call('ZSCORE', K_QUEUE, v)
+      if score then
+        touch(v, tonumber(score))
+        return queued(v, s)
+      end
+      return { 'absent', s.state }
+      """)
+
+  /// ARGV: visitor. Turns an admission into a session; idempotent for a claimed visitor.
+  public static let claim = RedisScript(
+    prologue + """
+      local s = settings()
+      if not s then return { 'no_room' } end
+      local v = ARGV[1]
+      local d = tonumber(redis.call('ZSCORE', K_ACTIVE, v))
+      if not d or d <= now then return { 'absent', s.state } end
+      if redis.call('SISMEMBER', K_CLAIMED, v) == 1 then return { 'active', d } end
+      return claim(v, s)
+      """)
+
+  /// ARGV: most to admit, most queue entries to look at. One admission tick.
+  /// Returns { admitted count, abandoned, waiting, active, redis time ms, { visitors } }.
+  public static let admit = RedisScript(
+    prologue + """
+      local s = settings()
+      if not s then return { 'no_room' } end
+      expire_active()
+      local waiting = redis.call('ZCARD', K_QUEUE)
+      local active = redis.call('ZCARD', K_ACTIVE)
+      local tokens = refill(s)
+      if s.state ~= 'queue' or now < s.starts_at or waiting == 0 then
+        save_bucket(tokens)
+        redis.call('HSET', K_STATS, 'rate_1m', measured())
+        return { 0, 0, waiting, active, now, {} }
+      end
+      local want = math.min(math.floor(tokens), s.max_active - active, tonumber(ARGV[1]))
+      local limit = tonumber(ARGV[2])
+      local admitted, abandoned, scanned = {}, 0, 0
+      local bucket = now_s % SEEN
+      local deadline = now + s.claim * 1000
+      while #admitted < want and scanned < limit do
+        local batch = redis.call('ZRANGE', K_QUEUE, 0, math.min(want - #admitted, limit - scanned) - 1, 'WITHSCORES')
+        if #batch == 0 then break end
+        local gone, entries = {}, {}
+        for i = 1, #batch, 2 do
+          local v = batch[i]
+          scanned = scanned + 1
+          gone[#gone + 1] = v
+          -- Seconds since the last poll, modulo the 13-bit window.
+          if (bucket - tonumber(batch[i + 1]) % SEEN) % SEEN > s.abandon then
+            abandoned = abandoned + 1
+          else
+            admitted[#admitted + 1] = v
+            entries[#entries + 1] = deadline
+            entries[#entries + 1] = v
+          end
+        end
+        redis.call('ZREM', K_QUEUE, unpack(gone))
+        if #entries > 0 then redis.call('ZADD', K_ACTIVE, unpack(entries)) end
+      end
+      if #admitted > 0 then
+        redis.call('HINCRBY', K_STATS, 'admitted', #admitted)
+        record(#admitted)
+      end
+      if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'abandoned', abandoned) end
+      save_bucket(tokens - #admitted)
+      redis.call('HSET', K_STATS, 'rate_1m', measured())
+      return { #admitted, abandoned, waiting - scanned, active + #admitted, now, admitted }
+      """)
+
+  /// ARGV: visitor. Frees the visitor's slot, or gives back the place in the queue.
+  public static let release = RedisScript(
+    prologue + """
+      local v = ARGV[1]
+      if redis.call('ZREM', K_ACTIVE, v) == 1 then
+        redis.call('SREM', K_CLAIMED, v)
+        redis.call('HINCRBY', K_STATS, 'released', 1)
+        return 'released'
+      end
+      if redis.call('ZREM', K_QUEUE, v) == 1 then
+        redis.call('HINCRBY', K_STATS, 'left', 1)
+        return 'left'
+      end
+      return 'none'
+      """)
+}

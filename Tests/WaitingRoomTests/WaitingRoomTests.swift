@@ -1,0 +1,335 @@
+import FoyerCore
+import FoyerTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import RedisNIO
+import Testing
+import WaitingRoom
+
+/// DESIGN §3 rules 1–8 against a real redis-server. Each test has its own room.
+@Suite(.timeLimit(.minutes(3))) struct WaitingRoomTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  func store() throws -> RoomStore {
+    RoomStore(redis: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group))
+  }
+
+  func room(_ name: String = #function) -> String {
+    String(name.prefix(while: { $0 != "(" }).prefix(40)) + "-" + UUID().uuidString.prefix(8)
+  }
+
+  func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+  /// Admits until the queue is empty, returning visitors in admission order.
+  func drain(_ store: RoomStore, _ room: String) async throws -> [String] {
+    var order: [String] = []
+    for _ in 0..<1_000 {
+      let tick = try await store.admit(room: room)
+      order += tick.admitted
+      if tick.waiting == 0 { break }
+    }
+    return order
+  }
+
+  @Test func rule1PreQueueIsShuffledAndAheadOfLateArrivals() async throws {
+    let store = try store()
+    let room = room()
+    let startsAt = nowMilliseconds() + 60_000
+    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 6_000_000, maxActive: 1_000_000, startsAtMilliseconds: startsAt))
+    let early = (0..<2_000).map { _ in VisitorID.random() }
+    for visitor in early {
+      guard case .queued = try await store.join(room: room, visitor: visitor) else { Issue.record("not queued"); return }
+    }
+    // The sale starts; later arrivals queue behind everyone who came early.
+    try await store.update(room, changes: ["starts_at": String(nowMilliseconds() - 1)])
+    let late = (0..<100).map { _ in VisitorID.random() }
+    for visitor in late { _ = try await store.join(room: room, visitor: visitor) }
+
+    let order = try await drain(store, room)
+    #expect(order.count == 2_100)
+    let earlySet = Set(early.map(\.description))
+    let earlyAdmittedFirst = order.prefix(2_000).filter(earlySet.contains).count
+    #expect(earlyAdmittedFirst == 2_000, "only \(earlyAdmittedFirst) early arrivals among the first 2,000 admitted")
+    let admittedIndex = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
+    let ranks = early.map { admittedIndex[$0.description]! }
+    let tau = kendallTau(ranks)
+    #expect(abs(tau) < 0.1, "Kendall tau between join and admission order: \(tau)")
+  }
+
+  @Test func rule2FIFOAfterStartAndRejoinKeepsThePlace() async throws {
+    let store = try store()
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 600_000, maxActive: 1_000, jitterMilliseconds: 5))
+    var visitors: [VisitorID] = []
+    for _ in 0..<40 {
+      let visitor = VisitorID.random()
+      visitors.append(visitor)
+      _ = try await store.join(room: room, visitor: visitor)
+      try await Task.sleep(for: .milliseconds(12))
+    }
+    // Refreshes and second tabs: joining again never moves anyone.
+    for (index, visitor) in visitors.enumerated().reversed() {
+      guard case .queued(let place) = try await store.join(room: room, visitor: visitor) else { Issue.record("lost place"); return }
+      #expect(place.position == index + 1)
+    }
+    try await store.update(room, changes: ["state": "queue"])
+    let order = try await drain(store, room)
+    #expect(order == visitors.map(\.description))
+  }
+
+  @Test func rules3And4CapAndRateHoldWithThreeLoops() async throws {
+    let room = room()
+    let ratePerMinute = 1_200  // 20/s, burst 20
+    let cap = 40
+    // Its own server: the admission loops tick every room they find, and must not touch
+    // the rooms of tests running beside this one.
+    let server = try await RedisServer.start()
+    func store() -> RoomStore { RoomStore(redis: RedisClient(configuration: server.configuration, eventLoopGroup: group)) }
+    let setup = store()
+    try await setup.createRoom(room, settings: RoomSettings(ratePerMinute: ratePerMinute, maxActive: cap, sessionSeconds: 10, claimSeconds: 5))
+    // Three gateways: three stores on three clients, three admission loops.
+    let stores = (0..<3).map { _ in store() }
+    let admissions = AdmissionLog()
+    // The real service, as every gateway runs it; ticks are recorded through its hook.
+    let loops = stores.map { store in
+      Task {
+        let loop = AdmissionLoop(
+          store: store, configuration: AdmissionLoopConfiguration(roomRefreshInterval: .milliseconds(200)),
+          onTick: { tickRoom, tick in if tickRoom == room { admissions.add(tick) } })
+        try? await loop.run()
+      }
+    }
+    // 5,000 visitors join while admitted shoppers claim and leave at random.
+    let visitors = (0..<5_000).map { _ in VisitorID.random() }
+    let joiner = Task {
+      for chunk in stride(from: 0, to: visitors.count, by: 250) {
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+          for visitor in visitors[chunk..<min(chunk + 250, visitors.count)] {
+            tasks.addTask { _ = try await setup.join(room: room, visitor: visitor) }
+          }
+          try await tasks.waitForAll()
+        }
+      }
+    }
+    let shopper = Task {
+      while !Task.isCancelled {
+        for visitor in admissions.drainNew() {
+          guard let id = VisitorID(visitor) else { continue }
+          _ = try? await setup.claim(room: room, visitor: id)
+          if Bool.random() { _ = try? await setup.release(room: room, visitor: id, reason: .done) }
+        }
+        try? await Task.sleep(for: .milliseconds(50))
+      }
+    }
+    var highest = 0
+    let redis = setup.redis
+    let deadline = ContinuousClock.now + .seconds(6)
+    while ContinuousClock.now < deadline {
+      let active = try await redis.send(RedisCommand("ZCARD", RoomKeys(room: room).active)).int ?? 0
+      highest = max(highest, active)
+      try await Task.sleep(for: .milliseconds(5))
+    }
+    for loop in loops { loop.cancel() }
+    shopper.cancel()
+    try await joiner.value
+    #expect(highest <= cap, "active peaked at \(highest) with a cap of \(cap)")
+    #expect(highest >= cap / 2, "the cap was never approached (\(highest)); the test proved nothing")
+
+    // Rate: in every window of the run, admissions <= burst + rate * window (Redis time).
+    let ticks = admissions.ticks.sorted { $0.timeMilliseconds < $1.timeMilliseconds }.filter { !$0.admitted.isEmpty }
+    let burst = Double(ratePerMinute) / 60
+    let perMs = Double(ratePerMinute) / 60_000
+    for i in ticks.indices {
+      var count = 0
+      for j in i..<ticks.count {
+        count += ticks[j].admitted.count
+        let window = Double(ticks[j].timeMilliseconds - ticks[i].timeMilliseconds)
+        #expect(Double(count) <= burst + perMs * window + 0.001, "\(count) admissions in \(window) ms")
+      }
+    }
+  }
+
+  @Test func rule4RateIsReachedWhileTheQueueIsFull() async throws {
+    let store = try store()
+    let room = room()
+    let ratePerMinute = 3_000  // 50/s
+    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: ratePerMinute, maxActive: 100_000))
+    for _ in 0..<1_000 { _ = try await store.join(room: room, visitor: .random()) }
+    try await store.update(room, changes: ["state": "queue"])
+    let others = try (0..<2).map { _ in try self.store() }
+    let log = AdmissionLog()
+    let loops = ([store] + others).map { store in
+      Task {
+        while !Task.isCancelled {
+          if let tick = try? await store.admit(room: room) { log.add(tick) }
+          try? await Task.sleep(for: .milliseconds(100))
+        }
+      }
+    }
+    try await Task.sleep(for: .seconds(4))
+    for loop in loops { loop.cancel() }
+    let ticks = log.ticks.filter { !$0.admitted.isEmpty }.sorted { $0.timeMilliseconds < $1.timeMilliseconds }
+    guard let first = ticks.first, let last = ticks.last else { Issue.record("nothing admitted"); return }
+    let admitted = ticks.reduce(0) { $0 + $1.admitted.count }
+    let window = Double(last.timeMilliseconds - first.timeMilliseconds)
+    let bound = Double(ratePerMinute) / 60 + Double(ratePerMinute) / 60_000 * window
+    #expect(Double(admitted) <= bound)
+    #expect(Double(admitted) >= 0.9 * bound, "admitted \(admitted) of a possible \(Int(bound)) in \(Int(window)) ms")
+  }
+
+  @Test func rule5NoShowsFreeTheSlotAndClaimsStartASession() async throws {
+    let store = try store()
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, sessionSeconds: 30, claimSeconds: 1))
+    let noShow = VisitorID.random()
+    guard case .admitted = try await store.join(room: room, visitor: noShow) else { Issue.record("not admitted at once"); return }
+    let shopper = VisitorID.random()
+    guard case .queued = try await store.join(room: room, visitor: shopper) else { Issue.record("should wait: cap 1"); return }
+    try await Task.sleep(for: .milliseconds(1_200))
+    let tick = try await store.admit(room: room)
+    #expect(tick.admitted == [shopper.description])
+    #expect(try await store.status(room: room, visitor: noShow) == .absent(.queue))
+    guard case .active(let sessionEnd) = try await store.status(room: room, visitor: shopper, claim: true) else {
+      Issue.record("claim failed"); return
+    }
+    let expected = nowMilliseconds() + 30_000
+    #expect(abs(sessionEnd - expected) < 2_000)
+    // Claiming again is idempotent.
+    #expect(try await store.claim(room: room, visitor: shopper) == .active(sessionEndMilliseconds: sessionEnd))
+    let stats = try await store.stats(room)
+    #expect(stats.noShows == 1 && stats.claimed == 1 && stats.active == 1)
+  }
+
+  @Test func rule6AbandonedVisitorsAreDroppedWithoutSlotOrRate() async throws {
+    let store = try store()
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 60, maxActive: 10, abandonSeconds: 1, jitterMilliseconds: 0))
+    let gone = (0..<3).map { _ in VisitorID.random() }
+    let present = VisitorID.random()
+    for visitor in gone + [present] { _ = try await store.join(room: room, visitor: visitor) }
+    // The present visitor keeps polling for 3 s; the others never come back.
+    for _ in 0..<6 {
+      try await Task.sleep(for: .milliseconds(500))
+      _ = try await store.status(room: room, visitor: present)
+    }
+    try await store.update(room, changes: ["state": "queue"])
+    // Rate 60/min: one token. The three abandoned must not use it.
+    let tick = try await store.admit(room: room)
+    #expect(tick.admitted == [present.description])
+    #expect(tick.abandoned == 3)
+    let stats = try await store.stats(room)
+    #expect(stats.abandoned == 3 && stats.active == 1 && stats.waiting == 0)
+    #expect(try await store.status(room: room, visitor: gone[0]) == .absent(.queue))
+  }
+
+  @Test func rule7JoinAdmitsAtOnceWhenFreeAndReleaseFreesTheSlot() async throws {
+    let store = try store()
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 600, maxActive: 1))
+    let first = VisitorID.random()
+    guard case .admitted = try await store.join(room: room, visitor: first) else { Issue.record("not admitted in join"); return }
+    let second = VisitorID.random()
+    guard case .queued(let place) = try await store.join(room: room, visitor: second) else { Issue.record("cap ignored"); return }
+    #expect(place.position == 1 && place.waiting == 1)
+    #expect(try await store.release(room: room, visitor: first, reason: .done) == .released)
+    #expect(try await store.stats(room).active == 0)
+    // The slot is free immediately: the next tick admits the second visitor.
+    #expect(try await store.admit(room: room).admitted == [second.description])
+    #expect(try await store.release(room: room, visitor: .random(), reason: .left) == ReleaseResult.none)
+  }
+
+  @Test func rule8LiveSettingsGovernTheNextTick() async throws {
+    let store = try store()
+    let other = try self.store()  // a second gateway
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 60_000, maxActive: 100, maxQueue: 5))
+    for _ in 0..<5 { _ = try await store.join(room: room, visitor: .random()) }
+    #expect(try await store.join(room: room, visitor: .random()) == .full(waiting: 5))
+    #expect(try await store.admit(room: room).admitted.isEmpty)  // paused
+    try await other.update(room, changes: ["state": "queue", "max_active": "2"])
+    #expect(try await store.admit(room: room).admitted.count == 2)  // the other gateway's cap
+    try await other.update(room, changes: ["max_active": "100", "rate_per_minute": "60"])
+    // Rate 60/min: the bucket holds at most one token, whatever it held before.
+    #expect(try await store.admit(room: room).admitted.count <= 1)
+    try await other.update(room, changes: ["state": "closed"])
+    #expect(try await store.join(room: room, visitor: .random()) == .closed)
+  }
+
+  @Test func settingsAreValidatedWithClearErrors() async throws {
+    let store = try store()
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings())
+    let bad: [[String: String]] = [
+      ["rate_per_minute": "-1"], ["max_active": "-5"], ["session_seconds": "5"], ["state": "open"],
+      ["nonsense": "1"], ["claim_seconds": "x"],
+    ]
+    for change in bad {
+      await #expect {
+        try await store.update(room, changes: change)
+      } throws: { error in
+        let error = error as? RoomStoreError
+        return error?.code == .invalidSettings && error!.message.contains(change.keys.first!)
+      }
+    }
+    await #expect(throws: RoomStoreError.self) { try await store.createRoom(room, settings: RoomSettings()) }
+    await #expect(throws: RoomStoreError.self) { try await store.createRoom("bad room!", settings: RoomSettings()) }
+    await #expect(throws: RoomStoreError.self) { _ = try await store.settings("missing-\(UUID())") }
+    #expect(try await store.rooms().contains(room))
+    try await store.deleteRoom(room)
+    #expect(try await !store.rooms().contains(room))
+  }
+
+  @Test func waitEstimateComesFromTheMeasuredRate() async throws {
+    let store = try store()
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 120, maxActive: 1_000, jitterMilliseconds: 0))
+    let visitors = (0..<10).map { _ in VisitorID.random() }
+    for visitor in visitors { _ = try await store.join(room: room, visitor: visitor) }
+    guard case .queued(let paused) = try await store.status(room: room, visitor: visitors[9]) else { return }
+    #expect(paused.estimate.etaSeconds == nil)  // nobody is admitted while paused
+    try await store.update(room, changes: ["state": "queue"])
+    guard case .queued(let before) = try await store.status(room: room, visitor: visitors[9]) else { return }
+    #expect(before.estimate.etaSeconds == 5)  // 10 ÷ 120/min, before any admission
+    _ = try await store.admit(room: room)  // admits the burst (2) and measures it
+    guard case .queued(let after) = try await store.status(room: room, visitor: visitors[9]) else { return }
+    #expect(after.position == 8)
+    #expect(after.estimate.etaSeconds == 240)  // 8 ÷ 2 measured in the last minute
+  }
+}
+
+/// Admission ticks seen by the test's loops.
+final class AdmissionLog: @unchecked Sendable {
+  private let lock = NSLock()
+  private var all: [AdmissionTick] = []
+  private var fresh: [String] = []
+
+  func add(_ tick: AdmissionTick) {
+    lock.withLock {
+      all.append(tick)
+      fresh += tick.admitted
+    }
+  }
+
+  var ticks: [AdmissionTick] { lock.withLock { all } }
+
+  func drainNew() -> [String] {
+    lock.withLock {
+      defer { fresh.removeAll() }
+      return fresh
+    }
+  }
+}
+
+/// Kendall rank correlation between index order and `ranks`.
+func kendallTau(_ ranks: [Int]) -> Double {
+  var concordant = 0
+  var discordant = 0
+  for i in ranks.indices {
+    for j in (i + 1)..<ranks.count {
+      if ranks[j] > ranks[i] { concordant += 1 } else if ranks[j] < ranks[i] { discordant += 1 }
+    }
+  }
+  let pairs = Double(ranks.count * (ranks.count - 1) / 2)
+  return Double(concordant - discordant) / pairs
+}

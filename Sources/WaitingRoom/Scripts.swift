@@ -103,6 +103,22 @@ public enum Scripts {
       return { 'active', d }
     end
 
+    -- Where a known visitor stands (active, admitted or queued), or nil.
+    local function locate(v, s, claim_now)
+      local d = tonumber(redis.call('ZSCORE', K_ACTIVE, v))
+      if d and d > now then
+        if redis.call('SISMEMBER', K_CLAIMED, v) == 1 then return { 'active', d } end
+        if claim_now then return claim(v, s) end
+        return { 'admitted', d }
+      end
+      local score = redis.call('ZSCORE', K_QUEUE, v)
+      if score then
+        touch(v, tonumber(score))
+        return queued(v, s)
+      end
+      return nil
+    end
+
     """
 
   /// ARGV: visitor, random integer in [0, 2^31). Joins (or finds) the visitor.
@@ -111,16 +127,8 @@ public enum Scripts {
       local s = settings()
       if not s then return { 'no_room' } end
       local v = ARGV[1]
-      local d = tonumber(redis.call('ZSCORE', K_ACTIVE, v))
-      if d and d > now then
-        if redis.call('SISMEMBER', K_CLAIMED, v) == 1 then return { 'active', d } end
-        return { 'admitted', d }
-      end
-      local score = redis.call('ZSCORE', K_QUEUE, v)
-      if score then
-        touch(v, tonumber(score))
-        return queued(v, s)
-      end
+      local found = locate(v, s, false)
+      if found then return found end
       if s.state == 'closed' then return { 'closed' } end
       if s.state == 'passthrough' then return { 'passthrough' } end
       local waiting = redis.call('ZCARD', K_QUEUE)
@@ -158,19 +166,7 @@ public enum Scripts {
     prologue + """
       local s = settings()
       if not s then return { 'no_room' } end
-      local v = ARGV[1]
-      local d = tonumber(redis.call('ZSCORE', K_ACTIVE, v))
-      if d and d > now then
-        if redis.call('SISMEMBER', K_CLAIMED, v) == 1 then return { 'active', d } end
-        if ARGV[2] == '1' then return claim(v, s) end
-        return { 'admitted', d }
-      end
-      local score = redis.call('ZSCORE', K_QUEUE, v)
-      if score then
-        touch(v, tonumber(score))
-        return queued(v, s)
-      end
-      return { 'absent', s.state }
+      return locate(ARGV[1], s, ARGV[2] == '1') or { 'absent', s.state }
       """)
 
   /// ARGV: visitor. Turns an admission into a session; idempotent for a claimed visitor.

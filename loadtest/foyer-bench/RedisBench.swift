@@ -84,6 +84,12 @@ final class BatchDriver {
     link.send(pipeline: batch).assumeIsolated().whenComplete { result in
       switch result {
       case .success(let replies):
+        // Every reply must be a rank: an error or nil would mean the benchmark measures nothing.
+        for reply in replies {
+          guard case .integer = reply else {
+            return self.promise.fail(RedisError(.unexpectedReply, "ZRANK answered \(reply)"))
+          }
+        }
         self.completed += replies.count
         self.next()
       case .failure(let error):

@@ -57,6 +57,7 @@ let package = Package(
       name: "WaitingRoom",
       dependencies: [
         "RedisNIO", "FoyerCore", nioCore, logging,
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: swiftSettings

@@ -1,4 +1,5 @@
 public import FoyerCore
+internal import NIOConcurrencyHelpers
 public import NIOCore
 public import RedisNIO
 
@@ -125,9 +126,15 @@ public struct RoomStoreError: Error, Hashable, Sendable, CustomStringConvertible
 /// `foyer ctl` use. Stateless itself; any number of stores on any number of gateways agree.
 public final class RoomStore: Sendable {
   public let redis: RedisClient
+  /// How old the room-level numbers in a status answer (waiting count, state, measured
+  /// rate) may be. Each gateway refreshes them inside the poll that finds them older, so
+  /// the hot path is two reads of one visitor.
+  public let snapshotMaxAge: TimeAmount
+  private let snapshots = NIOLockedValueBox<[String: RoomSnapshot]>([:])
 
-  public init(redis: RedisClient) {
+  public init(redis: RedisClient, snapshotMaxAge: TimeAmount = .milliseconds(250)) {
     self.redis = redis
+    self.snapshotMaxAge = snapshotMaxAge
   }
 
   // MARK: Visitors (futures: called from channel handlers on their event loop)
@@ -141,13 +148,44 @@ public final class RoomStore: Sendable {
   }
 
   /// Where `visitor` stands; with `claim`, an unclaimed admission becomes a session.
+  ///
+  /// The hot path — a waiting visitor polling — is `ZSCORE` + `ZRANK` pipelined: position
+  /// is exact, the room-level numbers come from this gateway's snapshot (refreshed in the
+  /// same round trip when older than `snapshotMaxAge`), and the last-seen second is
+  /// rewritten only when it has aged (a conditional `ZADD XX`, fire and forget). Anyone not
+  /// in the queue goes through the `status` script, which also claims.
   public func status(room: String, visitor: VisitorID, claim: Bool = false, on eventLoop: (any EventLoop)? = nil)
     -> EventLoopFuture<VisitorStatus>
   {
     let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
-    return connection.evaluate(
-      Scripts.status, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description, claim ? "1" : "0"]
-    ).flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+    let keys = RoomKeys(room: room)
+    let member = visitor.description
+    let cached = snapshots.withLockedValue { $0[room] }.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
+    var commands = [RedisCommand("ZSCORE", keys.queue, member), RedisCommand("ZRANK", keys.queue, member)]
+    if cached == nil { commands += RoomSnapshot.commands(keys) }
+    return connection.send(pipeline: commands).flatMap { replies -> EventLoopFuture<VisitorStatus> in
+      let snapshot: RoomSnapshot
+      do {
+        if let cached {
+          snapshot = cached
+        } else {
+          snapshot = try RoomSnapshot(replies: replies[2...], room: room)
+          self.snapshots.withLockedValue { $0[room] = snapshot }
+        }
+      } catch {
+        return connection.eventLoop.makeFailedFuture(error)
+      }
+      guard let scoreText = replies[0].string, let score = Double(scoreText), let rank = replies[1].int else {
+        return connection.evaluate(Scripts.status, keys: keys.scriptKeys, arguments: [member, claim ? "1" : "0"])
+          .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+      }
+      let now = snapshot.redisNowMilliseconds
+      if let touched = QueueScore.touched(Int64(score), nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds) {
+        connection.send(RedisCommand("ZADD", keys.queue, "XX", String(touched), member)).whenFailure { _ in }
+      }
+      let position = rank + 1
+      return connection.eventLoop.makeSucceededFuture(.queued(snapshot.place(position: position, now: now)))
+    }
   }
 
   /// Claims an admission: `.active` with the session end, or `.absent` if not admitted (any more).

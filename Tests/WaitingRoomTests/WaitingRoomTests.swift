@@ -5,14 +5,16 @@ import NIOCore
 import NIOPosix
 import RedisNIO
 import Testing
-import WaitingRoom
+@testable import WaitingRoom
 
 /// DESIGN §3 rules 1–8 against a real redis-server. Each test has its own room.
 @Suite(.timeLimit(.minutes(3))) struct WaitingRoomTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  func store() throws -> RoomStore {
-    RoomStore(redis: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group))
+  func store(snapshotMaxAge: TimeAmount = .milliseconds(250)) throws -> RoomStore {
+    RoomStore(
+      redis: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group),
+      snapshotMaxAge: snapshotMaxAge)
   }
 
   func room(_ name: String = #function) -> String {
@@ -256,6 +258,35 @@ import WaitingRoom
     #expect(try await store.join(room: room, visitor: .random()) == .closed)
   }
 
+  @Test func roomNumbersInPollsAreAtMostSnapshotMaxAgeOld() async throws {
+    let store = try store(snapshotMaxAge: .milliseconds(300))
+    let room = room()
+    try await store.createRoom(room, settings: RoomSettings(state: .paused, jitterMilliseconds: 0))
+    let first = VisitorID.random()
+    _ = try await store.join(room: room, visitor: first)
+    guard case .queued(let before) = try await store.status(room: room, visitor: first) else { Issue.record("not queued"); return }
+    #expect(before.waiting == 1 && before.state == .paused)
+    for _ in 0..<4 { _ = try await store.join(room: room, visitor: .random()) }
+    try await store.update(room, changes: ["state": "queue", "rate_per_minute": "1"])
+    try await Task.sleep(for: .milliseconds(400))
+    guard case .queued(let after) = try await store.status(room: room, visitor: first) else { Issue.record("not queued"); return }
+    #expect(after.position == 1 && after.waiting == 5 && after.state == .queue)
+  }
+
+  @Test func pollingKeepsTheLastSeenSecondFresh() {
+    // Score layout shared with the scripts: order * 8192 + last-seen second.
+    let order: Int64 = 123_456_789
+    let seen: Int64 = 1_000
+    let score = order * 8_192 + seen
+    let now = (seen + 1) * 1_000  // one second later, abandonment 120 s: no write yet
+    #expect(QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: 120) == nil)
+    let later = (seen + 20) * 1_000
+    #expect(QueueScore.touched(score, nowMilliseconds: later, abandonSeconds: 120) == order * 8_192 + seen + 20)
+    // Across the 13-bit wrap.
+    let wrapped = order * 8_192 + 8_191
+    #expect(QueueScore.touched(wrapped, nowMilliseconds: (8_192 + 30) * 1_000, abandonSeconds: 120) == order * 8_192 + 30)
+  }
+
   @Test func settingsAreValidatedWithClearErrors() async throws {
     let store = try store()
     let room = room()
@@ -281,7 +312,7 @@ import WaitingRoom
   }
 
   @Test func waitEstimateComesFromTheMeasuredRate() async throws {
-    let store = try store()
+    let store = try store(snapshotMaxAge: .zero)  // no cached room numbers: each poll reads them
     let room = room()
     try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 120, maxActive: 1_000, jitterMilliseconds: 0))
     let visitors = (0..<10).map { _ in VisitorID.random() }

@@ -1,0 +1,71 @@
+internal import FoyerCore
+internal import NIOCore
+internal import RedisNIO
+
+/// The room-level numbers a status answer needs, as one gateway last read them.
+struct RoomSnapshot: Sendable {
+  var state: RoomState
+  var ratePerMinute: Int
+  var abandonSeconds: Int
+  var startsAtMilliseconds: Int64
+  var waiting: Int
+  var measuredPerMinute: Int
+  /// Redis `TIME` when read, and our monotonic clock then: Redis time is estimated from them.
+  var redisMilliseconds: Int64
+  var readAt: NIODeadline
+
+  static func commands(_ keys: RoomKeys) -> [RedisCommand] {
+    [
+      RedisCommand("HMGET", keys.settings, "state", "rate_per_minute", "abandon_seconds", "starts_at"),
+      RedisCommand("ZCARD", keys.queue), RedisCommand("HGET", keys.stats, "rate_1m"), RedisCommand("TIME"),
+    ]
+  }
+
+  /// Parses the replies of `commands`, in order.
+  init(replies: ArraySlice<RESPValue>, room: String) throws {
+    let values = Array(replies)
+    guard values.count == 4, let settings = values[0].array, settings.count == 4, let time = values[3].array,
+      time.count == 2, let seconds = time[0].int, let micros = time[1].int
+    else { throw RoomStoreError(.unexpectedReply, "unexpected room snapshot \(values)") }
+    guard let stateText = settings[0].string else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+    state = RoomState(rawValue: stateText) ?? .paused
+    ratePerMinute = settings[1].int ?? 0
+    abandonSeconds = settings[2].int ?? 120
+    startsAtMilliseconds = Int64(settings[3].int ?? 0)
+    waiting = values[1].int ?? 0
+    measuredPerMinute = values[2].int ?? 0
+    redisMilliseconds = Int64(seconds) * 1_000 + Int64(micros / 1_000)
+    readAt = .now()
+  }
+
+  var age: TimeAmount { .now() - readAt }
+
+  var redisNowMilliseconds: Int64 { redisMilliseconds + age.nanoseconds / 1_000_000 }
+
+  func place(position: Int, now: Int64) -> QueuePosition {
+    let estimate = WaitEstimate(
+      position: position, measuredPerMinute: measuredPerMinute, configuredPerMinute: ratePerMinute,
+      admitting: state == .queue, secondsUntilStart: Int((startsAtMilliseconds - now + 999) / 1_000),
+      abandonSeconds: abandonSeconds, random: Double.random(in: 0..<1))
+    return QueuePosition(
+      position: position, waiting: max(waiting, position), state: state, startsAtMilliseconds: startsAtMilliseconds,
+      nowMilliseconds: now, estimate: estimate)
+  }
+}
+
+/// The queue score layout shared with the Lua scripts: `order * 8192 + last-seen second % 8192`.
+enum QueueScore {
+  static let seenModulus: Int64 = 8_192
+
+  /// The score with a fresh last-seen second, or `nil` when the stored one is recent enough.
+  /// Rewriting at most every quarter of the abandonment time (1–15 s) keeps polls mostly
+  /// read-only while a polling visitor is never judged gone.
+  static func touched(_ score: Int64, nowMilliseconds: Int64, abandonSeconds: Int) -> Int64? {
+    let seen = score % seenModulus
+    let current = (nowMilliseconds / 1_000) % seenModulus
+    let age = (current - seen + seenModulus) % seenModulus
+    let threshold = Int64(max(1, min(abandonSeconds / 4, 15)))
+    guard age >= threshold else { return nil }
+    return score - seen + current
+  }
+}

@@ -5,7 +5,8 @@
 /// verification decodes a 43-character MAC on every request, into caller-provided memory.
 public enum Base64URL {
   @usableFromInline
-  static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+  static let alphabet: [UInt8] = Array(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
   /// 255 marks a byte outside the alphabet.
   @usableFromInline
@@ -29,7 +30,9 @@ public enum Base64URL {
 
   /// Encodes into `output`, which must hold `encodedLength(of: input.count)` bytes; returns that length.
   @discardableResult
-  public static func encode(_ input: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableBufferPointer<UInt8>) -> Int {
+  public static func encode(
+    _ input: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableBufferPointer<UInt8>
+  ) -> Int {
     alphabet.withUnsafeBufferPointer { table in
       var out = 0
       var index = 0
@@ -81,7 +84,9 @@ public enum Base64URL {
 
   /// Decodes into `output` (at least `decodedLength(of: input.count)` bytes); returns the
   /// length, or `nil` when the input is not canonical unpadded base64url.
-  public static func decode(_ input: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableBufferPointer<UInt8>) -> Int? {
+  public static func decode(
+    _ input: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableBufferPointer<UInt8>
+  ) -> Int? {
     guard let length = decodedLength(of: input.count), output.count >= length else { return nil }
     return decodeTable.withUnsafeBufferPointer { table -> Int? in
       var accumulator: UInt32 = 0

@@ -46,13 +46,16 @@ public final class HMACSHA256 {
 
   /// Writes the MAC of `message` into `output` (at least 32 bytes).
   @discardableResult
-  public func authenticate(_ message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
+  public func authenticate(
+    _ message: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer
+  ) -> Bool {
     precondition(output.count >= Self.byteCount)
     var written = 0
     // A NULL key re-initialises the context with the key it already holds.
     guard EVP_MAC_init(context, nil, 0, nil) == 1,
       EVP_MAC_update(context, message.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count) == 1,
-      EVP_MAC_final(context, output.baseAddress?.assumingMemoryBound(to: UInt8.self), &written, output.count) == 1
+      EVP_MAC_final(context, output.baseAddress?.assumingMemoryBound(to: UInt8.self), &written, output.count)
+        == 1
     else { return false }
     return written == Self.byteCount
   }
@@ -86,7 +89,8 @@ public func secureRandomBytes(_ buffer: UnsafeMutableRawBufferPointer) {
   guard let base = buffer.baseAddress, buffer.count > 0 else { return }
   // RAND_bytes only fails when the OS entropy source is broken; continuing would hand out
   // guessable visitor ids, so stopping is the only safe answer.
-  precondition(RAND_bytes(base.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1, "RAND_bytes failed")
+  precondition(
+    RAND_bytes(base.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1, "RAND_bytes failed")
 }
 
 /// A failure inside OpenSSL, or a key that OpenSSL refused.

@@ -64,25 +64,36 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     func check(_ ok: Bool, _ field: String, _ message: String) throws(RoomSettingsError) {
       if !ok { throw RoomSettingsError(field: field, message: message) }
     }
-    try check((0...Self.maximumRatePerMinute).contains(ratePerMinute), "rate_per_minute",
+    try check(
+      (0...Self.maximumRatePerMinute).contains(ratePerMinute), "rate_per_minute",
       "must be between 0 and \(Self.maximumRatePerMinute) (got \(ratePerMinute))")
-    try check((0...Self.maximumActive).contains(maxActive), "max_active",
+    try check(
+      (0...Self.maximumActive).contains(maxActive), "max_active",
       "must be between 0 and \(Self.maximumActive) (got \(maxActive))")
-    try check((Self.minimumSessionSeconds...86_400).contains(sessionSeconds), "session_seconds",
+    try check(
+      (Self.minimumSessionSeconds...86_400).contains(sessionSeconds), "session_seconds",
       "must be between \(Self.minimumSessionSeconds) and 86400 (got \(sessionSeconds))")
-    try check((1...3_600).contains(claimSeconds), "claim_seconds", "must be between 1 and 3600 (got \(claimSeconds))")
-    try check((1...Self.maximumAbandonSeconds).contains(abandonSeconds), "abandon_seconds",
+    try check(
+      (1...3_600).contains(claimSeconds), "claim_seconds", "must be between 1 and 3600 (got \(claimSeconds))")
+    try check(
+      (1...Self.maximumAbandonSeconds).contains(abandonSeconds), "abandon_seconds",
       "must be between 1 and \(Self.maximumAbandonSeconds) (got \(abandonSeconds))")
-    try check(startsAtMilliseconds >= 0 && startsAtMilliseconds < 2_500_000_000_000, "starts_at",
+    try check(
+      startsAtMilliseconds >= 0 && startsAtMilliseconds < 2_500_000_000_000, "starts_at",
       "must be unix milliseconds between 0 and year 2049 (got \(startsAtMilliseconds))")
-    try check((0...60_000).contains(jitterMilliseconds), "jitter_ms", "must be between 0 and 60000 (got \(jitterMilliseconds))")
-    try check(maxQueue >= 0 && maxQueue <= 100_000_000, "max_queue", "must be between 0 and 100000000 (got \(maxQueue))")
+    try check(
+      (0...60_000).contains(jitterMilliseconds), "jitter_ms",
+      "must be between 0 and 60000 (got \(jitterMilliseconds))")
+    try check(
+      maxQueue >= 0 && maxQueue <= 100_000_000, "max_queue",
+      "must be between 0 and 100000000 (got \(maxQueue))")
   }
 
   /// The Redis hash fields and values, as stored.
   public var fields: [(String, String)] {
     [
-      ("state", state.rawValue), ("rate_per_minute", String(ratePerMinute)), ("max_active", String(maxActive)),
+      ("state", state.rawValue), ("rate_per_minute", String(ratePerMinute)),
+      ("max_active", String(maxActive)),
       ("session_seconds", String(sessionSeconds)), ("claim_seconds", String(claimSeconds)),
       ("abandon_seconds", String(abandonSeconds)), ("starts_at", String(startsAtMilliseconds)),
       ("jitter_ms", String(jitterMilliseconds)), ("max_queue", String(maxQueue)),
@@ -92,7 +103,9 @@ public struct RoomSettings: Sendable, Hashable, Codable {
   /// Applies one field by its stored name; throws for unknown names and unparsable values.
   public mutating func set(_ field: String, to value: String) throws(RoomSettingsError) {
     func int(_ text: String) throws(RoomSettingsError) -> Int {
-      guard let number = Int(text) else { throw RoomSettingsError(field: field, message: "must be an integer (got '\(text.prefix(40))')") }
+      guard let number = Int(text) else {
+        throw RoomSettingsError(field: field, message: "must be an integer (got '\(text.prefix(40))')")
+      }
       return number
     }
     switch field {
@@ -100,7 +113,9 @@ public struct RoomSettings: Sendable, Hashable, Codable {
       guard let state = RoomState(rawValue: value) else {
         throw RoomSettingsError(
           field: field,
-          message: "must be one of \(RoomState.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(value.prefix(40))')")
+          message:
+            "must be one of \(RoomState.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(value.prefix(40))')"
+        )
       }
       self.state = state
     case "rate_per_minute": ratePerMinute = try int(value)

@@ -57,7 +57,16 @@ public struct VisitorID: Hashable, Sendable, CustomStringConvertible {
       + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64($0))) }
   }
 
-  public var description: String { Base64URL.encode(bytes) }
+  /// The 22-character base64url form, encoded straight from the two halves (one allocation:
+  /// the string; this runs on every status poll).
+  public var description: String {
+    var halves = (high.bigEndian, low.bigEndian)
+    return withUnsafeBytes(of: &halves) { raw in
+      String(unsafeUninitializedCapacity: Self.encodedLength) { output in
+        Base64URL.encode(raw.bindMemory(to: UInt8.self), into: output)
+      }
+    }
+  }
 }
 
 /// The content of a visitor token or pass, before signing and after verification.
@@ -142,7 +151,9 @@ public final class TokenSigner {
   }
 
   /// Verifies a token given as UTF-8 bytes (a cookie value straight from a request buffer).
-  public func verify(utf8 input: UnsafeRawBufferPointer, kind: TokenKind, room: String, now: Int64)
+  public func verify(
+    utf8 input: UnsafeRawBufferPointer, kind: TokenKind, room: String, now: Int64
+  )
     -> TokenVerification
   {
     guard input.count <= Self.maximumTokenLength else { return .rejected(.malformed) }
@@ -159,7 +170,9 @@ public final class TokenSigner {
       let macText = UnsafeBufferPointer(rebasing: bytes[fields.mac])
       guard Base64URL.decode(macText, into: presented) == HMACSHA256.byteCount else { return false }
       let signed = UnsafeRawBufferPointer(rebasing: input[..<fields.signedEnd])
-      guard macs[keyIndex].authenticate(signed, into: UnsafeMutableRawBufferPointer(expected)) else { return false }
+      guard macs[keyIndex].authenticate(signed, into: UnsafeMutableRawBufferPointer(expected)) else {
+        return false
+      }
       return constantTimeEquals(UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(presented))
     }
     guard authentic else { return .rejected(.badSignature) }
@@ -216,7 +229,8 @@ struct TokenFields {
 
     guard version.count == 2, bytes[0] == UInt8(ascii: "v"), bytes[1] == UInt8(ascii: "1") else { return nil }
     guard kind.count == 1,
-      bytes[kind.lowerBound] == TokenKind.visitor.rawValue || bytes[kind.lowerBound] == TokenKind.pass.rawValue
+      bytes[kind.lowerBound] == TokenKind.visitor.rawValue
+        || bytes[kind.lowerBound] == TokenKind.pass.rawValue
     else { return nil }
     guard Self.isIdentifier(bytes[room]), Self.isIdentifier(bytes[keyID]) else { return nil }
     guard visitor.count == VisitorID.encodedLength, mac.count == TokenSigner.macLength else { return nil }

@@ -52,7 +52,9 @@ final class RESPParser {
       var values: [RESPValue] = []
       values.reserveCapacity(node.elements)
       for index in 0..<node.elements {
-        guard let element = node.element[index] else { throw RedisError(.protocolError, "array element missing") }
+        guard let element = node.element[index] else {
+          throw RedisError(.protocolError, "array element missing")
+        }
         values.append(try convert(element))
       }
       return .array(values)

@@ -44,7 +44,8 @@ public final class RedisClient: Sendable {
     try await connection.send(command, timeout: timeout).get()
   }
 
-  public func send(pipeline commands: [RedisCommand], timeout: TimeAmount? = nil) async throws -> [RESPValue] {
+  public func send(pipeline commands: [RedisCommand], timeout: TimeAmount? = nil) async throws -> [RESPValue]
+  {
     try await connection.send(pipeline: commands, timeout: timeout).get()
   }
 

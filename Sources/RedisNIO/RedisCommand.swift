@@ -15,6 +15,7 @@ public struct RedisCommand: Sendable, Hashable {
   public init(_ name: String, _ arguments: [String]) {
     storage = []
     lengths = []
+    storage.reserveCapacity(arguments.reduce(name.utf8.count) { $0 + $1.utf8.count })
     lengths.reserveCapacity(arguments.count + 1)
     append(name)
     for argument in arguments { append(argument) }

@@ -108,10 +108,13 @@ public struct RedisConfiguration: Sendable {
     guard !host.isEmpty else { throw invalid("missing host") }
     guard (1...65535).contains(port) else { throw invalid("port must be 1-65535") }
     self.init(
-      endpoint: .tcp(host: String(host), port: port), username: username, password: password, database: database)
+      endpoint: .tcp(host: String(host), port: port), username: username, password: password,
+      database: database)
   }
 
-  private static func percentDecoded(_ text: Substring, _ invalid: (String) -> RedisError) throws(RedisError)
+  private static func percentDecoded(
+    _ text: Substring, _ invalid: (String) -> RedisError
+  ) throws(RedisError)
     -> String
   {
     var bytes: [UInt8] = []

@@ -27,7 +27,9 @@ public final class RedisConnection: @unchecked Sendable {
   private var closeReason: RedisError?
   private let closed: EventLoopPromise<Void>
 
-  public init(configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger = Logger(label: "foyer.redis")) {
+  public init(
+    configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger = Logger(label: "foyer.redis")
+  ) {
     self.eventLoop = eventLoop
     self.configuration = configuration
     self.logger = logger
@@ -53,7 +55,9 @@ public final class RedisConnection: @unchecked Sendable {
 
   /// Sends `commands` back to back and answers with all replies in order. Error replies stay
   /// values (`.error`), since each command succeeds or fails on its own.
-  public func send(pipeline commands: [RedisCommand], timeout: TimeAmount? = nil) -> EventLoopFuture<[RESPValue]> {
+  public func send(
+    pipeline commands: [RedisCommand], timeout: TimeAmount? = nil
+  ) -> EventLoopFuture<[RESPValue]> {
     let promise = eventLoop.makePromise(of: [RESPValue].self)
     guard !commands.isEmpty else {
       promise.succeed([])
@@ -61,10 +65,14 @@ public final class RedisConnection: @unchecked Sendable {
     }
     let deadline = NIODeadline.now() + (timeout ?? configuration.commandTimeout)
     if eventLoop.inEventLoop {
-      enqueue(commands, consumer: .pipeline(PipelineCollector(promise: promise, expected: commands.count)), deadline: deadline)
+      enqueue(
+        commands, consumer: .pipeline(PipelineCollector(promise: promise, expected: commands.count)),
+        deadline: deadline)
     } else {
       eventLoop.execute {
-        self.enqueue(commands, consumer: .pipeline(PipelineCollector(promise: promise, expected: commands.count)), deadline: deadline)
+        self.enqueue(
+          commands, consumer: .pipeline(PipelineCollector(promise: promise, expected: commands.count)),
+          deadline: deadline)
       }
     }
     return promise.futureResult
@@ -74,7 +82,8 @@ public final class RedisConnection: @unchecked Sendable {
     try await send(command, timeout: timeout).get()
   }
 
-  public func send(pipeline commands: [RedisCommand], timeout: TimeAmount? = nil) async throws -> [RESPValue] {
+  public func send(pipeline commands: [RedisCommand], timeout: TimeAmount? = nil) async throws -> [RESPValue]
+  {
     try await send(pipeline: commands, timeout: timeout).get()
   }
 
@@ -159,7 +168,8 @@ public final class RedisConnection: @unchecked Sendable {
     closeReason = nil
     switch machine.channelClosed(error) {
     case .failAndReconnect(let consumers, let error):
-      logger.warning("Redis connection lost; reconnecting", metadata: ["failed_commands": "\(consumers.count)"])
+      logger.warning(
+        "Redis connection lost; reconnecting", metadata: ["failed_commands": "\(consumers.count)"])
       for consumer in consumers { consumer.fail(error) }
       startConnect()
     case .failAndScheduleReconnect(let consumers, let error, let delay):
@@ -223,7 +233,9 @@ public final class RedisConnection: @unchecked Sendable {
     let redisError = RedisError(.connectionFailed, "cannot connect to Redis: \(error)")
     switch machine.connectFailed(redisError) {
     case .failAndScheduleReconnect(let consumers, let error, let delay):
-      logger.warning("Redis connect failed", metadata: ["error": "\(error.message)", "retry_ms": "\(delay.nanoseconds / 1_000_000)"])
+      logger.warning(
+        "Redis connect failed",
+        metadata: ["error": "\(error.message)", "retry_ms": "\(delay.nanoseconds / 1_000_000)"])
       for consumer in consumers { consumer.fail(error) }
       scheduleReconnect(after: delay)
     case .failAndFinishClose(let consumers, let error):

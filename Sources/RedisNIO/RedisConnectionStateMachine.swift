@@ -101,7 +101,9 @@ struct RedisConnectionStateMachine<Consumer> {
 
   /// A command (or `count` pipelined commands sharing one consumer) to send. When the
   /// result says so, the caller (re)schedules its timer for `timerDeadline`.
-  mutating func send(_ consumer: Consumer, count: Int = 1, deadline: NIODeadline) -> (SendAction, rescheduleTimer: Bool) {
+  mutating func send(
+    _ consumer: Consumer, count: Int = 1, deadline: NIODeadline
+  ) -> (SendAction, rescheduleTimer: Bool) {
     let action: SendAction
     switch state {
     case .idle:
@@ -171,7 +173,9 @@ struct RedisConnectionStateMachine<Consumer> {
   // MARK: Connection lifecycle
 
   /// The socket is connected; `handshake` commands (AUTH, SELECT) go first.
-  mutating func connected(handshakeSteps: Int, handshakeDeadline: NIODeadline) -> (ConnectedAction, rescheduleTimer: Bool) {
+  mutating func connected(
+    handshakeSteps: Int, handshakeDeadline: NIODeadline
+  ) -> (ConnectedAction, rescheduleTimer: Bool) {
     switch state {
     case .connecting:
       state = .connected
@@ -223,7 +227,8 @@ struct RedisConnectionStateMachine<Consumer> {
       return .failAndReconnect(consumers, error)
     case .closing:
       state = .closed
-      return .failAndFinishClose(drainConsumers(), RedisError(.clientShutdown, "the Redis connection was closed"))
+      return .failAndFinishClose(
+        drainConsumers(), RedisError(.clientShutdown, "the Redis connection was closed"))
     case .idle, .connecting, .backingOff, .closed:
       return .none
     }

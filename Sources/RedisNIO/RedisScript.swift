@@ -31,7 +31,9 @@ public struct RedisScript: Sendable, Hashable {
 extension RedisConnection {
   /// Runs `script` with `EVALSHA`. If Redis does not have it cached (`NOSCRIPT`: a fresh or
   /// restarted server), sends `SCRIPT LOAD` and `EVALSHA` again, pipelined in one round trip.
-  public func evaluate(_ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil)
+  public func evaluate(
+    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
+  )
     -> EventLoopFuture<RESPValue>
   {
     let command = script.command(keys: keys, arguments: arguments)
@@ -48,7 +50,9 @@ extension RedisConnection {
     }
   }
 
-  public func evaluate(_ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil)
+  public func evaluate(
+    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
+  )
     async throws -> RESPValue
   {
     try await evaluate(script, keys: keys, arguments: arguments, timeout: timeout).get()
@@ -56,13 +60,17 @@ extension RedisConnection {
 }
 
 extension RedisClient {
-  public func evaluate(_ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil)
+  public func evaluate(
+    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
+  )
     -> EventLoopFuture<RESPValue>
   {
     connection.evaluate(script, keys: keys, arguments: arguments, timeout: timeout)
   }
 
-  public func evaluate(_ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil)
+  public func evaluate(
+    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
+  )
     async throws -> RESPValue
   {
     try await connection.evaluate(script, keys: keys, arguments: arguments, timeout: timeout).get()

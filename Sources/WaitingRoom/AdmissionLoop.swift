@@ -34,7 +34,8 @@ public struct AdmissionLoop: Service {
 
   /// `onTick` sees every tick's outcome (metrics, tests).
   public init(
-    store: RoomStore, configuration: AdmissionLoopConfiguration = .init(), logger: Logger = Logger(label: "foyer.admission"),
+    store: RoomStore, configuration: AdmissionLoopConfiguration = .init(),
+    logger: Logger = Logger(label: "foyer.admission"),
     onTick: (@Sendable (String, AdmissionTick) -> Void)? = nil
   ) {
     self.store = store

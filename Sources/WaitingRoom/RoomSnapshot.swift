@@ -2,6 +2,12 @@ internal import FoyerCore
 internal import NIOCore
 internal import RedisNIO
 
+/// What a store keeps per room for status polls.
+struct RoomEntry: Sendable {
+  let keys: RoomKeys
+  var snapshot: RoomSnapshot?
+}
+
 /// The room-level numbers a status answer needs, as one gateway last read them.
 struct RoomSnapshot: Sendable {
   var state: RoomState
@@ -42,13 +48,14 @@ struct RoomSnapshot: Sendable {
 
   var redisNowMilliseconds: Int64 { redisMilliseconds + age.nanoseconds / 1_000_000 }
 
-  func place(position: Int, now: Int64) -> QueuePosition {
+  func place(position: Int, now: Int64, visitor: VisitorID) -> QueuePosition {
     let estimate = WaitEstimate(
       position: position, measuredPerMinute: measuredPerMinute, configuredPerMinute: ratePerMinute,
       admitting: state == .queue, secondsUntilStart: Int((startsAtMilliseconds - now + 999) / 1_000),
-      abandonSeconds: abandonSeconds, random: Double.random(in: 0..<1))
+      abandonSeconds: abandonSeconds, random: PollJitter.fraction(visitor: visitor, now: now))
     return QueuePosition(
-      position: position, waiting: max(waiting, position), state: state, startsAtMilliseconds: startsAtMilliseconds,
+      position: position, waiting: max(waiting, position), state: state,
+      startsAtMilliseconds: startsAtMilliseconds,
       nowMilliseconds: now, estimate: estimate)
   }
 }
@@ -67,5 +74,19 @@ enum QueueScore {
     let threshold = Int64(max(1, min(abandonSeconds / 4, 15)))
     guard age >= threshold else { return nil }
     return score - seen + current
+  }
+}
+
+/// Jitter for poll intervals: a hash of the visitor and the time, not the system random
+/// generator — that costs a `getrandom` system call, and this runs on every poll. Polls
+/// only need spreading, not unpredictability.
+enum PollJitter {
+  static func fraction(visitor: VisitorID, now: Int64) -> Double {
+    // SplitMix64 finaliser over the visitor's bits and the millisecond.
+    var z = visitor.low ^ visitor.high ^ UInt64(bitPattern: now) &* 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return Double(z >> 11) / Double(1 << 53)
   }
 }

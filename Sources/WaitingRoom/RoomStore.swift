@@ -130,7 +130,8 @@ public final class RoomStore: Sendable {
   /// rate) may be. Each gateway refreshes them inside the poll that finds them older, so
   /// the hot path is two reads of one visitor.
   public let snapshotMaxAge: TimeAmount
-  private let snapshots = NIOLockedValueBox<[String: RoomSnapshot]>([:])
+  /// Per room: its key names (built once) and the last snapshot.
+  private let snapshots = NIOLockedValueBox<[String: RoomEntry]>([:])
 
   public init(redis: RedisClient, snapshotMaxAge: TimeAmount = .milliseconds(250)) {
     self.redis = redis
@@ -140,11 +141,15 @@ public final class RoomStore: Sendable {
   // MARK: Visitors (futures: called from channel handlers on their event loop)
 
   /// Joins `visitor` to `room`, or reports where the visitor already is (never moves them).
-  public func join(room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<VisitorStatus> {
+  public func join(
+    room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil
+  ) -> EventLoopFuture<VisitorStatus> {
     let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
     let random = String(Int.random(in: 0..<(1 << 31)))
-    return connection.evaluate(Scripts.join, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description, random])
-      .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+    return connection.evaluate(
+      Scripts.join, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description, random]
+    )
+    .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 
   /// Where `visitor` stands; with `claim`, an unclaimed admission becomes a session.
@@ -154,13 +159,20 @@ public final class RoomStore: Sendable {
   /// same round trip when older than `snapshotMaxAge`), and the last-seen second is
   /// rewritten only when it has aged (a conditional `ZADD XX`, fire and forget). Anyone not
   /// in the queue goes through the `status` script, which also claims.
-  public func status(room: String, visitor: VisitorID, claim: Bool = false, on eventLoop: (any EventLoop)? = nil)
+  public func status(
+    room: String, visitor: VisitorID, claim: Bool = false, on eventLoop: (any EventLoop)? = nil
+  )
     -> EventLoopFuture<VisitorStatus>
   {
     let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
-    let keys = RoomKeys(room: room)
     let member = visitor.description
-    let cached = snapshots.withLockedValue { $0[room] }.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
+    let (keys, snapshot) = snapshots.withLockedValue { entries -> (RoomKeys, RoomSnapshot?) in
+      if let entry = entries[room] { return (entry.keys, entry.snapshot) }
+      let keys = RoomKeys(room: room)
+      entries[room] = RoomEntry(keys: keys)
+      return (keys, nil)
+    }
+    let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
     var commands = [RedisCommand("ZSCORE", keys.queue, member), RedisCommand("ZRANK", keys.queue, member)]
     if cached == nil { commands += RoomSnapshot.commands(keys) }
     return connection.send(pipeline: commands).flatMap { replies -> EventLoopFuture<VisitorStatus> in
@@ -170,57 +182,76 @@ public final class RoomStore: Sendable {
           snapshot = cached
         } else {
           snapshot = try RoomSnapshot(replies: replies[2...], room: room)
-          self.snapshots.withLockedValue { $0[room] = snapshot }
+          self.snapshots.withLockedValue { $0[room]?.snapshot = snapshot }
         }
       } catch {
         return connection.eventLoop.makeFailedFuture(error)
       }
       guard let scoreText = replies[0].string, let score = Double(scoreText), let rank = replies[1].int else {
-        return connection.evaluate(Scripts.status, keys: keys.scriptKeys, arguments: [member, claim ? "1" : "0"])
-          .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+        return connection.evaluate(
+          Scripts.status, keys: keys.scriptKeys, arguments: [member, claim ? "1" : "0"]
+        )
+        .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
       }
       let now = snapshot.redisNowMilliseconds
-      if let touched = QueueScore.touched(Int64(score), nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds) {
+      if let touched = QueueScore.touched(
+        Int64(score), nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds)
+      {
         connection.send(RedisCommand("ZADD", keys.queue, "XX", String(touched), member)).whenFailure { _ in }
       }
       let position = rank + 1
-      return connection.eventLoop.makeSucceededFuture(.queued(snapshot.place(position: position, now: now)))
+      return connection.eventLoop.makeSucceededFuture(
+        .queued(snapshot.place(position: position, now: now, visitor: visitor)))
     }
   }
 
   /// Claims an admission: `.active` with the session end, or `.absent` if not admitted (any more).
-  public func claim(room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<VisitorStatus> {
+  public func claim(
+    room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil
+  ) -> EventLoopFuture<VisitorStatus> {
     let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
-    return connection.evaluate(Scripts.claim, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description])
-      .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+    return connection.evaluate(
+      Scripts.claim, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description]
+    )
+    .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 
-  public func release(room: String, visitor: VisitorID, reason: ReleaseReason, on eventLoop: (any EventLoop)? = nil)
+  public func release(
+    room: String, visitor: VisitorID, reason: ReleaseReason, on eventLoop: (any EventLoop)? = nil
+  )
     -> EventLoopFuture<ReleaseResult>
   {
     let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
-    return connection.evaluate(Scripts.release, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description])
-      .flatMapThrowing { reply in
-        guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
-          throw RoomStoreError(.unexpectedReply, "release answered \(reply)")
-        }
-        return result
+    return connection.evaluate(
+      Scripts.release, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description]
+    )
+    .flatMapThrowing { reply in
+      guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
+        throw RoomStoreError(.unexpectedReply, "release answered \(reply)")
       }
+      return result
+    }
   }
 
   /// One admission tick for `room`: at most `batch` admissions, looking at most at `scanLimit` queue entries.
-  public func admit(room: String, batch: Int = 1_000, scanLimit: Int = 5_000) -> EventLoopFuture<AdmissionTick> {
+  public func admit(
+    room: String, batch: Int = 1_000, scanLimit: Int = 5_000
+  ) -> EventLoopFuture<AdmissionTick> {
     redis.connection.evaluate(
       Scripts.admit, keys: RoomKeys(room: room).scriptKeys, arguments: [String(batch), String(scanLimit)]
     ).flatMapThrowing { reply in
-      guard let values = reply.array else { throw RoomStoreError(.unexpectedReply, "admit answered \(reply)") }
+      guard let values = reply.array else {
+        throw RoomStoreError(.unexpectedReply, "admit answered \(reply)")
+      }
       if values.first?.string == "no_room" { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
-      guard values.count == 6, let admitted = values[0].int, let abandoned = values[1].int, let waiting = values[2].int,
+      guard values.count == 6, let admitted = values[0].int, let abandoned = values[1].int,
+        let waiting = values[2].int,
         let active = values[3].int, let time = values[4].int, let visitors = values[5].array
       else { throw RoomStoreError(.unexpectedReply, "admit answered \(reply)") }
       precondition(visitors.count == admitted)
       return AdmissionTick(
-        admitted: visitors.compactMap(\.string), abandoned: abandoned, waiting: max(waiting, 0), active: active,
+        admitted: visitors.compactMap(\.string), abandoned: abandoned, waiting: max(waiting, 0),
+        active: active,
         timeMilliseconds: Int64(time))
     }
   }
@@ -284,14 +315,17 @@ public final class RoomStore: Sendable {
   }
 
   public func rooms() async throws -> [String] {
-    (try await redis.send(RedisCommand("SMEMBERS", RoomKeys.rooms))).array?.compactMap(\.string).sorted() ?? []
+    (try await redis.send(RedisCommand("SMEMBERS", RoomKeys.rooms))).array?.compactMap(\.string).sorted()
+      ?? []
   }
 
   public func settings(_ room: String) async throws -> RoomSettings {
     let reply = try await redis.send(RedisCommand("HGETALL", RoomKeys(room: room).settings))
     let fields = try Self.hash(reply)
     guard !fields.isEmpty else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
-    do { return try RoomSettings(fields: fields) } catch { throw RoomStoreError(.invalidSettings, error.description) }
+    do { return try RoomSettings(fields: fields) } catch {
+      throw RoomStoreError(.invalidSettings, error.description)
+    }
   }
 
   /// Applies `changes` (stored field names → values), validated against the current settings
@@ -317,7 +351,8 @@ public final class RoomStore: Sendable {
   public func stats(_ room: String) async throws -> RoomStats {
     let keys = RoomKeys(room: room)
     let replies = try await redis.send(pipeline: [
-      RedisCommand("HGETALL", keys.stats), RedisCommand("ZCARD", keys.queue), RedisCommand("ZCARD", keys.active),
+      RedisCommand("HGETALL", keys.stats), RedisCommand("ZCARD", keys.queue),
+      RedisCommand("ZCARD", keys.active),
       RedisCommand("SCARD", keys.claimed), RedisCommand("EXISTS", keys.settings),
     ])
     guard replies[4] == .integer(1) else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
@@ -363,7 +398,8 @@ public final class RoomStore: Sendable {
     }
     switch kind {
     case "queued":
-      guard values.count == 9, let stateText = values[5].string, let state = RoomState(rawValue: stateText) else {
+      guard values.count == 9, let stateText = values[5].string, let state = RoomState(rawValue: stateText)
+      else {
         throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
       }
       let position = try int(1)
@@ -375,7 +411,8 @@ public final class RoomStore: Sendable {
         abandonSeconds: try int(8), random: Double.random(in: 0..<1))
       return .queued(
         QueuePosition(
-          position: position, waiting: try int(2), state: state, startsAtMilliseconds: startsAt, nowMilliseconds: now,
+          position: position, waiting: try int(2), state: state, startsAtMilliseconds: startsAt,
+          nowMilliseconds: now,
           estimate: estimate))
     case "admitted": return .admitted(claimDeadlineMilliseconds: Int64(try int(1)))
     case "active": return .active(sessionEndMilliseconds: Int64(try int(1)))

@@ -17,7 +17,9 @@ import Testing
     let pass = signer.sign(Token(kind: .pass, room: "launch-2026", visitor: visitor, time: Self.now + 600))
     #expect(pass.hasPrefix("v1.p.launch-2026.\(visitor).\(Self.now + 600).k2."))
     #expect(pass.split(separator: ".").last?.count == 43)
-    #expect(signer.verify(pass, kind: .pass, room: "launch-2026", now: Self.now) == .valid(visitor: visitor, time: Self.now + 600))
+    #expect(
+      signer.verify(pass, kind: .pass, room: "launch-2026", now: Self.now)
+        == .valid(visitor: visitor, time: Self.now + 600))
   }
 
   @Test func visitorTokenDoesNotExpire() throws {
@@ -63,7 +65,9 @@ import Testing
       for value in 0...255 where UInt8(value) != original[position] {
         var mutated = original
         mutated[position] = UInt8(value)
-        let result = mutated.withUnsafeBytes { signer.verify(utf8: $0, kind: .pass, room: "room_1", now: Self.now) }
+        let result = mutated.withUnsafeBytes {
+          signer.verify(utf8: $0, kind: .pass, room: "room_1", now: Self.now)
+        }
         guard case .rejected = result else {
           Issue.record("byte \(position) changed to \(value) was accepted")
           return
@@ -93,7 +97,9 @@ import Testing
         bytes.remove(at: position)
         if second < bytes.count { bytes.remove(at: second) }
       }
-      let result = bytes.withUnsafeBytes { signer.verify(utf8: $0, kind: .pass, room: "room_1", now: Self.now) }
+      let result = bytes.withUnsafeBytes {
+        signer.verify(utf8: $0, kind: .pass, room: "room_1", now: Self.now)
+      }
       #expect(result.visitor == nil)
     }
   }
@@ -114,7 +120,9 @@ import Testing
   func malformedInputIsRejectedWithoutCrashing(_ input: String) throws {
     let signer = try signer(Self.current)
     let result = signer.verify(input, kind: .pass, room: "r", now: Self.now)
-    #expect(result == .rejected(.malformed) || result == .rejected(.unknownKey) || result == .rejected(.badSignature))
+    #expect(
+      result == .rejected(.malformed) || result == .rejected(.unknownKey)
+        || result == .rejected(.badSignature))
     #expect(result.visitor == nil)
   }
 

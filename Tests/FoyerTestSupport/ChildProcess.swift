@@ -26,7 +26,9 @@ final class ChildProcess: @unchecked Sendable {
     defer { for pointer in argv { free(pointer) } }
     var pid: pid_t = 0
     let status = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-    guard status == 0 else { throw TestServiceError("cannot start \(executable): \(String(cString: strerror(status)))") }
+    guard status == 0 else {
+      throw TestServiceError("cannot start \(executable): \(String(cString: strerror(status)))")
+    }
     self.pid = pid
     Self.register(pid)
   }

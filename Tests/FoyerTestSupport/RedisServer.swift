@@ -51,9 +51,11 @@ public final class RedisServer: @unchecked Sendable {
   private static func prepare(extraArguments: [String]) throws -> RedisServer {
     guard let executable = findExecutable("redis-server") else {
       throw TestServiceError(
-        "redis-server is not installed: run `make test` (it installs it) or `apt-get install -y redis-server`")
+        "redis-server is not installed: run `make test` (it installs it) or `apt-get install -y redis-server`"
+      )
     }
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("foyer-redis-\(UUID().uuidString)")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "foyer-redis-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let server = RedisServer(port: try freeLoopbackPort(), directory: directory)
     server.executable = executable

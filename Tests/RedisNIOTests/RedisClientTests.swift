@@ -1,5 +1,5 @@
-import FoyerTestSupport
 import Foundation
+import FoyerTestSupport
 import NIOCore
 import NIOPosix
 import Testing
@@ -97,11 +97,16 @@ import Testing
     defer { Task { await redis.close() } }
     let script = RedisScript("return {1, {2, {3, {4, 'deep'}}}, 'x', redis.error_reply('ERR inner')}")
     let reply = try await redis.evaluate(script, keys: [], arguments: [])
-    #expect(reply == .array([
-      .integer(1),
-      .array([.integer(2), .array([.integer(3), .array([.integer(4), .bulkString(ByteBuffer(string: "deep"))])])]),
-      .bulkString(ByteBuffer(string: "x")), .error("ERR inner"),
-    ]))
+    #expect(
+      reply
+        == .array([
+          .integer(1),
+          .array([
+            .integer(2),
+            .array([.integer(3), .array([.integer(4), .bulkString(ByteBuffer(string: "deep"))])]),
+          ]),
+          .bulkString(ByteBuffer(string: "x")), .error("ERR inner"),
+        ]))
   }
 
   @Test func scriptsReloadAfterFlush() async throws {
@@ -156,7 +161,8 @@ import Testing
     let connection = redis.connection(on: group.next())
     #expect(try await connection.send(RedisCommand("PING")) == .simpleString("PONG"))
 
-    let inFlight: EventLoopFuture<RESPValue> = connection.send(RedisCommand("BLPOP", "never", "10"), timeout: .seconds(20))
+    let inFlight: EventLoopFuture<RESPValue> = connection.send(
+      RedisCommand("BLPOP", "never", "10"), timeout: .seconds(20))
     try await Task.sleep(for: .milliseconds(100))
     await server.stop()
     await #expect {
@@ -209,10 +215,15 @@ import Testing
   }
 
   @Test func connectsOverAUnixSocket() async throws {
-    let socket = FileManager.default.temporaryDirectory.appendingPathComponent("foyer-\(UUID().uuidString.prefix(8)).sock").path
-    let server = try await RedisServer.start(extraArguments: ["--unixsocket", socket, "--unixsocketperm", "700"])
+    let socket = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "foyer-\(UUID().uuidString.prefix(8)).sock"
+    ).path
+    let server = try await RedisServer.start(extraArguments: [
+      "--unixsocket", socket, "--unixsocketperm", "700",
+    ])
     _ = server
-    let redis = RedisClient(configuration: try RedisConfiguration(url: "unix://\(socket)"), eventLoopGroup: group)
+    let redis = RedisClient(
+      configuration: try RedisConfiguration(url: "unix://\(socket)"), eventLoopGroup: group)
     defer { Task { await redis.close() } }
     #expect(try await redis.send(RedisCommand("PING")) == .simpleString("PONG"))
   }
@@ -228,7 +239,8 @@ import Testing
       .bind(host: "127.0.0.1", port: 0).get()
     defer { server.close(promise: nil) }
     let port = server.localAddress!.port!
-    let redis = RedisClient(configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(port)"), eventLoopGroup: group)
+    let redis = RedisClient(
+      configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(port)"), eventLoopGroup: group)
     defer { Task { await redis.close() } }
     let connection = redis.connection(on: group.next())
     await #expect {

@@ -1,10 +1,11 @@
+import Foundation
 import FoyerCore
 import FoyerTestSupport
-import Foundation
 import NIOCore
 import NIOPosix
 import RedisNIO
 import Testing
+
 @testable import WaitingRoom
 
 /// DESIGN §3 rules 1–8 against a real redis-server. Each test has its own room.
@@ -13,7 +14,8 @@ import Testing
 
   func store(snapshotMaxAge: TimeAmount = .milliseconds(250)) throws -> RoomStore {
     RoomStore(
-      redis: RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group),
+      redis: RedisClient(
+        configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group),
       snapshotMaxAge: snapshotMaxAge)
   }
 
@@ -38,10 +40,14 @@ import Testing
     let store = try store()
     let room = room()
     let startsAt = nowMilliseconds() + 60_000
-    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 6_000_000, maxActive: 1_000_000, startsAtMilliseconds: startsAt))
+    try await store.createRoom(
+      room,
+      settings: RoomSettings(ratePerMinute: 6_000_000, maxActive: 1_000_000, startsAtMilliseconds: startsAt))
     let early = (0..<2_000).map { _ in VisitorID.random() }
     for visitor in early {
-      guard case .queued = try await store.join(room: room, visitor: visitor) else { Issue.record("not queued"); return }
+      guard case .queued = try await store.join(room: room, visitor: visitor) else {
+        Issue.record("not queued"); return
+      }
     }
     // The sale starts; later arrivals queue behind everyone who came early.
     try await store.update(room, changes: ["starts_at": String(nowMilliseconds() - 1)])
@@ -52,7 +58,8 @@ import Testing
     #expect(order.count == 2_100)
     let earlySet = Set(early.map(\.description))
     let earlyAdmittedFirst = order.prefix(2_000).filter(earlySet.contains).count
-    #expect(earlyAdmittedFirst == 2_000, "only \(earlyAdmittedFirst) early arrivals among the first 2,000 admitted")
+    #expect(
+      earlyAdmittedFirst == 2_000, "only \(earlyAdmittedFirst) early arrivals among the first 2,000 admitted")
     let admittedIndex = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
     let ranks = early.map { admittedIndex[$0.description]! }
     let tau = kendallTau(ranks)
@@ -62,7 +69,9 @@ import Testing
   @Test func rule2FIFOAfterStartAndRejoinKeepsThePlace() async throws {
     let store = try store()
     let room = room()
-    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 600_000, maxActive: 1_000, jitterMilliseconds: 5))
+    try await store.createRoom(
+      room,
+      settings: RoomSettings(state: .paused, ratePerMinute: 600_000, maxActive: 1_000, jitterMilliseconds: 5))
     var visitors: [VisitorID] = []
     for _ in 0..<40 {
       let visitor = VisitorID.random()
@@ -72,7 +81,9 @@ import Testing
     }
     // Refreshes and second tabs: joining again never moves anyone.
     for (index, visitor) in visitors.enumerated().reversed() {
-      guard case .queued(let place) = try await store.join(room: room, visitor: visitor) else { Issue.record("lost place"); return }
+      guard case .queued(let place) = try await store.join(room: room, visitor: visitor) else {
+        Issue.record("lost place"); return
+      }
       #expect(place.position == index + 1)
     }
     try await store.update(room, changes: ["state": "queue"])
@@ -87,9 +98,14 @@ import Testing
     // Its own server: the admission loops tick every room they find, and must not touch
     // the rooms of tests running beside this one.
     let server = try await RedisServer.start()
-    func store() -> RoomStore { RoomStore(redis: RedisClient(configuration: server.configuration, eventLoopGroup: group)) }
+    func store() -> RoomStore {
+      RoomStore(redis: RedisClient(configuration: server.configuration, eventLoopGroup: group))
+    }
     let setup = store()
-    try await setup.createRoom(room, settings: RoomSettings(ratePerMinute: ratePerMinute, maxActive: cap, sessionSeconds: 10, claimSeconds: 5))
+    try await setup.createRoom(
+      room,
+      settings: RoomSettings(
+        ratePerMinute: ratePerMinute, maxActive: cap, sessionSeconds: 10, claimSeconds: 5))
     // Three gateways: three stores on three clients, three admission loops.
     let stores = (0..<3).map { _ in store() }
     let admissions = AdmissionLog()
@@ -139,7 +155,9 @@ import Testing
     #expect(highest >= cap / 2, "the cap was never approached (\(highest)); the test proved nothing")
 
     // Rate: in every window of the run, admissions <= burst + rate * window (Redis time).
-    let ticks = admissions.ticks.sorted { $0.timeMilliseconds < $1.timeMilliseconds }.filter { !$0.admitted.isEmpty }
+    let ticks = admissions.ticks.sorted { $0.timeMilliseconds < $1.timeMilliseconds }.filter {
+      !$0.admitted.isEmpty
+    }
     let burst = Double(ratePerMinute) / 60
     let perMs = Double(ratePerMinute) / 60_000
     for i in ticks.indices {
@@ -156,7 +174,8 @@ import Testing
     let store = try store()
     let room = room()
     let ratePerMinute = 3_000  // 50/s
-    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: ratePerMinute, maxActive: 100_000))
+    try await store.createRoom(
+      room, settings: RoomSettings(state: .paused, ratePerMinute: ratePerMinute, maxActive: 100_000))
     for _ in 0..<1_000 { _ = try await store.join(room: room, visitor: .random()) }
     try await store.update(room, changes: ["state": "queue"])
     let others = try (0..<2).map { _ in try self.store() }
@@ -177,28 +196,37 @@ import Testing
     let window = Double(last.timeMilliseconds - first.timeMilliseconds)
     let bound = Double(ratePerMinute) / 60 + Double(ratePerMinute) / 60_000 * window
     #expect(Double(admitted) <= bound)
-    #expect(Double(admitted) >= 0.9 * bound, "admitted \(admitted) of a possible \(Int(bound)) in \(Int(window)) ms")
+    #expect(
+      Double(admitted) >= 0.9 * bound, "admitted \(admitted) of a possible \(Int(bound)) in \(Int(window)) ms"
+    )
   }
 
   @Test func rule5NoShowsFreeTheSlotAndClaimsStartASession() async throws {
     let store = try store()
     let room = room()
-    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, sessionSeconds: 30, claimSeconds: 1))
+    try await store.createRoom(
+      room, settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, sessionSeconds: 30, claimSeconds: 1))
     let noShow = VisitorID.random()
-    guard case .admitted = try await store.join(room: room, visitor: noShow) else { Issue.record("not admitted at once"); return }
+    guard case .admitted = try await store.join(room: room, visitor: noShow) else {
+      Issue.record("not admitted at once"); return
+    }
     let shopper = VisitorID.random()
-    guard case .queued = try await store.join(room: room, visitor: shopper) else { Issue.record("should wait: cap 1"); return }
+    guard case .queued = try await store.join(room: room, visitor: shopper) else {
+      Issue.record("should wait: cap 1"); return
+    }
     try await Task.sleep(for: .milliseconds(1_200))
     let tick = try await store.admit(room: room)
     #expect(tick.admitted == [shopper.description])
     #expect(try await store.status(room: room, visitor: noShow) == .absent(.queue))
-    guard case .active(let sessionEnd) = try await store.status(room: room, visitor: shopper, claim: true) else {
+    guard case .active(let sessionEnd) = try await store.status(room: room, visitor: shopper, claim: true)
+    else {
       Issue.record("claim failed"); return
     }
     let expected = nowMilliseconds() + 30_000
     #expect(abs(sessionEnd - expected) < 2_000)
     // Claiming again is idempotent.
-    #expect(try await store.claim(room: room, visitor: shopper) == .active(sessionEndMilliseconds: sessionEnd))
+    #expect(
+      try await store.claim(room: room, visitor: shopper) == .active(sessionEndMilliseconds: sessionEnd))
     let stats = try await store.stats(room)
     #expect(stats.noShows == 1 && stats.claimed == 1 && stats.active == 1)
   }
@@ -206,7 +234,10 @@ import Testing
   @Test func rule6AbandonedVisitorsAreDroppedWithoutSlotOrRate() async throws {
     let store = try store()
     let room = room()
-    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 60, maxActive: 10, abandonSeconds: 1, jitterMilliseconds: 0))
+    try await store.createRoom(
+      room,
+      settings: RoomSettings(
+        state: .paused, ratePerMinute: 60, maxActive: 10, abandonSeconds: 1, jitterMilliseconds: 0))
     let gone = (0..<3).map { _ in VisitorID.random() }
     let present = VisitorID.random()
     for visitor in gone + [present] { _ = try await store.join(room: room, visitor: visitor) }
@@ -230,9 +261,13 @@ import Testing
     let room = room()
     try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 600, maxActive: 1))
     let first = VisitorID.random()
-    guard case .admitted = try await store.join(room: room, visitor: first) else { Issue.record("not admitted in join"); return }
+    guard case .admitted = try await store.join(room: room, visitor: first) else {
+      Issue.record("not admitted in join"); return
+    }
     let second = VisitorID.random()
-    guard case .queued(let place) = try await store.join(room: room, visitor: second) else { Issue.record("cap ignored"); return }
+    guard case .queued(let place) = try await store.join(room: room, visitor: second) else {
+      Issue.record("cap ignored"); return
+    }
     #expect(place.position == 1 && place.waiting == 1)
     #expect(try await store.release(room: room, visitor: first, reason: .done) == .released)
     #expect(try await store.stats(room).active == 0)
@@ -245,7 +280,8 @@ import Testing
     let store = try store()
     let other = try self.store()  // a second gateway
     let room = room()
-    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 60_000, maxActive: 100, maxQueue: 5))
+    try await store.createRoom(
+      room, settings: RoomSettings(state: .paused, ratePerMinute: 60_000, maxActive: 100, maxQueue: 5))
     for _ in 0..<5 { _ = try await store.join(room: room, visitor: .random()) }
     #expect(try await store.join(room: room, visitor: .random()) == .full(waiting: 5))
     #expect(try await store.admit(room: room).admitted.isEmpty)  // paused
@@ -264,12 +300,16 @@ import Testing
     try await store.createRoom(room, settings: RoomSettings(state: .paused, jitterMilliseconds: 0))
     let first = VisitorID.random()
     _ = try await store.join(room: room, visitor: first)
-    guard case .queued(let before) = try await store.status(room: room, visitor: first) else { Issue.record("not queued"); return }
+    guard case .queued(let before) = try await store.status(room: room, visitor: first) else {
+      Issue.record("not queued"); return
+    }
     #expect(before.waiting == 1 && before.state == .paused)
     for _ in 0..<4 { _ = try await store.join(room: room, visitor: .random()) }
     try await store.update(room, changes: ["state": "queue", "rate_per_minute": "1"])
     try await Task.sleep(for: .milliseconds(400))
-    guard case .queued(let after) = try await store.status(room: room, visitor: first) else { Issue.record("not queued"); return }
+    guard case .queued(let after) = try await store.status(room: room, visitor: first) else {
+      Issue.record("not queued"); return
+    }
     #expect(after.position == 1 && after.waiting == 5 && after.state == .queue)
   }
 
@@ -281,10 +321,13 @@ import Testing
     let now = (seen + 1) * 1_000  // one second later, abandonment 120 s: no write yet
     #expect(QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: 120) == nil)
     let later = (seen + 20) * 1_000
-    #expect(QueueScore.touched(score, nowMilliseconds: later, abandonSeconds: 120) == order * 8_192 + seen + 20)
+    #expect(
+      QueueScore.touched(score, nowMilliseconds: later, abandonSeconds: 120) == order * 8_192 + seen + 20)
     // Across the 13-bit wrap.
     let wrapped = order * 8_192 + 8_191
-    #expect(QueueScore.touched(wrapped, nowMilliseconds: (8_192 + 30) * 1_000, abandonSeconds: 120) == order * 8_192 + 30)
+    #expect(
+      QueueScore.touched(wrapped, nowMilliseconds: (8_192 + 30) * 1_000, abandonSeconds: 120) == order * 8_192
+        + 30)
   }
 
   @Test func settingsAreValidatedWithClearErrors() async throws {
@@ -304,7 +347,9 @@ import Testing
       }
     }
     await #expect(throws: RoomStoreError.self) { try await store.createRoom(room, settings: RoomSettings()) }
-    await #expect(throws: RoomStoreError.self) { try await store.createRoom("bad room!", settings: RoomSettings()) }
+    await #expect(throws: RoomStoreError.self) {
+      try await store.createRoom("bad room!", settings: RoomSettings())
+    }
     await #expect(throws: RoomStoreError.self) { _ = try await store.settings("missing-\(UUID())") }
     #expect(try await store.rooms().contains(room))
     try await store.deleteRoom(room)
@@ -314,7 +359,9 @@ import Testing
   @Test func waitEstimateComesFromTheMeasuredRate() async throws {
     let store = try store(snapshotMaxAge: .zero)  // no cached room numbers: each poll reads them
     let room = room()
-    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 120, maxActive: 1_000, jitterMilliseconds: 0))
+    try await store.createRoom(
+      room,
+      settings: RoomSettings(state: .paused, ratePerMinute: 120, maxActive: 1_000, jitterMilliseconds: 0))
     let visitors = (0..<10).map { _ in VisitorID.random() }
     for visitor in visitors { _ = try await store.join(room: room, visitor: visitor) }
     guard case .queued(let paused) = try await store.status(room: room, visitor: visitors[9]) else { return }

@@ -8,11 +8,13 @@ import RedisNIO
 /// C connections, each with batches of P commands in flight, the next batch sent when the
 /// previous one is answered.
 struct RedisBench: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "redis", abstract: "ZRANK throughput through RedisNIO.")
+  static let configuration = CommandConfiguration(
+    commandName: "redis", abstract: "ZRANK throughput through RedisNIO.")
 
   @Option(help: "Redis URL.") var url: String
   @Option(help: "Sorted set to query.") var key = "bench:z"
-  @Option(help: "Members are 12-digit numbers below this (as redis-benchmark's __rand_int__).") var members = 1_000_000
+  @Option(help: "Members are 12-digit numbers below this (as redis-benchmark's __rand_int__).") var members =
+    1_000_000
   @Option(help: "Connections.") var connections = 50
   @Option(help: "Commands per pipelined batch.") var pipeline = 16
   @Option(help: "Total commands.") var requests = 2_000_000
@@ -21,7 +23,9 @@ struct RedisBench: AsyncParsableCommand {
   func run() async throws {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     let configuration = try RedisConfiguration(url: url)
-    let links = (0..<connections).map { _ in RedisConnection(configuration: configuration, eventLoop: group.next()) }
+    let links = (0..<connections).map { _ in
+      RedisConnection(configuration: configuration, eventLoop: group.next())
+    }
     // Batches of random members, built once: like redis-benchmark, the driver should not
     // spend its time formatting numbers.
     let batches: [[RedisCommand]] = (0..<256).map { _ in
@@ -43,14 +47,19 @@ struct RedisBench: AsyncParsableCommand {
       for try await done in tasks { total += done }
       let elapsed = ContinuousClock.now - start
       let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-      print(String(format: "redisnio ZRANK: %.0f requests per second (%d commands, %.2f s)", Double(total) / seconds, total, seconds))
+      print(
+        String(
+          format: "redisnio ZRANK: %.0f requests per second (%d commands, %.2f s)", Double(total) / seconds,
+          total, seconds))
     }
     for link in links { await link.close() }
     try await group.shutdownGracefully()
   }
 
   /// Runs `rounds` batches back to back on the connection's own event loop (no thread hops).
-  static func drive(_ link: RedisConnection, batches: [[RedisCommand]], rounds: Int, offset: Int) -> EventLoopFuture<Int> {
+  static func drive(
+    _ link: RedisConnection, batches: [[RedisCommand]], rounds: Int, offset: Int
+  ) -> EventLoopFuture<Int> {
     let promise = link.eventLoop.makePromise(of: Int.self)
     link.eventLoop.execute {
       BatchDriver(link: link, batches: batches, rounds: rounds, offset: offset, promise: promise).next()
@@ -69,7 +78,9 @@ final class BatchDriver {
   var round = 0
   var completed = 0
 
-  init(link: RedisConnection, batches: [[RedisCommand]], rounds: Int, offset: Int, promise: EventLoopPromise<Int>) {
+  init(
+    link: RedisConnection, batches: [[RedisCommand]], rounds: Int, offset: Int, promise: EventLoopPromise<Int>
+  ) {
     self.link = link
     self.batches = batches
     self.rounds = rounds

@@ -1,6 +1,6 @@
 import ArgumentParser
-import FoyerCore
 import Foundation
+import FoyerCore
 import NIOCore
 import NIOPosix
 import RedisNIO
@@ -10,7 +10,8 @@ import WaitingRoom
 /// status polls/s and the duration of admission ticks (loadtest/bench-room prints these
 /// beside redis-benchmark).
 struct RoomBench: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "room", abstract: "Waiting-room store throughput and memory.")
+  static let configuration = CommandConfiguration(
+    commandName: "room", abstract: "Waiting-room store throughput and memory.")
 
   @Option(help: "Redis URL (a server of its own: the bench resets its slow log).") var url: String
   @Option(help: "Waiting visitors to fill the room with.") var visitors = 1_000_000
@@ -19,31 +20,50 @@ struct RoomBench: AsyncParsableCommand {
   @Option(help: "Event-loop threads.") var threads = 1
   @Option(help: "Admission ticks of 1,000 to time.") var ticks = 20
   @Flag(help: "Keep the room (for a baseline on the same queue).") var keep = false
+  @Flag(help: "Use the room a previous --keep run filled.") var skipFill = false
 
   func run() async throws {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     let redis = RedisClient(configuration: try RedisConfiguration(url: url), eventLoopGroup: group)
     let store = RoomStore(redis: redis)
     let room = "bench"
-    try? await store.deleteRoom(room)
-    let before = try await usedMemory(redis)
-    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 6_000_000, maxActive: 10_000_000))
-
     // Ids whose text is "benchmark" + 12 digits + "A" (valid base64url), so redis-benchmark's
     // __rand_int__ can name random existing members for the baseline on the same queue.
     let ids = (0..<visitors).map { VisitorID("benchmark" + String(format: "%012d", $0) + "A")! }
-    let joinRate = try await ClosedLoop.run(group: group, total: visitors, concurrency: concurrency) { index, loop in
-      store.join(room: room, visitor: ids[index], on: loop).map { _ in }
+    if !skipFill {
+      try? await store.deleteRoom(room)
+      let before = try await usedMemory(redis)
+      try await store.createRoom(
+        room, settings: RoomSettings(state: .paused, ratePerMinute: 6_000_000, maxActive: 10_000_000))
+      let joinRate = try await ClosedLoop.run(group: group, total: visitors, concurrency: concurrency) {
+        index, loop in
+        store.join(room: room, visitor: ids[index], on: loop).map { _ in }
+      }
+      let after = try await usedMemory(redis)
+      let waiting = try await store.stats(room).waiting
+      print(String(format: "joins: %.0f per second (%d visitors)", joinRate, waiting))
+      print(
+        String(
+          format: "memory per waiting visitor: %.1f bytes (used_memory %d -> %d)",
+          Double(after - before) / Double(waiting), before, after))
     }
-    let after = try await usedMemory(redis)
-    let waiting = try await store.stats(room).waiting
-    print(String(format: "joins: %.0f per second (%d visitors)", joinRate, waiting))
-    print(String(format: "memory per waiting visitor: %.1f bytes (used_memory %d -> %d)", Double(after - before) / Double(waiting), before, after))
 
-    let pollRate = try await ClosedLoop.run(group: group, total: polls, concurrency: concurrency) { _, loop in
-      store.status(room: room, visitor: ids[Int.random(in: 0..<ids.count)], on: loop).map { _ in }
+    if polls > 0 {
+      let pollRate = try await ClosedLoop.run(group: group, total: polls, concurrency: concurrency) {
+        index, loop in
+        // A multiplicative hash spreads the polls over the queue without a getrandom call each.
+        store.status(
+          room: room, visitor: ids[Int((UInt64(index) &* 0x9E37_79B9_7F4A_7C15) >> 11) % ids.count], on: loop
+        )
+        .map { _ in }
+      }
+      print(String(format: "status polls: %.0f per second", pollRate))
     }
-    print(String(format: "status polls: %.0f per second", pollRate))
+    guard ticks > 0 else {
+      await redis.close()
+      try await group.shutdownGracefully()
+      return
+    }
 
     // Admission ticks of 1,000, timed inside Redis by its slow log (script time only).
     try await store.update(room, changes: ["state": "queue"])
@@ -106,7 +126,8 @@ enum ClosedLoop {
     }
     for chain in chains { try await chain.get() }
     let elapsed = ContinuousClock.now - start
-    return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    return Double(total)
+      / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
   }
 
   /// Hands out request indices to every chain.
@@ -130,7 +151,10 @@ enum ClosedLoop {
     let body: @Sendable (Int, any EventLoop) -> EventLoopFuture<Void>
     let promise: EventLoopPromise<Void>
 
-    init(loop: any EventLoop, counter: Counter, body: @escaping @Sendable (Int, any EventLoop) -> EventLoopFuture<Void>, promise: EventLoopPromise<Void>) {
+    init(
+      loop: any EventLoop, counter: Counter,
+      body: @escaping @Sendable (Int, any EventLoop) -> EventLoopFuture<Void>, promise: EventLoopPromise<Void>
+    ) {
       self.loop = loop
       self.counter = counter
       self.body = body

@@ -4,14 +4,16 @@ import MallocInterposerSwift
 
 /// Pass verifications per second on one thread, and heap allocations per verification.
 struct TokenBench: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "tokens", abstract: "Pass verification speed and allocations.")
+  static let configuration = CommandConfiguration(
+    commandName: "tokens", abstract: "Pass verification speed and allocations.")
 
   @Option(help: "Verifications per timed round.") var iterations = 1_000_000
   @Option(help: "Timed rounds (the median is reported).") var rounds = 5
 
   func run() async throws {
     let key = try SigningKey(id: "bench", secret: (0..<32).map { UInt8($0) })
-    let signer = try TokenSigner(keyRing: KeyRing([key, try SigningKey(id: "old", secret: Array(repeating: 9, count: 32))]))
+    let signer = try TokenSigner(
+      keyRing: KeyRing([key, try SigningKey(id: "old", secret: Array(repeating: 9, count: 32))]))
     let now: Int64 = 1_800_000_000
     let pass = signer.sign(Token(kind: .pass, room: "onsale-2026", visitor: .random(), time: now + 900))
     let room = "onsale-2026"
@@ -62,6 +64,8 @@ struct TokenBench: AsyncParsableCommand {
     }
     MallocInterposerSwift.unhook()
     let macStats = MallocInterposerSwift.getStatistics()
-    print("  of which inside OpenSSL's HMAC (EVP_MAC_init/update/final): \(Double(macStats.mallocCount) / Double(sample))")
+    print(
+      "  of which inside OpenSSL's HMAC (EVP_MAC_init/update/final): \(Double(macStats.mallocCount) / Double(sample))"
+    )
   }
 }

@@ -202,13 +202,13 @@ public enum Scripts {
       local bucket = now_s % SEEN
       local deadline = now + s.claim * 1000
       while #admitted < want and scanned < limit do
-        local batch = redis.call('ZRANGE', K_QUEUE, 0, math.min(want - #admitted, limit - scanned) - 1, 'WITHSCORES')
+        -- ZPOPMIN reads and removes the head in one pass over the skip list.
+        local batch = redis.call('ZPOPMIN', K_QUEUE, math.min(want - #admitted, limit - scanned))
         if #batch == 0 then break end
-        local gone, entries = {}, {}
+        local entries = {}
         for i = 1, #batch, 2 do
           local v = batch[i]
           scanned = scanned + 1
-          gone[#gone + 1] = v
           -- Seconds since the last poll, modulo the 13-bit window.
           if (bucket - tonumber(batch[i + 1]) % SEEN) % SEEN > s.abandon then
             abandoned = abandoned + 1
@@ -218,7 +218,6 @@ public enum Scripts {
             entries[#entries + 1] = v
           end
         end
-        redis.call('ZREM', K_QUEUE, unpack(gone))
         if #entries > 0 then redis.call('ZADD', K_ACTIVE, unpack(entries)) end
       end
       if #admitted > 0 then

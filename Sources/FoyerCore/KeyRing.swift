@@ -132,3 +132,27 @@ extension Substring {
     return result
   }
 }
+
+extension KeyRing {
+  /// The key ring from configuration: the variable `variable` (`kid:secret,…`) or, when it is
+  /// unset, the file named by `fileVariable` (one `kid:secret` per line, `#` comments).
+  /// The caller passes the environment (only `main` reads the process environment).
+  public static func load(
+    environment: [String: String], variable: String = "FOYER_KEYS", fileVariable: String = "FOYER_KEYS_FILE",
+    readFile: (String) throws -> String
+  ) throws(KeyRingError) -> KeyRing {
+    if let value = environment[variable], !value.isEmpty {
+      return try KeyRing(parsing: value)
+    }
+    if let path = environment[fileVariable], !path.isEmpty {
+      let text: String
+      do { text = try readFile(path) } catch {
+        throw KeyRingError(.malformed, "cannot read the key file named by \(fileVariable): \(error)")
+      }
+      let lines = text.split(whereSeparator: \.isNewline).filter { !$0.trimmingSpaces.hasPrefix("#") }
+      return try KeyRing(parsing: lines.joined(separator: "\n"))
+    }
+    throw KeyRingError(
+      .empty, "no signing keys: set \(variable) to 'kid:base64secret' or \(fileVariable) to a key file")
+  }
+}

@@ -183,3 +183,32 @@ extension String {
     String(map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
   }
 }
+
+@Suite struct KeyRingLoadingTests {
+  let secret = Base64URL.encode([UInt8](repeating: 3, count: 32))
+
+  @Test func fromTheEnvironmentFirst() throws {
+    let ring = try KeyRing.load(environment: ["FOYER_KEYS": "a:\(secret)", "FOYER_KEYS_FILE": "/nope"]) { _ in
+      Issue.record("the file must not be read when the variable is set")
+      return ""
+    }
+    #expect(ring.keys.map(\.id) == ["a"])
+  }
+
+  @Test func fromAFileWithComments() throws {
+    let ring = try KeyRing.load(environment: ["FOYER_KEYS_FILE": "/etc/foyer/keys"]) { path in
+      #expect(path == "/etc/foyer/keys")
+      return "# rotated 2026-11\nnew:\(secret)\n  # old one until passes expire\nold:\(secret)\n"
+    }
+    #expect(ring.keys.map(\.id) == ["new", "old"])
+  }
+
+  @Test func missingConfigurationSaysWhatToSet() {
+    do {
+      _ = try KeyRing.load(environment: [:]) { _ in "" }
+      Issue.record("expected an error")
+    } catch {
+      #expect(error.message.contains("FOYER_KEYS"))
+    }
+  }
+}

@@ -6,8 +6,23 @@ import Glibc
 import Darwin
 #endif
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it).
+/// Ports already handed out in this process: the kernel may offer a port again as soon as
+/// the probe socket closes, and two servers started side by side must not get the same one.
+private let handedOut = NSLock()
+nonisolated(unsafe) private var usedPorts = Set<Int>()
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now and that this process has not
+/// handed out before (the kernel picks it).
 public func freeLoopbackPort() throws -> Int {
+  for _ in 0..<100 {
+    let port = try kernelPickedPort()
+    let fresh = handedOut.withLock { usedPorts.insert(port).inserted }
+    if fresh { return port }
+  }
+  throw TestServiceError("no fresh loopback port after 100 tries")
+}
+
+private func kernelPickedPort() throws -> Int {
   #if canImport(Glibc)
   let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
   #else

@@ -20,6 +20,7 @@ let package = Package(
     .library(name: "RedisNIO", targets: ["RedisNIO"]),
     .library(name: "FoyerCore", targets: ["FoyerCore"]),
     .library(name: "WaitingRoom", targets: ["WaitingRoom"]),
+    .library(name: "FoyerGateway", targets: ["FoyerGateway"]),
     .executable(name: "foyer-bench", targets: ["foyer-bench"]),
   ],
   dependencies: [
@@ -62,6 +63,15 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    .target(
+      name: "FoyerGateway",
+      dependencies: [
+        "WaitingRoom", "RedisNIO", "FoyerCore", nioCore, nioPosix, logging,
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
 
     .executableTarget(
       name: "foyer-bench",
@@ -89,6 +99,13 @@ let package = Package(
     .testTarget(
       name: "WaitingRoomTests",
       dependencies: ["WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "FoyerGatewayTests",
+      dependencies: [
+        "FoyerGateway", "WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix,
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(

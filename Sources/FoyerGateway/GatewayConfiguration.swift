@@ -1,0 +1,50 @@
+public import FoyerCore
+public import NIOCore
+
+/// One protected on-sale: which requests belong to it.
+public struct RoomRoute: Sendable, Hashable {
+  /// The room id (`[A-Za-z0-9_-]{1,64}`), as in Redis.
+  public var id: String
+  /// Requests whose path starts with this belong to the room.
+  public var pathPrefix: String
+
+  public init(id: String, pathPrefix: String) {
+    self.id = id
+    self.pathPrefix = pathPrefix
+  }
+}
+
+/// Everything the gateway needs, explicit; `main` fills it from the config file and the
+/// environment (secrets come only from the environment).
+public struct GatewayConfiguration: Sendable {
+  /// Public listener.
+  public var host: String
+  public var port: Int
+  /// Signing keys for visitor tokens and passes (first signs, all verify).
+  public var keyRing: KeyRing
+  /// `Secure` on cookies (set behind TLS).
+  public var secureCookies: Bool
+  /// The protected rooms, matched by path prefix, longest first.
+  public var rooms: [RoomRoute]
+  /// Accept backlog: a flash crowd connects all at once.
+  public var backlog: Int32
+  /// Reads per event-loop wake-up per connection.
+  public var maxMessagesPerRead: UInt
+  /// Deadline for a Redis round trip on the request path; past it visitors get a retry hint.
+  public var redisTimeout: TimeAmount
+
+  public init(
+    host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,
+    rooms: [RoomRoute] = [], backlog: Int32 = 4_096, maxMessagesPerRead: UInt = 16,
+    redisTimeout: TimeAmount = .milliseconds(500)
+  ) {
+    self.host = host
+    self.port = port
+    self.keyRing = keyRing
+    self.secureCookies = secureCookies
+    self.rooms = rooms
+    self.backlog = backlog
+    self.maxMessagesPerRead = maxMessagesPerRead
+    self.redisTimeout = redisTimeout
+  }
+}

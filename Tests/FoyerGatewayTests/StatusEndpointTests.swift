@@ -1,0 +1,141 @@
+import Foundation
+import FoyerCore
+import FoyerTestSupport
+import NIOCore
+import NIOPosix
+import RedisNIO
+import Testing
+import WaitingRoom
+
+@testable import FoyerGateway
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The gateway's own endpoints over real HTTP, with a real redis-server.
+@Suite(.timeLimit(.minutes(2))) struct StatusEndpointTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+  static let keyRing = try! KeyRing([SigningKey(id: "test", secret: Array(repeating: 7, count: 32))])
+
+  struct Gateway {
+    let channel: any Channel
+    let store: RoomStore
+    let room: String
+    var base: String { "http://127.0.0.1:\(channel.localAddress!.port!)" }
+  }
+
+  func gateway(redisURL: String? = nil, settings: RoomSettings) async throws -> Gateway {
+    let url = try redisURL ?? RedisServer.sharedURL()
+    let redis = RedisClient(configuration: try RedisConfiguration(url: url), eventLoopGroup: group)
+    let store = RoomStore(redis: redis, snapshotMaxAge: .zero)
+    let room = "gw-" + UUID().uuidString.prefix(8)
+    try await store.createRoom(room, settings: settings)
+    let configuration = GatewayConfiguration(
+      host: "127.0.0.1", port: 0, keyRing: Self.keyRing, rooms: [RoomRoute(id: room, pathPrefix: "/shop")])
+    let server = GatewayServer(configuration: configuration, store: store, eventLoopGroup: group)
+    return Gateway(channel: try await server.start(), store: store, room: room)
+  }
+
+  /// One request without any cookie jar: cookies are passed and read by hand.
+  func get(
+    _ url: String, cookies: [String: String] = [:]
+  ) async throws -> (Int, [String: String], [String: String], String) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpShouldHandleCookies = false
+    if !cookies.isEmpty {
+      request.setValue(
+        cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; "), forHTTPHeaderField: "Cookie")
+    }
+    let configuration = URLSessionConfiguration.ephemeral
+    configuration.httpCookieStorage = nil
+    let session = URLSession(configuration: configuration)
+    let (data, response) = try await session.data(for: request)
+    let http = response as! HTTPURLResponse
+    var headers: [String: String] = [:]
+    for (name, value) in http.allHeaderFields { headers["\(name)".lowercased()] = "\(value)" }
+    var set: [String: String] = [:]
+    for cookie in (headers["set-cookie"] ?? "").split(separator: ",") {
+      let pair = cookie.split(separator: ";")[0].trimmingCharacters(in: .whitespaces)
+      if let equals = pair.firstIndex(of: "=") {
+        set[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+      }
+    }
+    return (http.statusCode, headers, set, String(decoding: data, as: UTF8.self))
+  }
+
+  func json(_ text: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+  }
+
+  @Test func healthAndUnknownPaths() async throws {
+    let gateway = try await gateway(settings: RoomSettings())
+    defer { gateway.channel.close(promise: nil) }
+    let (status, _, _, body) = try await get(gateway.base + "/_foyer/healthz")
+    #expect(status == 200 && body == "ok\n")
+    #expect(try await get(gateway.base + "/_foyer/readyz").0 == 200)
+    #expect(try await get(gateway.base + "/_foyer/nope").0 == 404)
+    let unknown = try await get(gateway.base + "/_foyer/status?room=elsewhere")
+    #expect(unknown.0 == 400 && json(unknown.3)["error"] as? String == "unknown_room")
+  }
+
+  @Test func visitorWaitsThenIsAdmittedWithAPass() async throws {
+    let gateway = try await gateway(
+      settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, jitterMilliseconds: 0))
+    defer { gateway.channel.close(promise: nil) }
+    let room = gateway.room
+    let statusURL = gateway.base + "/_foyer/status?room=\(room)"
+
+    // The first visitor finds an empty room: admitted in the join, pass issued.
+    let first = try await get(statusURL)
+    #expect(first.0 == 200)
+    #expect(json(first.3)["admitted"] as? Bool == true)
+    let pass = try #require(first.2["foyer_p_\(room)"])
+    let signer = try TokenSigner(keyRing: Self.keyRing)
+    #expect(
+      signer.verify(pass, kind: .pass, room: room, now: Int64(Date().timeIntervalSince1970)).visitor != nil)
+    #expect(json(first.3)["pass"] as? String == pass)
+
+    // The second waits: position 1, a visitor cookie, a retry hint.
+    let second = try await get(statusURL)
+    let body = json(second.3)
+    #expect(
+      body["admitted"] as? Bool == false && body["position"] as? Int == 1 && body["waiting"] as? Int == 1)
+    #expect(second.1["retry-after"] != nil)
+    let visitorCookie = try #require(second.2["foyer_v_\(room)"])
+    #expect(second.2["foyer_p_\(room)"] == nil)
+
+    // Polling again with the cookie keeps the place and sets no new visitor cookie.
+    let again = try await get(statusURL, cookies: ["foyer_v_\(room)": visitorCookie])
+    #expect(json(again.3)["position"] as? Int == 1)
+    #expect(again.2["foyer_v_\(room)"] == nil)
+
+    // A tampered visitor cookie is treated as absent: a new visitor, at the back.
+    let forged = String(visitorCookie.dropLast()) + (visitorCookie.hasSuffix("A") ? "B" : "A")
+    let stranger = try await get(statusURL, cookies: ["foyer_v_\(room)": forged])
+    #expect(stranger.2["foyer_v_\(room)"] != nil && json(stranger.3)["position"] as? Int == 2)
+
+    // The first shopper checks out; the next tick admits the second, whose poll gets a pass.
+    let firstVisitor = try #require(signer.verify(pass, kind: .pass, room: room, now: 0).visitor)
+    _ = try await gateway.store.release(room: room, visitor: firstVisitor, reason: .done)
+    _ = try await gateway.store.admit(room: room)
+    let admitted = try await get(statusURL, cookies: ["foyer_v_\(room)": visitorCookie])
+    #expect(json(admitted.3)["admitted"] as? Bool == true)
+    let secondPass = try #require(admitted.2["foyer_p_\(room)"])
+    // A pass holder's poll is answered locally.
+    let holder = try await get(statusURL, cookies: ["foyer_p_\(room)": secondPass])
+    #expect(json(holder.3)["admitted"] as? Bool == true)
+  }
+
+  @Test func redisDownGivesARetryHintNotAnError() async throws {
+    let server = try await RedisServer.start()
+    let gateway = try await gateway(redisURL: server.url, settings: RoomSettings(state: .paused))
+    defer { gateway.channel.close(promise: nil) }
+    await server.stop()
+    let ready = try await get(gateway.base + "/_foyer/readyz")
+    #expect(ready.0 == 503)
+    let poll = try await get(gateway.base + "/_foyer/status?room=\(gateway.room)")
+    #expect(poll.0 == 503 && poll.1["retry-after"] == "2")
+    #expect(json(poll.3)["error"] as? String == "unavailable")
+  }
+}

@@ -25,7 +25,9 @@ public final class RedisConnection: @unchecked Sendable {
   private var reconnect: Scheduled<Void>?
   /// Why we closed the current channel ourselves, so queued commands fail with that reason.
   private var closeReason: RedisError?
-  private let closed: EventLoopPromise<Void>
+  /// Made by the first `close()`, so a connection dropped without closing leaks no promise.
+  private var closePromise: EventLoopPromise<Void>?
+  private var isClosed = false
 
   public init(
     configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger = Logger(label: "foyer.redis")
@@ -36,7 +38,6 @@ public final class RedisConnection: @unchecked Sendable {
     self.machine = RedisConnectionStateMachine(
       backoff: .init(initial: configuration.initialBackoff, maximum: configuration.maximumBackoff))
     self.outbound = ByteBufferAllocator().buffer(capacity: 4096)
-    self.closed = eventLoop.makePromise()
   }
 
   // MARK: Public API
@@ -89,8 +90,7 @@ public final class RedisConnection: @unchecked Sendable {
 
   /// Closes the connection; queued commands fail with `clientShutdown`. Idempotent.
   public func close() -> EventLoopFuture<Void> {
-    eventLoop.execute { self.runClose() }
-    return closed.futureResult
+    eventLoop.flatSubmit { self.runClose() }
   }
 
   public func close() async {
@@ -273,12 +273,16 @@ public final class RedisConnection: @unchecked Sendable {
     rescheduleTimer()
   }
 
-  private func runClose() {
+  private func runClose() -> EventLoopFuture<Void> {
+    if isClosed { return eventLoop.makeSucceededVoidFuture() }
+    let promise = closePromise ?? eventLoop.makePromise()
+    closePromise = promise
     switch machine.close() {
     case .closeChannel: channel?.close(promise: nil)
     case .finishClose: finishClose()
     case .none: break
     }
+    return promise.futureResult
   }
 
   private func finishClose() {
@@ -286,7 +290,9 @@ public final class RedisConnection: @unchecked Sendable {
     timer = nil
     reconnect?.cancel()
     reconnect = nil
-    closed.succeed(())
+    isClosed = true
+    closePromise?.succeed(())
+    closePromise = nil
   }
 
   private func handshakeCommands() -> [RedisCommand] {

@@ -23,15 +23,25 @@ struct GatewayContext: Sendable {
     signers[ObjectIdentifier(loop)]!.value
   }
 
+  var waitingPage: WaitingPage { WaitingPage.builtIn }
+
   func room(id: Substring) -> RoomRoute? {
     configuration.rooms.first { $0.id == id }
   }
+
+  /// The room whose path prefix is the longest match for `path`.
+  func route(forPath path: Substring) -> RoomRoute? {
+    configuration.rooms.filter { path.hasPrefix($0.pathPrefix) }.max {
+      $0.pathPrefix.count < $1.pathPrefix.count
+    }
+  }
 }
 
-/// Serves the gateway's own endpoints on the event loop, with no async hop per request.
+/// Serves every request on the event loop, with no async hop: `/_foyer/*` endpoints, then
+/// room paths (pass check, then queue join/poll with the waiting page or JSON).
 ///
-/// So far: `/_foyer/healthz`, `/_foyer/readyz`, `/_foyer/status`. Forwarding to the upstream,
-/// the waiting page and the admin API are not built yet (issue: the gateway).
+/// Not built yet (the gateway issue goes on): forwarding to the upstream (requests that
+/// would be forwarded get a 502 `no_upstream`), the admin API, metrics and request limits.
 final class GatewayHandler: ChannelInboundHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundOut = HTTPServerResponsePart
@@ -64,11 +74,23 @@ final class GatewayHandler: ChannelInboundHandler {
     case "/_foyer/readyz":
       ready(head, context: context)
     case "/_foyer/status":
-      status(head, query: query, context: context)
+      guard let roomID = Self.parameter("room", in: query), let route = shared.room(id: roomID) else {
+        respond(
+          context, head, status: .badRequest, contentType: "application/json",
+          body: "{\"error\":\"unknown_room\",\"message\":\"room must name a protected room\"}")
+        return
+      }
+      visit(route.id, head: head, context: context, page: false)
     default:
-      respond(
-        context, head, status: .notFound, contentType: "application/json",
-        body: "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}")
+      if path.hasPrefix("/_foyer/") {
+        respond(
+          context, head, status: .notFound, contentType: "application/json",
+          body: "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}")
+      } else if let route = shared.route(forPath: path) {
+        visit(route.id, head: head, context: context, page: true)
+      } else {
+        forward(head, context: context)
+      }
     }
   }
 
@@ -90,25 +112,26 @@ final class GatewayHandler: ChannelInboundHandler {
     }
   }
 
-  private func status(_ head: HTTPRequestHead, query: Substring, context: ChannelHandlerContext) {
-    guard let roomID = Self.parameter("room", in: query), let route = shared.room(id: roomID) else {
-      respond(
-        context, head, status: .badRequest, contentType: "application/json",
-        body: "{\"error\":\"unknown_room\",\"message\":\"room must name a protected room\"}")
-      return
-    }
-    let room = route.id
+  /// A visitor of `room`: a valid pass goes through; anyone else joins or polls the queue
+  /// and gets JSON (`/_foyer/status`, or `Accept: application/json`) or the waiting page.
+  private func visit(_ room: String, head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool) {
     let loop = context.eventLoop
     let signer = shared.signer(on: loop)
     let wallNow = Self.unixSeconds()
     var cookies: [String] = []
+    let wantsJSON =
+      !page || head.headers[canonicalForm: "accept"].contains { $0.contains("application/json") }
 
     // An existing pass answers without Redis (verification is local).
-    if let pass = Cookies.value(named: Cookies.passName(room: room), in: head.headers)
-      ?? head.headers.first(name: "foyer-pass")?[...],
-      case .valid = Self.verify(signer, pass, kind: .pass, room: room, now: wallNow)
-    {
-      respondJSON(context, head, StatusBody.admitted(room: room, pass: nil), cookies: [])
+    let presented =
+      Cookies.value(named: Cookies.passName(room: room), in: head.headers)
+      ?? head.headers.first(name: "foyer-pass")?[...]
+    if let presented, case .valid = Self.verify(signer, presented, kind: .pass, room: room, now: wallNow) {
+      if page {
+        forward(head, context: context)
+      } else {
+        respondJSON(context, head, StatusBody.admitted(room: room, pass: nil), cookies: [])
+      }
       return
     }
 
@@ -141,25 +164,40 @@ final class GatewayHandler: ChannelInboundHandler {
         case .success(let status):
           self.answer(
             status, room: room, visitor: visitor, signer: signer, cookies: cookies, head: head,
-            context: context)
+            context: context,
+            page: page, json: wantsJSON)
         case .failure(let error):
-          self.shared.logger.warning(
-            "status poll failed", metadata: ["room": "\(room)", "error": "\(error)"])
-          var headers = HTTPHeaders()
-          headers.add(name: "retry-after", value: "2")
-          for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
-          self.respond(
-            context, head, status: .serviceUnavailable, contentType: "application/json",
-            body:
-              "{\"error\":\"unavailable\",\"message\":\"the waiting room is briefly unavailable; retry\"}",
-            extraHeaders: headers)
+          self.shared.logger.warning("queue unavailable", metadata: ["room": "\(room)", "error": "\(error)"])
+          self.unavailable(room: room, cookies: cookies, head: head, context: context, json: wantsJSON)
         }
       }
   }
 
+  /// Redis is unreachable: nobody without a pass goes through; JSON gets 503 with a retry
+  /// hint, browsers the waiting page (which keeps polling).
+  private func unavailable(
+    room: String, cookies: [String], head: HTTPRequestHead, context: ChannelHandlerContext, json: Bool
+  ) {
+    var headers = HTTPHeaders()
+    headers.add(name: "retry-after", value: "2")
+    for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
+    if json {
+      respond(
+        context, head, status: .serviceUnavailable, contentType: "application/json",
+        body: "{\"error\":\"unavailable\",\"message\":\"the waiting room is briefly unavailable; retry\"}",
+        extraHeaders: headers)
+    } else {
+      let body = StatusBody.notWaiting(room: room, state: "unavailable", pollAfterMilliseconds: 2_000)
+      respond(
+        context, head, status: .ok, contentType: "text/html; charset=utf-8",
+        body: page(body, message: "We are reconnecting. You keep your place; this page retries by itself."),
+        extraHeaders: headers)
+    }
+  }
+
   private func answer(
     _ status: VisitorStatus, room: String, visitor: VisitorID, signer: TokenSigner, cookies: [String],
-    head: HTTPRequestHead, context: ChannelHandlerContext
+    head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
   ) {
     var cookies = cookies
     let body: StatusBody
@@ -185,7 +223,52 @@ final class GatewayHandler: ChannelInboundHandler {
     case .full:
       body = .notWaiting(room: room, state: "full", pollAfterMilliseconds: 10_000)
     }
-    respondJSON(context, head, body, cookies: cookies)
+    if page && body.admitted {
+      forward(head, context: context, setCookies: cookies)
+    } else if json {
+      respondJSON(context, head, body, cookies: cookies)
+    } else {
+      var headers = HTTPHeaders()
+      for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
+      respond(
+        context, head, status: .ok, contentType: "text/html; charset=utf-8", body: self.page(body),
+        extraHeaders: headers)
+    }
+  }
+
+  /// Forwarding to the upstream is not built yet (the proxy is the next part of the gateway
+  /// issue): a request that would be forwarded gets a clear 502 rather than a silent stub.
+  private func forward(_ head: HTTPRequestHead, context: ChannelHandlerContext, setCookies: [String] = []) {
+    var headers = HTTPHeaders()
+    for cookie in setCookies { headers.add(name: "set-cookie", value: cookie) }
+    respond(
+      context, head, status: .badGateway, contentType: "application/json",
+      body: "{\"error\":\"no_upstream\",\"message\":\"this gateway does not forward to an upstream yet\"}",
+      extraHeaders: headers)
+  }
+
+  private func page(_ body: StatusBody, message: String? = nil) -> String {
+    let progress = 0
+    var values: [String: String] = [
+      "room": body.room, "state": body.state, "pollAfterMs": String(body.pollAfterMilliseconds),
+      "refreshSeconds": String(max(2, body.pollAfterMilliseconds / 1_000)),
+      "startsAt": String(body.startsAtMilliseconds),
+      "progress": String(progress),
+      "eta": body.etaSeconds.map { $0 < 60 ? "less than a minute" : "about \(($0 + 30) / 60) minutes" }
+        ?? "unknown while the sale is paused",
+    ]
+    if let position = body.position {
+      values["position"] = String(position)
+      values["ahead"] = String(max(position - 1, 0))
+      values["waiting"] = String(body.waiting ?? position)
+    }
+    values["message"] =
+      message
+      ?? [
+        "paused": "The sale is paused. You keep your place.", "closed": "This sale is closed.",
+        "full": "The line is full right now. We will keep trying.",
+      ][body.state] ?? "Thank you for waiting. We will take you in as soon as we can."
+    return shared.waitingPage.render(values)
   }
 
   // MARK: Writing

@@ -16,6 +16,8 @@ struct StatusBody {
   var pollAfterMilliseconds: Int
   var admitted: Bool
   var pass: String?
+  /// For the waiting page's countdown; not part of the JSON.
+  var startsAtMilliseconds: Int64 = 0
 
   var json: String {
     func number(_ value: Int?) -> String { value.map(String.init) ?? "null" }
@@ -30,7 +32,9 @@ struct StatusBody {
     StatusBody(
       room: room, state: place.state.rawValue, position: place.position, waiting: place.waiting,
       etaSeconds: place.estimate.etaSeconds, pollAfterMilliseconds: place.estimate.pollAfterMilliseconds,
-      admitted: false)
+      admitted: false,
+      startsAtMilliseconds: place.startsAtMilliseconds > place.nowMilliseconds
+        ? place.startsAtMilliseconds : 0)
   }
 
   static func admitted(room: String, pass: String?) -> StatusBody {

@@ -139,3 +139,55 @@ import FoundationNetworking
     #expect(json(poll.3)["error"] as? String == "unavailable")
   }
 }
+
+@Suite(.timeLimit(.minutes(2))) struct WaitingPageTests {
+  @Test func roomPathsGetTheWaitingPageOrJSON() async throws {
+    let endpoints = StatusEndpointTests()
+    let gateway = try await endpoints.gateway(settings: RoomSettings(state: .paused, jitterMilliseconds: 0))
+    defer { gateway.channel.close(promise: nil) }
+    let page = try await endpoints.get(gateway.base + "/shop/event/42")
+    #expect(page.0 == 200)
+    #expect(page.1["content-type"]?.hasPrefix("text/html") == true)
+    #expect(page.3.contains("<progress") && page.3.contains("The sale is paused"))
+    #expect(page.3.contains("http-equiv=\"refresh\""))
+    #expect(!page.3.contains("{{"))
+    let visitor = try #require(page.2["foyer_v_\(gateway.room)"])
+    // No token ever appears in a URL the page emits.
+    #expect(!page.3.contains(visitor))
+
+    var request = URLRequest(url: URL(string: gateway.base + "/shop/event/42")!)
+    request.setValue("application/json", forHTTPHeaderField: "Accept")
+    request.setValue("foyer_v_\(gateway.room)=\(visitor)", forHTTPHeaderField: "Cookie")
+    request.httpShouldHandleCookies = false
+    let (data, response) = try await URLSession(configuration: .ephemeral).data(for: request)
+    #expect((response as! HTTPURLResponse).statusCode == 200)
+    let body = endpoints.json(String(decoding: data, as: UTF8.self))
+    #expect(body["position"] as? Int == 1 && body["state"] as? String == "paused")
+  }
+
+  @Test func aValidPassIsNeverShownTheQueue() async throws {
+    let endpoints = StatusEndpointTests()
+    let gateway = try await endpoints.gateway(settings: RoomSettings(state: .paused))
+    defer { gateway.channel.close(promise: nil) }
+    let signer = try TokenSigner(keyRing: StatusEndpointTests.keyRing)
+    let pass = signer.sign(
+      Token(
+        kind: .pass, room: gateway.room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 60))
+    let response = try await endpoints.get(
+      gateway.base + "/shop/cart", cookies: ["foyer_p_\(gateway.room)": pass])
+    // Forwarding is not built yet: the request is let through to a clear 502.
+    #expect(response.0 == 502 && endpoints.json(response.3)["error"] as? String == "no_upstream")
+    // An expired or other room's pass is a visitor without a pass: the waiting page.
+    let expired = signer.sign(Token(kind: .pass, room: gateway.room, visitor: .random(), time: 1))
+    #expect(
+      try await endpoints.get(gateway.base + "/shop/cart", cookies: ["foyer_p_\(gateway.room)": expired]).0
+        == 200)
+  }
+
+  @Test func templatesAreCheckedAtStartup() throws {
+    #expect(throws: WaitingPageError.self) { try WaitingPage(template: "<p>{{positon}}</p>") }
+    #expect(throws: WaitingPageError.self) { try WaitingPage(template: "<p>{{position</p>") }
+    let page = try WaitingPage(template: "<p>{{ room }}: {{position}}</p>")
+    #expect(page.render(["room": "a<b", "position": "3"]) == "<p>a&lt;b: 3</p>")
+  }
+}

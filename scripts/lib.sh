@@ -37,7 +37,10 @@ start_redis() {
 }
 
 stop_redis() {
-  [[ -n ${redis_pid:-} ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  if [[ -n ${redis_pid:-} ]]; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+  fi
   redis_pid=""
 }
 
@@ -57,6 +60,7 @@ start_postgres() {
 
 stop_postgres() {
   local data=$1
-  [[ -f $data/postmaster.pid ]] && as_pg "$pg_bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1
-  return 0
+  if [[ -f $data/postmaster.pid ]]; then
+    as_pg "$pg_bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+  fi
 }

@@ -15,6 +15,7 @@ chmod 755 "$root"
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  set +e  # stop everything, whatever one step returns
   stop_redis
   stop_postgres "$root/pg"
   rm -rf "$root"

@@ -21,6 +21,7 @@ let package = Package(
     .library(name: "FoyerCore", targets: ["FoyerCore"]),
     .library(name: "WaitingRoom", targets: ["WaitingRoom"]),
     .library(name: "FoyerGateway", targets: ["FoyerGateway"]),
+    .executable(name: "foyer", targets: ["foyer"]),
     .executable(name: "foyer-bench", targets: ["foyer-bench"]),
   ],
   dependencies: [
@@ -73,6 +74,16 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    .executableTarget(
+      name: "foyer",
+      dependencies: [
+        "FoyerGateway", "WaitingRoom", "RedisNIO", "FoyerCore", nioCore, nioPosix, logging,
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
       name: "foyer-bench",
       dependencies: [

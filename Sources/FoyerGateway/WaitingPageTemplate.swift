@@ -13,7 +13,7 @@ extension WaitingPage {
       :root { color-scheme: light dark; --accent: #2f5bd3; }
       body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; display: grid;
         min-height: 100vh; place-items: center; background: Canvas; color: CanvasText; }
-      main { width: min(32rem, 92vw); padding: 2rem 1.5rem; border-radius: 1rem;
+      main { box-sizing: border-box; width: min(32rem, 94vw); padding: 2rem 1.5rem; border-radius: 1rem;
         box-shadow: 0 0.5rem 2rem rgb(0 0 0 / 0.12); }
       h1 { font-size: 1.6rem; margin: 0 0 0.5rem; }
       .big { font-size: 3rem; font-weight: 700; margin: 0.5rem 0; font-variant-numeric: tabular-nums; }

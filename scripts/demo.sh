@@ -9,10 +9,16 @@ run=$PWD/.run
 mkdir -p "$run"
 chmod 755 "$run"
 
+gateway_pid=""
 cleanup() {
   trap - EXIT INT TERM
+  set +e  # stop everything, whatever one step returns
   echo
   echo "stopping…"
+  if [[ -n $gateway_pid ]]; then
+    kill "$gateway_pid" 2>/dev/null
+    wait "$gateway_pid" 2>/dev/null
+  fi
   stop_redis
   stop_postgres "$run/pg"
 }
@@ -24,19 +30,34 @@ pg_port=${FOYER_DEMO_PG_PORT:-5440}
 start_redis "$run/redis" "$redis_port" --appendonly yes --save ""
 start_postgres "$run/pg" "$pg_port"
 
+# Signing keys are generated per demo run and kept in .run/ (never in the repository).
+[[ -f $run/keys ]] || echo "demo:$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$run/keys"
+chmod 600 "$run/keys"
+gateway_port=${FOYER_DEMO_PORT:-8080}
+FOYER_KEYS_FILE="$run/keys" .build/debug/foyer gateway --host 127.0.0.1 --port "$gateway_port" \
+  --redis "redis://127.0.0.1:$redis_port" --room "onsale:/events" 2>"$run/gateway.log" &
+gateway_pid=$!
+wait_port "$gateway_port" "foyer gateway"
+# A small demo: 30 admissions a minute, 5 shoppers at a time.
+redis-cli -p "$redis_port" HSET 'foyer:{onsale}:settings' rate_per_minute 30 max_active 5 >/dev/null
+
 cat <<MSG
 
 Foyer demo — what runs now
+  Gateway     http://127.0.0.1:$gateway_port/events/1   <- open this in a browser (the waiting room)
+              room 'onsale' protects /events; its log is .run/gateway.log
   Redis       redis://127.0.0.1:$redis_port   (AOF persistence in .run/redis)
   PostgreSQL  postgres://postgres@127.0.0.1:$pg_port/postgres   (data in .run/pg)
 
-Not built yet (see the open issues):
-  - the gateway (foyer gateway), its waiting page and the operator dashboard
-  - BoxOffice (boxoffice serve) and the demo on-sale
-So there is no page to open in a browser yet. What exists can be measured:
-  loadtest/bench-redis    RedisNIO vs redis-benchmark
-  loadtest/bench-tokens   pass verification per second and allocations
+Change the room live, e.g.:
+  redis-cli -p $redis_port HSET 'foyer:{onsale}:settings' state paused
+  redis-cli -p $redis_port HSET 'foyer:{onsale}:settings' state queue rate_per_minute 120
+
+Not built yet (see the open issues): forwarding to an upstream (admitted visitors get a
+502 'no_upstream'), BoxOffice and the demo on-sale, the admin API, 'foyer ctl' and the
+dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
 
 Press Ctrl-C to stop.
 MSG
-while true; do sleep 3600; done
+# `wait` (not a foreground sleep) lets the INT/TERM trap run at once.
+while true; do sleep 3600 & wait $!; done

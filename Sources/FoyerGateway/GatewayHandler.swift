@@ -301,7 +301,7 @@ final class GatewayHandler: ChannelInboundHandler {
         wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
     }
     let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-    if !keepAlive { done.whenComplete { _ in context.close(promise: nil) } }
+    if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
   }
 
   // MARK: Helpers

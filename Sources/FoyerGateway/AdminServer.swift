@@ -1,0 +1,273 @@
+import Foundation
+public import FoyerCore
+public import Logging
+public import NIOCore
+internal import NIOHTTP1
+internal import NIOPosix
+public import ServiceLifecycle
+public import WaitingRoom
+
+/// The operators' listener (DESIGN §5): loopback by default, every request needs
+/// `Authorization: Bearer <admin token>`, compared in constant time.
+public struct AdminConfiguration: Sendable, CustomStringConvertible {
+  /// Listen address; loopback unless an operator decides otherwise.
+  public var host: String
+  public var port: Int
+  /// The bearer token. From the environment only; never printed.
+  public var token: String
+  /// Largest request body accepted (413 beyond).
+  public var maxBodyBytes: Int
+
+  public init(host: String = "127.0.0.1", port: Int = 8081, token: String, maxBodyBytes: Int = 65_536) {
+    self.host = host
+    self.port = port
+    self.token = token
+    self.maxBodyBytes = maxBodyBytes
+  }
+
+  public var description: String { "AdminConfiguration(\(host):\(port), token: <redacted>)" }
+}
+
+/// The admin API as a service: `GET /rooms`, `GET /rooms/{id}`, `PATCH /rooms/{id}`,
+/// `POST /rooms`. Changes go to Redis, so they govern every gateway's next tick.
+public final class AdminServer: Service, Sendable {
+  public let configuration: AdminConfiguration
+  private let store: RoomStore
+  private let group: any EventLoopGroup
+  private let logger: Logger
+
+  public init(
+    configuration: AdminConfiguration, store: RoomStore, eventLoopGroup: any EventLoopGroup,
+    logger: Logger = Logger(label: "foyer.admin")
+  ) {
+    self.configuration = configuration
+    self.store = store
+    self.group = eventLoopGroup
+    self.logger = logger
+  }
+
+  public func start() async throws -> any Channel {
+    let configuration = self.configuration
+    let store = self.store
+    let channel = try await ServerBootstrap(group: group)
+      .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+          try channel.pipeline.syncOperations.addHandler(
+            AdminHandler(configuration: configuration, store: store))
+        }
+      }
+      .bind(host: configuration.host, port: configuration.port).get()
+    logger.info(
+      "admin API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+    return channel
+  }
+
+  public func run() async throws {
+    let channel = try await start()
+    try? await gracefulShutdown()
+    try? await channel.close()
+  }
+}
+
+/// One admin connection: collects the (bounded) body, checks the token, runs the operation.
+final class AdminHandler: ChannelInboundHandler {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundOut = HTTPServerResponsePart
+
+  private let configuration: AdminConfiguration
+  private let store: RoomStore
+  private var head: HTTPRequestHead?
+  private var body: ByteBuffer?
+  private var tooLarge = false
+
+  init(configuration: AdminConfiguration, store: RoomStore) {
+    self.configuration = configuration
+    self.store = store
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch unwrapInboundIn(data) {
+    case .head(let head):
+      self.head = head
+      body = nil
+      tooLarge = false
+    case .body(var chunk):
+      guard !tooLarge else { return }
+      if (body?.readableBytes ?? 0) + chunk.readableBytes > configuration.maxBodyBytes {
+        tooLarge = true
+        body = nil
+      } else if body == nil {
+        body = chunk
+      } else {
+        body!.writeBuffer(&chunk)
+      }
+    case .end:
+      guard let head else { return }
+      self.head = nil
+      handle(head, body: body.map { Data($0.readableBytesView) } ?? Data(), context: context)
+    }
+  }
+
+  private func handle(_ head: HTTPRequestHead, body: Data, context: ChannelHandlerContext) {
+    guard authorized(head) else {
+      return respond(
+        context, head, .unauthorized,
+        ["error": "unauthorized", "message": "a valid bearer token is required"])
+    }
+    if tooLarge {
+      return respond(
+        context, head, .payloadTooLarge,
+        ["error": "too_large", "message": "the body is over \(configuration.maxBodyBytes) bytes"])
+    }
+    let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+    let parts = path.split(separator: "/").map(String.init)
+    let store = self.store
+    let operation: @Sendable () async throws -> (HTTPResponseStatus, Data)
+    switch (head.method, parts.count, parts.first) {
+    case (.GET, 1, "rooms"):
+      operation = {
+        var rooms: [Any] = []
+        for room in try await store.rooms() {
+          // A room deleted between the listing and its description is simply gone.
+          do { rooms.append(try await Self.describe(room, store)) } catch let error as RoomStoreError
+            where error.code == .noSuchRoom
+          {}
+        }
+        return (.ok, Self.json(["rooms": rooms]))
+      }
+    case (.GET, 2, "rooms"):
+      let room = parts[1]
+      operation = { (.ok, Self.json(try await Self.describe(room, store))) }
+    case (.PATCH, 2, "rooms"):
+      let room = parts[1]
+      guard let changes = Self.fields(body) else {
+        return respond(
+          context, head, .badRequest,
+          ["error": "invalid_json", "message": "the body must be a JSON object of settings"])
+      }
+      operation = {
+        try await store.update(room, changes: changes)
+        return (.ok, Self.json(try await Self.describe(room, store)))
+      }
+    case (.POST, 1, "rooms"):
+      guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+        let id = object["id"] as? String
+      else {
+        return respond(
+          context, head, .badRequest,
+          ["error": "invalid_json", "message": "the body must be {\"id\": …, \"settings\": {…}}"])
+      }
+      let changes = (object["settings"] as? [String: Any]).flatMap { Self.fields(fromObject: $0) } ?? [:]
+      operation = {
+        var settings = RoomSettings()
+        for (field, value) in changes.sorted(by: { $0.key < $1.key }) {
+          do { try settings.set(field, to: value) } catch {
+            throw RoomStoreError(.invalidSettings, "\(error)")
+          }
+        }
+        try await store.createRoom(id, settings: settings)
+        return (.created, Self.json(try await Self.describe(id, store)))
+      }
+    case (_, 1, "rooms"), (_, 2, "rooms"):
+      return respond(
+        context, head, .methodNotAllowed,
+        ["error": "method_not_allowed", "message": "\(head.method) is not allowed here"])
+    default:
+      return respond(context, head, .notFound, ["error": "not_found", "message": "no such endpoint"])
+    }
+    let loop = context.eventLoop
+    loop.makeFutureWithTask { try await operation() }.assumeIsolated().whenComplete { result in
+      switch result {
+      case .success(let (status, data)):
+        self.respond(context, head, status, data)
+      case .failure(let error as RoomStoreError):
+        let status: HTTPResponseStatus =
+          switch error.code {
+          case .noSuchRoom: .notFound
+          case .roomExists: .conflict
+          case .invalidSettings, .invalidRoomID: .badRequest
+          default: .internalServerError
+          }
+        self.respond(context, head, status, ["error": "\(error.code)", "message": error.message])
+      case .failure(let error):
+        self.respond(
+          context, head, .serviceUnavailable, ["error": "unavailable", "message": "Redis: \(error)"])
+      }
+    }
+  }
+
+  private func authorized(_ head: HTTPRequestHead) -> Bool {
+    guard let header = head.headers.first(name: "authorization"), header.hasPrefix("Bearer ") else {
+      return false
+    }
+    return constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(configuration.token.utf8))
+  }
+
+  /// Settings as `{field: value}` with stored names, numbers as numbers.
+  private static func describe(_ room: String, _ store: RoomStore) async throws -> [String: Any] {
+    let settings = try await store.settings(room)
+    let stats = try await store.stats(room)
+    var fields: [String: Any] = [:]
+    for (name, value) in settings.fields { fields[name] = Int(value) ?? value }
+    return [
+      "id": room, "settings": fields,
+      "live": [
+        "waiting": stats.waiting, "active": stats.active, "claimed_active": stats.claimedActive,
+        "joined": stats.joined, "admitted": stats.admitted, "admitted_last_minute": stats.admittedLastMinute,
+        "claimed": stats.claimed, "no_shows": stats.noShows, "released": stats.released,
+        "expired": stats.expired,
+        "abandoned": stats.abandoned, "left": stats.left,
+      ],
+    ]
+  }
+
+  private static func fields(_ body: Data) -> [String: String]? {
+    guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else { return nil }
+    return fields(fromObject: object)
+  }
+
+  private static func fields(fromObject object: [String: Any]) -> [String: String]? {
+    var changes: [String: String] = [:]
+    for (key, value) in object {
+      switch value {
+      case let text as String: changes[key] = text
+      case let number as NSNumber: changes[key] = number.stringValue
+      default: return nil
+      }
+    }
+    return changes
+  }
+
+  private static func json(_ value: Any) -> Data {
+    (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data("{}".utf8)
+  }
+
+  private func respond(
+    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus,
+    _ value: [String: String]
+  ) {
+    respond(context, request, status, Self.json(value))
+  }
+
+  private func respond(
+    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ data: Data
+  ) {
+    var headers = HTTPHeaders()
+    headers.add(name: "content-type", value: "application/json")
+    headers.add(name: "content-length", value: String(data.count + 1))
+    headers.add(name: "cache-control", value: "no-store")
+    if status == .unauthorized { headers.add(name: "www-authenticate", value: "Bearer") }
+    if !request.isKeepAlive { headers.add(name: "connection", value: "close") }
+    context.write(
+      wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
+      promise: nil)
+    var buffer = context.channel.allocator.buffer(capacity: data.count + 1)
+    buffer.writeBytes(data)
+    buffer.writeString("\n")
+    context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+    if !request.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+  }
+}

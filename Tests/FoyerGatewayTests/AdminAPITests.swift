@@ -1,0 +1,89 @@
+import Foundation
+import FoyerCore
+import FoyerTestSupport
+import NIOCore
+import NIOPosix
+import RedisNIO
+import Testing
+import WaitingRoom
+
+@testable import FoyerGateway
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+@Suite(.timeLimit(.minutes(2))) struct AdminAPITests {
+  let group = MultiThreadedEventLoopGroup.singleton
+  let token = "test-admin-token-\(UUID().uuidString)"
+
+  func admin() async throws -> (base: String, store: RoomStore, channel: any Channel) {
+    let redis = RedisClient(
+      configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
+    let store = RoomStore(redis: redis, snapshotMaxAge: .zero)
+    let server = AdminServer(
+      configuration: AdminConfiguration(port: 0, token: token), store: store, eventLoopGroup: group)
+    let channel = try await server.start()
+    return ("http://127.0.0.1:\(channel.localAddress!.port!)", store, channel)
+  }
+
+  func call(
+    _ method: String, _ url: String, token: String?, body: String? = nil
+  ) async throws -> (Int, [String: Any]) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = method
+    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    if let body {
+      request.httpBody = Data(body.utf8)
+      request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    }
+    let (data, response) = try await URLSession(configuration: .ephemeral).data(for: request)
+    let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+    return ((response as! HTTPURLResponse).statusCode, json)
+  }
+
+  @Test func everyRequestNeedsTheToken() async throws {
+    let (base, _, channel) = try await admin()
+    defer { channel.close(promise: nil) }
+    #expect(try await call("GET", base + "/rooms", token: nil).0 == 401)
+    #expect(try await call("GET", base + "/rooms", token: "wrong").0 == 401)
+    #expect(try await call("GET", base + "/rooms", token: token + "x").0 == 401)
+    #expect(try await call("GET", base + "/rooms", token: token).0 == 200)
+  }
+
+  @Test func createShowPatchAndErrors() async throws {
+    let (base, store, channel) = try await admin()
+    defer { channel.close(promise: nil) }
+    let room = "adm-" + UUID().uuidString.prefix(8)
+    let created = try await call(
+      "POST", base + "/rooms", token: token,
+      body: #"{"id":"\#(room)","settings":{"rate_per_minute":120,"state":"paused"}}"#)
+    #expect(created.0 == 201)
+    #expect((created.1["settings"] as? [String: Any])?["rate_per_minute"] as? Int == 120)
+    #expect(try await call("POST", base + "/rooms", token: token, body: #"{"id":"\#(room)"}"#).0 == 409)
+
+    let shown = try await call("GET", base + "/rooms/\(room)", token: token)
+    #expect(shown.0 == 200 && (shown.1["live"] as? [String: Any])?["waiting"] as? Int == 0)
+
+    // A change through this gateway's admin API governs any other store's next tick.
+    _ = try await store.join(room: room, visitor: .random())
+    let other = RoomStore(
+      redis: RedisClient(
+        configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group))
+    #expect(try await other.admit(room: room).admitted.isEmpty)  // paused
+    let patched = try await call(
+      "PATCH", base + "/rooms/\(room)", token: token, body: #"{"state":"queue","max_active":3}"#)
+    #expect(patched.0 == 200 && (patched.1["settings"] as? [String: Any])?["state"] as? String == "queue")
+    #expect(try await other.admit(room: room).admitted.count == 1)
+
+    let invalid = try await call(
+      "PATCH", base + "/rooms/\(room)", token: token, body: #"{"session_seconds":5}"#)
+    #expect(invalid.0 == 400 && (invalid.1["message"] as? String)?.contains("session_seconds") == true)
+    #expect(try await call("PATCH", base + "/rooms/\(room)", token: token, body: "not json").0 == 400)
+    #expect(try await call("GET", base + "/rooms/nope-\(UUID().uuidString.prefix(6))", token: token).0 == 404)
+    #expect(try await call("DELETE", base + "/rooms/\(room)", token: token).0 == 405)
+    #expect(try await call("GET", base + "/elsewhere", token: token).0 == 404)
+    let huge = "{\"state\":\"" + String(repeating: "x", count: 70_000) + "\"}"
+    #expect(try await call("PATCH", base + "/rooms/\(room)", token: token, body: huge).0 == 413)
+  }
+}

@@ -23,7 +23,7 @@ struct Foyer: AsyncParsableCommand {
 ///
 /// Configuration so far comes from flags and the environment; the YAML file of the gateway
 /// issue comes with the proxy. Secrets come only from the environment: `FOYER_KEYS` (or
-/// `FOYER_KEYS_FILE`).
+/// `FOYER_KEYS_FILE`) and `FOYER_ADMIN_TOKEN`.
 struct Gateway: AsyncParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Run the gateway and the admission loop.")
 
@@ -38,6 +38,8 @@ struct Gateway: AsyncParsableCommand {
   )
   var rooms: [String] = []
   @Flag(help: "Set Secure on cookies (behind TLS).") var secureCookies = false
+  @Option(help: "Admin API listen address (loopback by default).") var adminHost = "127.0.0.1"
+  @Option(help: "Admin API port. The API runs only when FOYER_ADMIN_TOKEN is set.") var adminPort = 8081
 
   func run() async throws {
     LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
@@ -81,11 +83,23 @@ struct Gateway: AsyncParsableCommand {
       configuration: GatewayConfiguration(
         host: host, port: port, keyRing: keyRing, secureCookies: secureCookies, rooms: routes),
       store: store, eventLoopGroup: group, logger: logger)
-    let services = ServiceGroup(
+    var services: [any Service] = [server, AdmissionLoop(store: store, logger: logger)]
+    if let token = environment["FOYER_ADMIN_TOKEN"], !token.isEmpty {
+      guard token.utf8.count >= 16 else {
+        throw ValidationError("FOYER_ADMIN_TOKEN must be at least 16 characters")
+      }
+      services.append(
+        AdminServer(
+          configuration: AdminConfiguration(host: adminHost, port: adminPort, token: token), store: store,
+          eventLoopGroup: group, logger: logger))
+    } else {
+      logger.warning("FOYER_ADMIN_TOKEN is not set: the admin API is off")
+    }
+    let serviceGroup = ServiceGroup(
       configuration: .init(
-        services: [server, AdmissionLoop(store: store, logger: logger)],
+        services: services,
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-    try await services.run()
+    try await serviceGroup.run()
     await client.close()
   }
 }

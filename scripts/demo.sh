@@ -33,13 +33,20 @@ start_postgres "$run/pg" "$pg_port"
 # Signing keys are generated per demo run and kept in .run/ (never in the repository).
 [[ -f $run/keys ]] || echo "demo:$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$run/keys"
 chmod 600 "$run/keys"
+[[ -f $run/admin-token ]] || head -c 24 /dev/urandom | base64 | tr -d '\n/+=' >"$run/admin-token"
+chmod 600 "$run/admin-token"
+admin_token=$(cat "$run/admin-token")
 gateway_port=${FOYER_DEMO_PORT:-8080}
-FOYER_KEYS_FILE="$run/keys" .build/debug/foyer gateway --host 127.0.0.1 --port "$gateway_port" \
+admin_port=${FOYER_DEMO_ADMIN_PORT:-8081}
+FOYER_KEYS_FILE="$run/keys" FOYER_ADMIN_TOKEN="$admin_token" .build/debug/foyer gateway --host 127.0.0.1 --port "$gateway_port" \
+  --admin-port "$admin_port" \
   --redis "redis://127.0.0.1:$redis_port" --room "onsale:/events" 2>"$run/gateway.log" &
 gateway_pid=$!
 wait_port "$gateway_port" "foyer gateway"
+wait_port "$admin_port" "foyer admin API"
 # A small demo: 30 admissions a minute, 5 shoppers at a time.
-redis-cli -p "$redis_port" HSET 'foyer:{onsale}:settings' rate_per_minute 30 max_active 5 >/dev/null
+curl -s -o /dev/null -X PATCH -H "Authorization: Bearer $admin_token" \
+  -d '{"rate_per_minute":30,"max_active":5}' "http://127.0.0.1:$admin_port/rooms/onsale"
 
 cat <<MSG
 
@@ -49,13 +56,15 @@ Foyer demo — what runs now
   Redis       redis://127.0.0.1:$redis_port   (AOF persistence in .run/redis)
   PostgreSQL  postgres://postgres@127.0.0.1:$pg_port/postgres   (data in .run/pg)
 
-Change the room live, e.g.:
-  redis-cli -p $redis_port HSET 'foyer:{onsale}:settings' state paused
-  redis-cli -p $redis_port HSET 'foyer:{onsale}:settings' state queue rate_per_minute 120
+  Admin API   http://127.0.0.1:$admin_port   token: $admin_token   (also in .run/admin-token)
+
+Watch and change the room live through the admin API, e.g.:
+  curl -s -H "Authorization: Bearer $admin_token" http://127.0.0.1:$admin_port/rooms/onsale
+  curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"paused"}' http://127.0.0.1:$admin_port/rooms/onsale
+  curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"queue","rate_per_minute":120}' http://127.0.0.1:$admin_port/rooms/onsale
 
 Not built yet (see the open issues): forwarding to an upstream (admitted visitors get a
-502 'no_upstream'), BoxOffice and the demo on-sale, the admin API, 'foyer ctl' and the
-dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
+502 'no_upstream'), BoxOffice and the demo on-sale, 'foyer ctl', metrics and the dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
 
 Press Ctrl-C to stop.
 MSG

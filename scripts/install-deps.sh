@@ -6,6 +6,7 @@ set -euo pipefail
 need=()
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v curl >/dev/null || need+=(curl)
 have_pc hiredis || need+=(libhiredis-dev)
 have_pc libcrypto || need+=(libssl-dev)
 command -v redis-server >/dev/null || need+=(redis-server)

@@ -32,12 +32,15 @@ public struct GatewayConfiguration: Sendable {
   public var maxMessagesPerRead: UInt
   /// Deadline for a Redis round trip on the request path; past it visitors get a retry hint.
   public var redisTimeout: TimeAmount
+  /// Where admitted traffic goes; `nil` answers 502 `no_upstream`.
+  public var upstream: UpstreamConfiguration?
 
   public init(
     host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,
     rooms: [RoomRoute] = [], backlog: Int32 = 4_096, maxMessagesPerRead: UInt = 16,
-    redisTimeout: TimeAmount = .milliseconds(500)
+    redisTimeout: TimeAmount = .milliseconds(500), upstream: UpstreamConfiguration? = nil
   ) {
+    self.upstream = upstream
     self.host = host
     self.port = port
     self.keyRing = keyRing

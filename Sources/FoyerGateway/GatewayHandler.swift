@@ -17,7 +17,13 @@ struct GatewayContext: Sendable {
   let configuration: GatewayConfiguration
   let store: RoomStore
   let signers: [ObjectIdentifier: NIOLoopBound<TokenSigner>]
+  /// One upstream pool per event loop; empty when no upstream is configured.
+  let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
   let logger: Logger
+
+  func pool(on loop: any EventLoop) -> UpstreamPool? {
+    pools[ObjectIdentifier(loop)]?.value
+  }
 
   func signer(on loop: any EventLoop) -> TokenSigner {
     signers[ObjectIdentifier(loop)]!.value
@@ -37,33 +43,99 @@ struct GatewayContext: Sendable {
   }
 }
 
-/// Serves every request on the event loop, with no async hop: `/_foyer/*` endpoints, then
-/// room paths (pass check, then queue join/poll with the waiting page or JSON).
+/// Serves every request on the event loop, with no async hop: `/_foyer/*` endpoints; room
+/// paths (a valid pass is forwarded; anyone else joins or polls the queue and gets the
+/// waiting page or JSON); everything else is forwarded unprotected.
 ///
-/// Not built yet (the gateway issue goes on): forwarding to the upstream (requests that
-/// would be forwarded get a 502 `no_upstream`), the admin API, metrics and request limits.
-final class GatewayHandler: ChannelInboundHandler {
+/// Forwarding streams both ways on the same event loop: request parts go to the upstream as
+/// they arrive, response parts to the client, and each side stops reading while the other
+/// cannot take more (the `read` interception below and in `UpstreamHandler`).
+final class GatewayHandler: ChannelDuplexHandler {
   typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundIn = HTTPServerResponsePart
   typealias OutboundOut = HTTPServerResponsePart
 
+  private enum State {
+    case idle
+    /// Answering from the gateway itself; the request body is not needed.
+    case local(HTTPRequestHead)
+    /// Waiting for an upstream connection; request parts wait here, client reads are held.
+    case connecting(HTTPRequestHead, buffered: [HTTPClientRequestPart])
+    case streaming(HTTPRequestHead, upstream: any Channel, handler: UpstreamHandler)
+    /// The exchange failed and was answered; the rest of the request is read and dropped.
+    case discarding
+  }
+
   private let shared: GatewayContext
-  private var head: HTTPRequestHead?
+  private var state = State.idle
+  private var context: ChannelHandlerContext?
+  private var readPending = false
+  private var requestEnded = false
+  private var responseStarted = false
+  private var upstreamReusable = true
+  private var responseTimeout: Scheduled<Void>?
+  /// The pass holder of the forwarded request, for `Foyer-Release: done`.
+  private var forwardedVisitor: (room: String, visitor: VisitorID)?
 
   init(shared: GatewayContext) {
     self.shared = shared
   }
 
+  func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch unwrapInboundIn(data) {
     case .head(let head):
-      self.head = head
-    case .body:
-      break  // The gateway's own endpoints take no body.
-    case .end:
-      guard let head else { return }
-      self.head = nil
-      route(head, context: context)
+      requestEnded = false
+      if let forward = forwardingDecision(head) {
+        startForwarding(head, visitor: forward, context: context)
+      } else {
+        state = .local(head)
+      }
+    case .body(let body):
+      upstreamWrite(.body(.byteBuffer(body)))
+    case .end(let trailers):
+      requestEnded = true
+      switch state {
+      case .local(let head):
+        route(head, context: context)
+      case .connecting, .streaming:
+        upstreamWrite(.end(trailers))
+      case .discarding:
+        state = .idle
+      case .idle:
+        break
+      }
     }
+  }
+
+  /// Holds client reads while the upstream is not connected or cannot take more.
+  func read(context: ChannelHandlerContext) {
+    switch state {
+    case .connecting:
+      readPending = true
+    case .streaming(_, let upstream, _) where !upstream.isWritable:
+      readPending = true
+    default:
+      context.read()
+    }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if case .streaming(_, _, let handler) = state { handler.paused = !context.channel.isWritable }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    // The client left mid-exchange: the upstream connection's state is unknown; drop it.
+    if case .streaming(_, let upstream, let handler) = state {
+      handler.delegate = nil
+      upstream.close(promise: nil)
+    }
+    responseTimeout?.cancel()
+    state = .idle
+    context.fireChannelInactive()
   }
 
   private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -92,6 +164,190 @@ final class GatewayHandler: ChannelInboundHandler {
         forward(head, context: context)
       }
     }
+  }
+
+  // MARK: Forwarding
+
+  /// Decided on the head alone, so the body can stream: `nil` answers locally; otherwise
+  /// the request is forwarded, carrying the pass holder's visitor id if it had a pass.
+  private func forwardingDecision(_ head: HTTPRequestHead) -> (room: String, visitor: VisitorID)?? {
+    guard let context, shared.pool(on: context.eventLoop) != nil else { return nil }
+    let (path, _) = Self.split(head.uri)
+    if path.hasPrefix("/_foyer/") { return nil }
+    guard let route = shared.route(forPath: path) else { return .some(nil) }  // not protected
+    let presented =
+      Cookies.value(named: Cookies.passName(room: route.id), in: head.headers)
+      ?? head.headers.first(name: "foyer-pass")?[...]
+    guard let presented,
+      case .valid(let visitor, _) = Self.verify(
+        shared.signer(on: context.eventLoop), presented, kind: .pass, room: route.id, now: Self.unixSeconds())
+    else { return nil }
+    return .some((route.id, visitor))
+  }
+
+  private func startForwarding(
+    _ head: HTTPRequestHead, visitor: (room: String, visitor: VisitorID)?, context: ChannelHandlerContext,
+    requestComplete: Bool = false
+  ) {
+    guard let pool = shared.pool(on: context.eventLoop) else { return forward(head, context: context) }
+    forwardedVisitor = visitor
+    responseStarted = false
+    upstreamReusable = true
+    var buffered: [HTTPClientRequestPart] = [
+      .head(upstreamHead(head, visitor: visitor?.visitor, context: context))
+    ]
+    if requestComplete { buffered.append(.end(nil)) }
+    state = .connecting(head, buffered: buffered)
+    responseTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: pool.configuration.responseTimeout)
+    {
+      self.failExchange(.gatewayTimeout, "the upstream did not answer in time")
+    }
+    pool.acquire().assumeIsolated().whenComplete { result in
+      guard case .connecting(let head, let buffered) = self.state else {
+        if case .success(let upstream) = result { pool.release(upstream) }
+        return
+      }
+      switch result {
+      case .success(let upstream):
+        guard let handler = try? upstream.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
+          upstream.close(promise: nil)
+          return self.failExchange(.badGateway, "the upstream connection is unusable")
+        }
+        handler.delegate = self
+        handler.paused = !(self.context?.channel.isWritable ?? true)
+        self.state = .streaming(head, upstream: upstream, handler: handler)
+        for part in buffered { upstream.write(part, promise: nil) }
+        upstream.flush()
+        if self.readPending && upstream.isWritable {
+          self.readPending = false
+          self.context?.read()
+        }
+      case .failure(let error):
+        self.shared.logger.warning("upstream connect failed", metadata: ["error": "\(error)"])
+        self.failExchange(.badGateway, "the upstream is unreachable")
+      }
+    }
+  }
+
+  /// The request as the upstream sees it: no hop-by-hop headers, no gateway cookies or
+  /// smuggled Foyer headers, the verified visitor, and the forwarding chain.
+  private func upstreamHead(
+    _ head: HTTPRequestHead, visitor: VisitorID?, context: ChannelHandlerContext
+  ) -> HTTPRequestHead {
+    var headers = head.headers
+    ForwardingHeaders.stripHopByHop(&headers)
+    ForwardingHeaders.stripGatewayCookies(&headers)
+    headers.remove(name: "foyer-visitor")
+    headers.remove(name: "foyer-pass")
+    if let visitor { headers.add(name: "foyer-visitor", value: visitor.description) }
+    let client = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    let prior = headers[canonicalForm: "x-forwarded-for"].joined(separator: ", ")
+    headers.replaceOrAdd(name: "x-forwarded-for", value: prior.isEmpty ? client : prior + ", " + client)
+    headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
+    headers.add(name: "forwarded", value: "for=\"\(client)\";proto=http")
+    return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
+  }
+
+  private func upstreamWrite(_ part: HTTPClientRequestPart) {
+    switch state {
+    case .connecting(let head, var buffered):
+      buffered.append(part)
+      state = .connecting(head, buffered: buffered)
+    case .streaming(_, let upstream, _):
+      upstream.writeAndFlush(part, promise: nil)
+    case .idle, .local, .discarding:
+      break
+    }
+  }
+
+  func upstreamRead(_ part: HTTPClientResponsePart) {
+    guard case .streaming(let head, let upstream, let handler) = state, let context else { return }
+    switch part {
+    case .head(let response):
+      responseTimeout?.cancel()
+      responseStarted = true
+      upstreamReusable = response.isKeepAlive
+      var headers = response.headers
+      ForwardingHeaders.stripHopByHop(&headers)
+      if headers.first(name: "foyer-release")?.lowercased() == "done" {
+        headers.remove(name: "foyer-release")
+        if let (room, visitor) = forwardedVisitor {
+          // Checkout done: free the slot at once and clear the pass.
+          let logger = shared.logger
+          shared.store.release(room: room, visitor: visitor, reason: .done, on: context.eventLoop).whenFailure
+          { error in
+            logger.warning("release failed", metadata: ["room": "\(room)", "error": "\(error)"])
+          }
+          headers.add(
+            name: "set-cookie",
+            value: Cookies.setCookie(
+              name: Cookies.passName(room: room), value: "", maxAge: 0,
+              secure: shared.configuration.secureCookies))
+        }
+      }
+      if !head.isKeepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
+      context.write(
+        wrapOutboundOut(
+          .head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))),
+        promise: nil)
+    case .body(let buffer):
+      context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+      if !context.channel.isWritable { handler.paused = true }
+    case .end(let trailers):
+      handler.delegate = nil
+      handler.paused = false
+      if requestEnded && upstreamReusable {
+        shared.pool(on: context.eventLoop)?.release(upstream)
+      } else {
+        upstream.close(promise: nil)
+      }
+      state = requestEnded ? .idle : .discarding
+      let done = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+      if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+  }
+
+  func upstreamWritabilityChanged(writable: Bool) {
+    if writable && readPending {
+      readPending = false
+      context?.read()
+    }
+  }
+
+  func upstreamClosed() {
+    guard case .streaming = state else { return }
+    if responseStarted {
+      // Cut off mid-response: the client cannot be told otherwise.
+      state = .idle
+      context?.close(promise: nil)
+    } else {
+      failExchange(.badGateway, "the upstream closed the connection")
+    }
+  }
+
+  private func failExchange(_ status: HTTPResponseStatus, _ message: String) {
+    responseTimeout?.cancel()
+    let head: HTTPRequestHead
+    switch state {
+    case .connecting(let h, _):
+      head = h
+    case .streaming(let h, let upstream, let handler):
+      head = h
+      handler.delegate = nil
+      upstream.close(promise: nil)
+    case .idle, .local, .discarding:
+      return
+    }
+    state = requestEnded ? .idle : .discarding
+    guard let context else { return }
+    if responseStarted {
+      context.close(promise: nil)
+      return
+    }
+    let code = status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable"
+    respond(
+      context, head, status: status, contentType: "application/json",
+      body: "{\"error\":\"\(code)\",\"message\":\"\(message)\"}")
   }
 
   // MARK: Endpoints
@@ -224,7 +480,19 @@ final class GatewayHandler: ChannelInboundHandler {
       body = .notWaiting(room: room, state: "full", pollAfterMilliseconds: 10_000)
     }
     if page && body.admitted {
-      forward(head, context: context, setCookies: cookies)
+      if case .passthrough = status, shared.pool(on: context.eventLoop) != nil {
+        // Not protected right now: forward (the request has been read; bodies were dropped).
+        startForwarding(head, visitor: nil, context: context, requestComplete: true)
+      } else {
+        // Admitted just now: send the visitor back to the same URL, now with the pass, so
+        // the request (and any body) goes through the forwarding path (307 keeps the method).
+        var headers = HTTPHeaders()
+        for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
+        headers.add(name: "location", value: head.uri)
+        respond(
+          context, head, status: .temporaryRedirect, contentType: "text/plain", body: "admitted\n",
+          extraHeaders: headers)
+      }
     } else if json {
       respondJSON(context, head, body, cookies: cookies)
     } else {
@@ -236,14 +504,13 @@ final class GatewayHandler: ChannelInboundHandler {
     }
   }
 
-  /// Forwarding to the upstream is not built yet (the proxy is the next part of the gateway
-  /// issue): a request that would be forwarded gets a clear 502 rather than a silent stub.
+  /// No upstream is configured: a request that would be forwarded gets a clear 502.
   private func forward(_ head: HTTPRequestHead, context: ChannelHandlerContext, setCookies: [String] = []) {
     var headers = HTTPHeaders()
     for cookie in setCookies { headers.add(name: "set-cookie", value: cookie) }
     respond(
       context, head, status: .badGateway, contentType: "application/json",
-      body: "{\"error\":\"no_upstream\",\"message\":\"this gateway does not forward to an upstream yet\"}",
+      body: "{\"error\":\"no_upstream\",\"message\":\"this gateway has no upstream configured\"}",
       extraHeaders: headers)
   }
 

@@ -1,4 +1,4 @@
-public import FoyerCore
+internal import FoyerCore
 public import Logging
 public import NIOCore
 internal import NIOHTTP1
@@ -28,11 +28,20 @@ public final class GatewayServer: Service, Sendable {
   /// port when `port` is 0).
   public func start() async throws -> any Channel {
     var signers: [ObjectIdentifier: NIOLoopBound<TokenSigner>] = [:]
+    var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
     for loop in group.makeIterator() {
-      let signer = try TokenSigner(keyRing: configuration.keyRing)
-      signers[ObjectIdentifier(loop)] = try await loop.submit { NIOLoopBound(signer, eventLoop: loop) }.get()
+      let keyRing = configuration.keyRing
+      signers[ObjectIdentifier(loop)] = try await loop.submit {
+        NIOLoopBound(try TokenSigner(keyRing: keyRing), eventLoop: loop)
+      }.get()
+      if let upstream = configuration.upstream {
+        pools[ObjectIdentifier(loop)] = try await loop.submit {
+          NIOLoopBound(UpstreamPool(eventLoop: loop, configuration: upstream), eventLoop: loop)
+        }.get()
+      }
     }
-    let shared = GatewayContext(configuration: configuration, store: store, signers: signers, logger: logger)
+    let shared = GatewayContext(
+      configuration: configuration, store: store, signers: signers, pools: pools, logger: logger)
     let channel = try await ServerBootstrap(group: group)
       .serverChannelOption(ChannelOptions.backlog, value: configuration.backlog)
       .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)

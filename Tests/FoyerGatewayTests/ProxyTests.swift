@@ -1,0 +1,265 @@
+import Foundation
+import FoyerCore
+import FoyerTestSupport
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import RedisNIO
+import Testing
+import WaitingRoom
+
+@testable import FoyerGateway
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A real upstream for the proxy tests: echoes what it received, streams large bodies,
+/// counts uploads and its own connections.
+final class TestUpstream: Sendable {
+  let channel: any Channel
+  let connections = NIOLockedValueBox(0)
+  var port: Int { channel.localAddress!.port! }
+
+  init(group: any EventLoopGroup) async throws {
+    let box = NIOLockedValueBox(0)
+    channel = try await ServerBootstrap(group: group)
+      .childChannelInitializer { channel in
+        box.withLockedValue { $0 += 1 }
+        return channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+          try channel.pipeline.syncOperations.addHandler(TestUpstreamHandler())
+        }
+      }
+      .bind(host: "127.0.0.1", port: 0).get()
+    connectionsBox = box
+  }
+
+  private let connectionsBox: NIOLockedValueBox<Int>?
+  var accepted: Int { connectionsBox?.withLockedValue { $0 } ?? 0 }
+}
+
+final class TestUpstreamHandler: ChannelInboundHandler {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundOut = HTTPServerResponsePart
+  private var head: HTTPRequestHead?
+  private var received = 0
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch unwrapInboundIn(data) {
+    case .head(let head):
+      self.head = head
+      received = 0
+    case .body(let body):
+      received += body.readableBytes
+    case .end:
+      guard let head else { return }
+      let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+      var headers = HTTPHeaders()
+      if path == "/big" {
+        let size = Int(head.uri.split(separator: "=").last ?? "0") ?? 0
+        headers.add(name: "content-length", value: String(size))
+        context.write(
+          wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+          promise: nil)
+        var left = size
+        let chunk = ByteBuffer(repeating: 0x61, count: 65_536)
+        while left > 0 {
+          let piece = chunk.getSlice(at: 0, length: min(left, 65_536))!
+          context.write(wrapOutboundOut(.body(.byteBuffer(piece))), promise: nil)
+          left -= piece.readableBytes
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        return
+      }
+      if path.hasSuffix("/release") { headers.add(name: "foyer-release", value: "done") }
+      headers.add(name: "x-upstream-only", value: "1")
+      headers.add(name: "connection", value: "keep-alive, x-upstream-only")
+      var echo: [String: String] = ["received": String(received), "uri": head.uri]
+      for (name, value) in head.headers {
+        echo[name.lowercased(), default: ""] += (echo[name.lowercased()] == nil ? "" : "|") + value
+      }
+      let body = try! JSONSerialization.data(withJSONObject: echo)
+      headers.add(name: "content-type", value: "application/json")
+      headers.add(name: "content-length", value: String(body.count))
+      context.write(
+        wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+        promise: nil)
+      context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+      context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+  }
+}
+
+@Suite(.timeLimit(.minutes(3))) struct ProxyTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+  let signer = try! TokenSigner(keyRing: StatusEndpointTests.keyRing)
+
+  func gateway(
+    upstreamPort: Int, settings: RoomSettings = RoomSettings()
+  ) async throws -> (String, RoomStore, String, any Channel) {
+    let redis = RedisClient(
+      configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
+    let store = RoomStore(redis: redis, snapshotMaxAge: .zero)
+    let room = "px-" + UUID().uuidString.prefix(8)
+    try await store.createRoom(room, settings: settings)
+    let configuration = GatewayConfiguration(
+      host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
+      rooms: [RoomRoute(id: room, pathPrefix: "/shop")],
+      upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstreamPort, responseTimeout: .seconds(2)))
+    let channel = try await GatewayServer(configuration: configuration, store: store, eventLoopGroup: group)
+      .start()
+    return ("http://127.0.0.1:\(channel.localAddress!.port!)", store, room, channel)
+  }
+
+  func send(
+    _ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil,
+    session: URLSession? = nil
+  )
+    async throws -> (Int, [String: String], Data)
+  {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = method
+    request.httpShouldHandleCookies = false
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+    request.httpBody = body
+    let configuration = URLSessionConfiguration.ephemeral
+    configuration.httpCookieStorage = nil
+    let (data, response) = try await (session ?? URLSession(configuration: configuration)).data(for: request)
+    let http = response as! HTTPURLResponse
+    var fields: [String: String] = [:]
+    for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
+    return (http.statusCode, fields, data)
+  }
+
+  func echo(_ data: Data) -> [String: String] {
+    (try? JSONSerialization.jsonObject(with: data)) as? [String: String] ?? [:]
+  }
+
+  @Test func passHoldersAreForwardedCleanly() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (base, _, room, channel) = try await gateway(upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    let visitor = VisitorID.random()
+    let pass = signer.sign(
+      Token(kind: .pass, room: room, visitor: visitor, time: Int64(Date().timeIntervalSince1970) + 60))
+    let (status, headers, data) = try await send(
+      "GET", base + "/shop/item?x=1",
+      headers: [
+        "Cookie": "theme=dark; foyer_p_\(room)=\(pass); foyer_v_\(room)=abc", "Foyer-Visitor": "smuggled",
+        "Connection": "keep-alive, x-secret", "X-Secret": "hop", "Proxy-Authorization": "Basic eA==",
+      ])
+    #expect(status == 200)
+    let seen = echo(data)
+    #expect(seen["uri"] == "/shop/item?x=1")
+    #expect(seen["foyer-visitor"] == visitor.description)
+    #expect(seen["cookie"] == "theme=dark")
+    #expect(seen["x-secret"] == nil && seen["proxy-authorization"] == nil && seen["foyer-pass"] == nil)
+    #expect(seen["x-forwarded-for"] == "127.0.0.1" && seen["x-forwarded-proto"] == "http")
+    #expect(seen["forwarded"]?.contains("for=") == true)
+    // Hop-by-hop headers of the response stay on the upstream hop too.
+    #expect(headers["x-upstream-only"] == nil)
+  }
+
+  @Test func unprotectedPathsPassAndConnectionsAreReused() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (base, _, _, channel) = try await gateway(upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    let session = URLSession(configuration: .ephemeral)
+    for index in 0..<5 {
+      let (status, _, data) = try await send("GET", base + "/public/\(index)", session: session)
+      #expect(status == 200 && echo(data)["uri"] == "/public/\(index)")
+      #expect(echo(data)["foyer-visitor"] == nil)
+    }
+    #expect(
+      upstream.accepted <= 2, "the upstream saw \(upstream.accepted) connections for 5 sequential requests")
+  }
+
+  @Test func largeBodiesStreamBothWays() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (base, _, _, channel) = try await gateway(upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    let size = 64 << 20
+    let (status, _, data) = try await send("GET", base + "/big?n=\(size)")
+    #expect(status == 200 && data.count == size)
+    let upload = Data(repeating: 0x62, count: 16 << 20)
+    let (upStatus, _, upData) = try await send("POST", base + "/upload", body: upload)
+    #expect(upStatus == 200 && echo(upData)["received"] == String(upload.count))
+  }
+
+  @Test func releaseFreesTheSlotAndClearsThePass() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (base, store, room, channel) = try await gateway(upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    // A real admission: join, claim, pass.
+    let visitor = VisitorID.random()
+    _ = try await store.join(room: room, visitor: visitor)
+    guard case .active(let end) = try await store.claim(room: room, visitor: visitor) else {
+      Issue.record("no session"); return
+    }
+    #expect(try await store.stats(room).active == 1)
+    let pass = signer.sign(Token(kind: .pass, room: room, visitor: visitor, time: end / 1_000))
+    let (status, headers, _) = try await send("POST", base + "/shop/release", headers: ["Foyer-Pass": pass])
+    #expect(status == 200)
+    #expect(headers["foyer-release"] == nil)
+    #expect(headers["set-cookie"]?.contains("foyer_p_\(room)=;") == true)
+    var freed = false
+    for _ in 0..<50 where !freed {
+      freed = try await store.stats(room).active == 0
+      if !freed { try await Task.sleep(for: .milliseconds(20)) }
+    }
+    #expect(freed)
+  }
+
+  @Test func upstreamDownIs502() async throws {
+    let port = try freeLoopbackPort()
+    let (base, _, _, channel) = try await gateway(upstreamPort: port)
+    defer { channel.close(promise: nil) }
+    let (status, _, data) = try await send("GET", base + "/anything")
+    #expect(status == 502)
+    #expect(String(decoding: data, as: UTF8.self).contains("upstream_unavailable"))
+  }
+
+  @Test func admissionRedirectsToTheSameURLWithThePass() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (base, _, room, channel) = try await gateway(upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    // URLSession would follow the redirect without our cookie handling: look at it raw.
+    final class NoRedirect: NSObject, URLSessionTaskDelegate {
+      func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void
+      ) { completionHandler(nil) }
+    }
+    let session = URLSession(configuration: .ephemeral, delegate: NoRedirect(), delegateQueue: nil)
+    let (status, headers, _) = try await send("GET", base + "/shop/seat/7", session: session)
+    #expect(status == 307 && headers["location"] == "/shop/seat/7")
+    let setCookie = try #require(headers["set-cookie"])
+    let pass = try #require(
+      setCookie.split(separator: ",").compactMap { part -> String? in
+        let pair = part.split(separator: ";")[0].trimmingCharacters(in: .whitespaces)
+        return pair.hasPrefix("foyer_p_\(room)=") ? String(pair.dropFirst("foyer_p_\(room)=".count)) : nil
+      }.first)
+    let (followed, _, data) = try await send(
+      "GET", base + "/shop/seat/7", headers: ["Cookie": "foyer_p_\(room)=\(pass)"])
+    #expect(followed == 200 && echo(data)["uri"] == "/shop/seat/7")
+  }
+
+  @Test func silentUpstreamIs504() async throws {
+    // Accepts connections and never answers.
+    let silent = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+    defer { silent.close(promise: nil) }
+    let (base, _, _, channel) = try await gateway(upstreamPort: silent.localAddress!.port!)
+    defer { channel.close(promise: nil) }
+    let started = ContinuousClock.now
+    let (status, _, data) = try await send("GET", base + "/slow")
+    #expect(status == 504 && String(decoding: data, as: UTF8.self).contains("upstream_timeout"))
+    #expect(ContinuousClock.now - started < .seconds(10))
+  }
+}

@@ -38,6 +38,8 @@ struct Gateway: AsyncParsableCommand {
   )
   var rooms: [String] = []
   @Flag(help: "Set Secure on cookies (behind TLS).") var secureCookies = false
+  @Option(help: "Upstream to forward admitted traffic to, http://host[:port]. Without it: 502 no_upstream.")
+  var upstream: String?
   @Option(help: "Admin API listen address (loopback by default).") var adminHost = "127.0.0.1"
   @Option(help: "Admin API port. The API runs only when FOYER_ADMIN_TOKEN is set.") var adminPort = 8081
 
@@ -52,6 +54,12 @@ struct Gateway: AsyncParsableCommand {
       }
     } catch {
       throw ValidationError(error.description)
+    }
+    var upstreamConfiguration: UpstreamConfiguration?
+    if let upstream {
+      do { upstreamConfiguration = try UpstreamConfiguration(url: upstream) } catch {
+        throw ValidationError(error.description)
+      }
     }
     var routes: [RoomRoute] = []
     for spec in rooms {
@@ -81,7 +89,8 @@ struct Gateway: AsyncParsableCommand {
     }
     let server = GatewayServer(
       configuration: GatewayConfiguration(
-        host: host, port: port, keyRing: keyRing, secureCookies: secureCookies, rooms: routes),
+        host: host, port: port, keyRing: keyRing, secureCookies: secureCookies, rooms: routes,
+        upstream: upstreamConfiguration),
       store: store, eventLoopGroup: group, logger: logger)
     var services: [any Service] = [server, AdmissionLoop(store: store, logger: logger)]
     if let token = environment["FOYER_ADMIN_TOKEN"], !token.isEmpty {

@@ -254,10 +254,21 @@ final class GatewayHandler: ChannelDuplexHandler {
       buffered.append(part)
       state = .connecting(head, buffered: buffered)
     case .streaming(_, let upstream, _):
-      upstream.writeAndFlush(part, promise: nil)
+      // Flushed once per read burst, in channelReadComplete.
+      upstream.write(part, promise: nil)
     case .idle, .local, .discarding:
       break
     }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    if case .streaming(_, let upstream, _) = state { upstream.flush() }
+    context.fireChannelReadComplete()
+  }
+
+  /// The upstream's read burst is over: one flush to the client for all of it.
+  func upstreamReadComplete() {
+    context?.flush()
   }
 
   func upstreamRead(_ part: HTTPClientResponsePart) {
@@ -291,8 +302,13 @@ final class GatewayHandler: ChannelDuplexHandler {
           .head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))),
         promise: nil)
     case .body(let buffer):
-      context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-      if !context.channel.isWritable { handler.paused = true }
+      context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+      if !context.channel.isWritable {
+        // Pause first: the flush may drain the socket and turn the channel writable at once,
+        // and that event is what resumes reading.
+        handler.paused = true
+        context.flush()
+      }
     case .end(let trailers):
       handler.delegate = nil
       handler.paused = false
@@ -302,6 +318,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         upstream.close(promise: nil)
       }
       state = requestEnded ? .idle : .discarding
+      // One flush carries head, body and end of a small response.
       let done = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
       if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }

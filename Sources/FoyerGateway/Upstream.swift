@@ -115,6 +115,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
     delegate?.upstreamRead(unwrapInboundIn(data))
   }
 
+  func channelReadComplete(context: ChannelHandlerContext) {
+    delegate?.upstreamReadComplete()
+    context.fireChannelReadComplete()
+  }
+
   func channelWritabilityChanged(context: ChannelHandlerContext) {
     delegate?.upstreamWritabilityChanged(writable: context.channel.isWritable)
     context.fireChannelWritabilityChanged()

@@ -40,6 +40,7 @@ struct Gateway: AsyncParsableCommand {
   @Flag(help: "Set Secure on cookies (behind TLS).") var secureCookies = false
   @Option(help: "Upstream to forward admitted traffic to, http://host[:port]. Without it: 502 no_upstream.")
   var upstream: String?
+  @Option(help: "Event-loop threads (default: one per core).") var threads = System.coreCount
   @Option(help: "Admin API listen address (loopback by default).") var adminHost = "127.0.0.1"
   @Option(help: "Admin API port. The API runs only when FOYER_ADMIN_TOKEN is set.") var adminPort = 8081
 
@@ -72,7 +73,8 @@ struct Gateway: AsyncParsableCommand {
         RoomRoute(id: String(spec[..<colon]), pathPrefix: String(spec[spec.index(after: colon)...])))
     }
 
-    let group = MultiThreadedEventLoopGroup.singleton
+    guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     let client: RedisClient
     do {
       client = RedisClient(configuration: try RedisConfiguration(url: redis), eventLoopGroup: group)

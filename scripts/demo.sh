@@ -63,8 +63,9 @@ Watch and change the room live through the admin API, e.g.:
   curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"paused"}' http://127.0.0.1:$admin_port/rooms/onsale
   curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"queue","rate_per_minute":120}' http://127.0.0.1:$admin_port/rooms/onsale
 
-Not built yet (see the open issues): forwarding to an upstream (admitted visitors get a
-502 'no_upstream'), BoxOffice and the demo on-sale, 'foyer ctl', metrics and the dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
+Not built yet (see the open issues): BoxOffice and the demo on-sale — so the demo has no
+upstream and an admitted visitor gets a 502 'no_upstream' —, 'foyer ctl', metrics and the
+dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
 
 Press Ctrl-C to stop.
 MSG

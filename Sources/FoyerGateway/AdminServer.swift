@@ -4,6 +4,7 @@ public import Logging
 public import NIOCore
 internal import NIOHTTP1
 internal import NIOPosix
+public import RedisNIO
 public import ServiceLifecycle
 public import WaitingRoom
 
@@ -38,7 +39,7 @@ public final class AdminServer: Service, Sendable {
 
   public init(
     configuration: AdminConfiguration, store: RoomStore, eventLoopGroup: any EventLoopGroup,
-    logger: Logger = Logger(label: "foyer.admin")
+    logger: Logger = .disabled
   ) {
     self.configuration = configuration
     self.store = store

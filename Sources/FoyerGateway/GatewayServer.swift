@@ -3,6 +3,7 @@ public import Logging
 public import NIOCore
 internal import NIOHTTP1
 internal import NIOPosix
+public import RedisNIO
 public import ServiceLifecycle
 public import WaitingRoom
 
@@ -16,7 +17,7 @@ public final class GatewayServer: Service, Sendable {
 
   public init(
     configuration: GatewayConfiguration, store: RoomStore, eventLoopGroup: any EventLoopGroup,
-    logger: Logger = Logger(label: "foyer.gateway")
+    logger: Logger = .disabled
   ) {
     self.configuration = configuration
     self.store = store

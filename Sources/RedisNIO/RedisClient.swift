@@ -11,7 +11,7 @@ public final class RedisClient: Sendable {
 
   public init(
     configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup,
-    logger: Logger = Logger(label: "foyer.redis")
+    logger: Logger = .disabled
   ) {
     self.configuration = configuration
     self.group = eventLoopGroup
@@ -53,4 +53,10 @@ public final class RedisClient: Sendable {
   public func close() async {
     for connection in connections { await connection.close() }
   }
+}
+
+extension Logger {
+  /// The default of every Foyer library type: like other server libraries (AsyncHTTPClient,
+  /// postgres-nio), a library logs only through a logger its owner passes in.
+  public static let disabled = Logger(label: "foyer.disabled", factory: { _ in SwiftLogNoOpLogHandler() })
 }

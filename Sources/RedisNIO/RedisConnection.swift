@@ -30,7 +30,7 @@ public final class RedisConnection: @unchecked Sendable {
   private var isClosed = false
 
   public init(
-    configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger = Logger(label: "foyer.redis")
+    configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger = .disabled
   ) {
     self.eventLoop = eventLoop
     self.configuration = configuration

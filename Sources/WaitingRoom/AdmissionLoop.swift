@@ -1,5 +1,6 @@
 public import Logging
 public import NIOCore
+public import RedisNIO
 public import ServiceLifecycle
 
 /// How often the admission loop ticks.
@@ -35,7 +36,7 @@ public struct AdmissionLoop: Service {
   /// `onTick` sees every tick's outcome (metrics, tests).
   public init(
     store: RoomStore, configuration: AdmissionLoopConfiguration = .init(),
-    logger: Logger = Logger(label: "foyer.admission"),
+    logger: Logger = .disabled,
     onTick: (@Sendable (String, AdmissionTick) -> Void)? = nil
   ) {
     self.store = store

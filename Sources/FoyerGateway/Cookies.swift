@@ -7,7 +7,7 @@ enum Cookies {
 
   /// The value of cookie `name` in the request's `Cookie` headers, if present.
   static func value(named name: String, in headers: HTTPHeaders) -> Substring? {
-    for header in headers[canonicalForm: "cookie"] {
+    for header in headers["cookie"] {
       for pair in header.split(separator: ";") {
         let trimmed = pair.drop(while: { $0 == " " })
         guard trimmed.hasPrefix(name), trimmed.dropFirst(name.count).first == "=" else { continue }

@@ -37,9 +37,11 @@ struct GatewayContext: Sendable {
 
   /// The room whose path prefix is the longest match for `path`.
   func route(forPath path: Substring) -> RoomRoute? {
-    configuration.rooms.filter { path.hasPrefix($0.pathPrefix) }.max {
-      $0.pathPrefix.count < $1.pathPrefix.count
+    var best: RoomRoute?
+    for room in configuration.rooms where path.utf8.starts(with: room.pathPrefix.utf8) {
+      if best == nil || room.pathPrefix.utf8.count > best!.pathPrefix.utf8.count { best = room }
     }
+    return best
   }
 }
 
@@ -76,12 +78,17 @@ final class GatewayHandler: ChannelDuplexHandler {
   private var responseTimeout: Scheduled<Void>?
   /// The pass holder of the forwarded request, for `Foyer-Release: done`.
   private var forwardedVisitor: (room: String, visitor: VisitorID)?
+  /// The client's address for X-Forwarded-For, read once per connection.
+  private var clientAddress = "unknown"
 
   init(shared: GatewayContext) {
     self.shared = shared
   }
 
-  func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+  }
   func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -173,7 +180,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   private func forwardingDecision(_ head: HTTPRequestHead) -> (room: String, visitor: VisitorID)?? {
     guard let context, shared.pool(on: context.eventLoop) != nil else { return nil }
     let (path, _) = Self.split(head.uri)
-    if path.hasPrefix("/_foyer/") { return nil }
+    if path.utf8.starts(with: "/_foyer/".utf8) { return nil }
     guard let route = shared.route(forPath: path) else { return .some(nil) }  // not protected
     let presented =
       Cookies.value(named: Cookies.passName(room: route.id), in: head.headers)
@@ -240,8 +247,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     headers.remove(name: "foyer-visitor")
     headers.remove(name: "foyer-pass")
     if let visitor { headers.add(name: "foyer-visitor", value: visitor.description) }
-    let client = context.channel.remoteAddress?.ipAddress ?? "unknown"
-    let prior = headers[canonicalForm: "x-forwarded-for"].joined(separator: ", ")
+    let client = clientAddress
+    let prior = headers["x-forwarded-for"].joined(separator: ", ")
     headers.replaceOrAdd(name: "x-forwarded-for", value: prior.isEmpty ? client : prior + ", " + client)
     headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
     headers.add(name: "forwarded", value: "for=\"\(client)\";proto=http")

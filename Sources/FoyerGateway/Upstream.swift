@@ -139,36 +139,64 @@ final class UpstreamHandler: ChannelDuplexHandler {
   }
 }
 
-/// Header rules for forwarding (RFC 9110 §7.6.1 and DESIGN §4).
+/// Header rules for forwarding (RFC 9110 §7.6.1 and DESIGN §4). Each runs on every
+/// forwarded request or response, so each is one pass over the headers that copies only
+/// when something must go.
 enum ForwardingHeaders {
-  static let hopByHop: Set<String> = [
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate",
-    "proxy-authorization",
-  ]
-
   /// Removes hop-by-hop headers, including those named in `Connection`. `Transfer-Encoding`
-  /// is kept: NIO re-frames the body the same way on the next hop.
+  /// and `Content-Length` are kept: NIO re-frames the body the same way on the next hop.
   static func stripHopByHop(_ headers: inout HTTPHeaders) {
-    var named = hopByHop
-    for value in headers[canonicalForm: "connection"] { named.insert(value.lowercased()[...].trimmingSpaces) }
-    named.remove("transfer-encoding")
-    named.remove("content-length")
-    for name in named { headers.remove(name: name) }
+    var listed: [Substring] = []
+    for value in headers["connection"] {
+      for token in value.split(separator: ",") {
+        let name = token.drop(while: { $0 == " " })
+        if !equalsIgnoringCase(name, "close") && !equalsIgnoringCase(name, "keep-alive")
+          && !equalsIgnoringCase(name, "transfer-encoding") && !equalsIgnoringCase(name, "content-length")
+        {
+          listed.append(name)
+        }
+      }
+    }
+    func drop(_ name: String) -> Bool {
+      isHopByHop(name) || listed.contains { equalsIgnoringCase(name[...], $0) }
+    }
+    guard headers.contains(where: { drop($0.name) }) else { return }
+    var kept = HTTPHeaders()
+    kept.reserveCapacity(headers.count)
+    for (name, value) in headers where !drop(name) { kept.add(name: name, value: value) }
+    headers = kept
   }
 
-  /// The gateway's own cookies never reach the upstream.
+  /// The fixed hop-by-hop names, matched by length first.
+  static func isHopByHop(_ name: String) -> Bool {
+    let candidate = name[...]
+    switch name.utf8.count {
+    case 2: return equalsIgnoringCase(candidate, "te")
+    case 7: return equalsIgnoringCase(candidate, "upgrade") || equalsIgnoringCase(candidate, "trailer")
+    case 10: return equalsIgnoringCase(candidate, "connection") || equalsIgnoringCase(candidate, "keep-alive")
+    case 16: return equalsIgnoringCase(candidate, "proxy-connection")
+    case 18: return equalsIgnoringCase(candidate, "proxy-authenticate")
+    case 19: return equalsIgnoringCase(candidate, "proxy-authorization")
+    default: return false
+    }
+  }
+
+  /// ASCII case-insensitive comparison without allocating.
+  static func equalsIgnoringCase(_ a: Substring, _ b: some StringProtocol) -> Bool {
+    guard a.utf8.count == b.utf8.count else { return false }
+    return zip(a.utf8, b.utf8).allSatisfy { x, y in
+      x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
+    }
+  }
+
+  /// The gateway's own cookies never reach the upstream. Raw `Cookie` values are used (not
+  /// `canonicalForm`, which would split cookie values at commas).
   static func stripGatewayCookies(_ headers: inout HTTPHeaders) {
-    let cookies = headers[canonicalForm: "cookie"]
-    guard !cookies.isEmpty else { return }
+    let cookies = headers["cookie"]
+    guard cookies.contains(where: { $0.contains("foyer_") }) else { return }
     headers.remove(name: "cookie")
     let kept = cookies.flatMap { $0.split(separator: ";") }.map { $0.drop(while: { $0 == " " }) }
       .filter { !$0.hasPrefix("foyer_v_") && !$0.hasPrefix("foyer_p_") }
     if !kept.isEmpty { headers.add(name: "cookie", value: kept.joined(separator: "; ")) }
-  }
-}
-
-extension Substring {
-  fileprivate var trimmingSpaces: String {
-    String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
   }
 }

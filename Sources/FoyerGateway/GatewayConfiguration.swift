@@ -34,13 +34,17 @@ public struct GatewayConfiguration: Sendable {
   public var redisTimeout: TimeAmount
   /// Where admitted traffic goes; `nil` answers 502 `no_upstream`.
   public var upstream: UpstreamConfiguration?
+  /// Request limits; each has a clear answer.
+  public var limits: GatewayLimits
 
   public init(
     host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,
     rooms: [RoomRoute] = [], backlog: Int32 = 4_096, maxMessagesPerRead: UInt = 16,
-    redisTimeout: TimeAmount = .milliseconds(500), upstream: UpstreamConfiguration? = nil
+    redisTimeout: TimeAmount = .milliseconds(500), upstream: UpstreamConfiguration? = nil,
+    limits: GatewayLimits = GatewayLimits()
   ) {
     self.upstream = upstream
+    self.limits = limits
     self.host = host
     self.port = port
     self.keyRing = keyRing
@@ -49,5 +53,30 @@ public struct GatewayConfiguration: Sendable {
     self.backlog = backlog
     self.maxMessagesPerRead = maxMessagesPerRead
     self.redisTimeout = redisTimeout
+  }
+}
+
+/// Limits that keep a flash crowd (and a slowloris) from exhausting the gateway.
+public struct GatewayLimits: Sendable, Hashable {
+  /// All request header names and values together; beyond it: 431.
+  public var maxHeaderBytes: Int
+  /// Request body forwarded upstream; beyond it: 413 (0 = no limit; bodies stream either way).
+  public var maxBodyBytes: Int64
+  /// Time from connect (or the previous response) to a complete request head: 408.
+  public var headerTimeout: TimeAmount
+  /// A keep-alive connection with no request for this long is closed.
+  public var idleTimeout: TimeAmount
+  /// Open client connections at most; further ones are closed at once.
+  public var maxConnections: Int
+
+  public init(
+    maxHeaderBytes: Int = 32 * 1024, maxBodyBytes: Int64 = 1 << 30, headerTimeout: TimeAmount = .seconds(10),
+    idleTimeout: TimeAmount = .seconds(60), maxConnections: Int = 100_000
+  ) {
+    self.maxHeaderBytes = maxHeaderBytes
+    self.maxBodyBytes = maxBodyBytes
+    self.headerTimeout = headerTimeout
+    self.idleTimeout = idleTimeout
+    self.maxConnections = maxConnections
   }
 }

@@ -80,6 +80,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   private var forwardedVisitor: (room: String, visitor: VisitorID)?
   /// The client's address for X-Forwarded-For, read once per connection.
   private var clientAddress = "unknown"
+  private var forwardedBodyBytes: Int64 = 0
 
   init(shared: GatewayContext) {
     self.shared = shared
@@ -89,18 +90,28 @@ final class GatewayHandler: ChannelDuplexHandler {
     self.context = context
     clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
   }
+
   func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch unwrapInboundIn(data) {
     case .head(let head):
       requestEnded = false
+      forwardedBodyBytes = 0
       if let forward = forwardingDecision(head) {
         startForwarding(head, visitor: forward, context: context)
       } else {
         state = .local(head)
       }
     case .body(let body):
+      if case .local = state { break }
+      forwardedBodyBytes += Int64(body.readableBytes)
+      let limit = shared.configuration.limits.maxBodyBytes
+      if limit > 0 && forwardedBodyBytes > limit {
+        failExchange(.payloadTooLarge, "the request body is over \(limit) bytes", code: "body_too_large")
+        context.close(promise: nil)
+        return
+      }
       upstreamWrite(.body(.byteBuffer(body)))
     case .end(let trailers):
       requestEnded = true
@@ -349,7 +360,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
   }
 
-  private func failExchange(_ status: HTTPResponseStatus, _ message: String) {
+  private func failExchange(_ status: HTTPResponseStatus, _ message: String, code: String? = nil) {
     responseTimeout?.cancel()
     let head: HTTPRequestHead
     switch state {
@@ -368,7 +379,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       context.close(promise: nil)
       return
     }
-    let code = status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable"
+    let code = code ?? (status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable")
     respond(
       context, head, status: status, contentType: "application/json",
       body: "{\"error\":\"\(code)\",\"message\":\"\(message)\"}")

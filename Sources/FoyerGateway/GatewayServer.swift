@@ -1,5 +1,6 @@
 internal import FoyerCore
 public import Logging
+internal import NIOConcurrencyHelpers
 public import NIOCore
 internal import NIOHTTP1
 internal import NIOPosix
@@ -43,15 +44,35 @@ public final class GatewayServer: Service, Sendable {
     }
     let shared = GatewayContext(
       configuration: configuration, store: store, signers: signers, pools: pools, logger: logger)
+    let limits = configuration.limits
+    let openConnections = NIOLockedValueBox(0)
     let channel = try await ServerBootstrap(group: group)
       .serverChannelOption(ChannelOptions.backlog, value: configuration.backlog)
       .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
       .childChannelOption(ChannelOptions.maxMessagesPerRead, value: configuration.maxMessagesPerRead)
       .childChannelInitializer { channel in
-        channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-          try channel.pipeline.syncOperations.addHandler(GatewayHandler(shared: shared))
+        // Over the connection limit: close at once, before any work.
+        let admitted = openConnections.withLockedValue { count -> Bool in
+          guard count < limits.maxConnections else { return false }
+          count += 1
+          return true
+        }
+        guard admitted else { return channel.close() }
+        channel.closeFuture.whenComplete { _ in openConnections.withLockedValue { $0 -= 1 } }
+        return channel.eventLoop.makeCompletedFuture {
+          var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+          decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+          decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+          // codec, then the guard (answers what never becomes a request), then pipelining,
+          // then the gateway.
+          let pipeline = channel.pipeline.syncOperations
+          try pipeline.addHandler(ConnectionGuard(limits: limits))
+          try pipeline.configureHTTPServerPipeline(
+            position: .first, withPipeliningAssistance: false, withErrorHandling: false,
+            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+          try pipeline.addHandler(HTTPServerPipelineHandler())
+          try pipeline.addHandler(GatewayHandler(shared: shared))
         }
       }
       .bind(host: configuration.host, port: configuration.port).get()

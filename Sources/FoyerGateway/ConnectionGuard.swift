@@ -1,0 +1,100 @@
+internal import NIOCore
+internal import NIOHTTP1
+
+/// Sits between the HTTP codec and the pipelining handler and answers what the request
+/// handler never sees: requests the decoder rejects (431 for oversized headers, 400 for
+/// anything else) and heads that do not arrive in time (408 on a fresh connection, a quiet
+/// close for an idle keep-alive one). Being below `HTTPServerPipelineHandler`, its answers
+/// go straight to the encoder, outside the request/response pairing.
+final class ConnectionGuard: ChannelDuplexHandler {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias InboundOut = HTTPServerRequestPart
+  typealias OutboundIn = HTTPServerResponsePart
+  typealias OutboundOut = HTTPServerResponsePart
+
+  private let limits: GatewayLimits
+  private var timer: Scheduled<Void>?
+  private var inRequest = false
+  private var closing = false
+
+  init(limits: GatewayLimits) {
+    self.limits = limits
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    arm(context, idle: false)
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    timer?.cancel()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    if case .head = unwrapInboundIn(data) {
+      timer?.cancel()
+      timer = nil
+      inRequest = true
+    }
+    context.fireChannelRead(data)
+  }
+
+  /// A response's end re-arms the idle timer for the next request on this connection.
+  func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    if case .end = unwrapOutboundIn(data) {
+      inRequest = false
+      arm(context, idle: true)
+    }
+    context.write(data, promise: promise)
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    guard let parserError = error as? HTTPParserError else {
+      context.fireErrorCaught(error)
+      return
+    }
+    timer?.cancel()
+    if parserError == .headerOverflow {
+      reject(context, .requestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large")
+    } else {
+      reject(context, .badRequest, "bad_request", "the request is not valid HTTP/1.1")
+    }
+  }
+
+  private func arm(_ context: ChannelHandlerContext, idle: Bool) {
+    timer?.cancel()
+    timer = context.eventLoop.assumeIsolated().scheduleTask(
+      in: idle ? limits.idleTimeout : limits.headerTimeout
+    ) {
+      if idle {
+        context.close(promise: nil)
+      } else {
+        self.reject(context, .requestTimeout, "request_timeout", "the request head did not arrive in time")
+      }
+    }
+  }
+
+  private func reject(
+    _ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: String, _ message: String
+  ) {
+    guard !closing else { return }
+    closing = true
+    // Mid-response there is no clean answer left: just close.
+    guard !inRequest else {
+      context.close(promise: nil)
+      return
+    }
+    let body = "{\"error\":\"\(code)\",\"message\":\"\(message)\"}"
+    var headers = HTTPHeaders()
+    headers.add(name: "content-type", value: "application/json")
+    headers.add(name: "content-length", value: String(body.utf8.count))
+    headers.add(name: "connection", value: "close")
+    context.write(
+      wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+      promise: nil)
+    context.write(
+      wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+    context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+      context.close(promise: nil)
+    }
+  }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import FoyerCore
+import FoyerTestSupport
+import NIOCore
+import NIOPosix
+import RedisNIO
+import Testing
+import WaitingRoom
+
+@testable import FoyerGateway
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A raw TCP client: sends exactly the given bytes and reads what comes back until the
+/// server closes or `timeout` passes (what a slowloris or a broken client would do).
+func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(fd) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = UInt16(port).bigEndian
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  let connected = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    }
+  }
+  guard connected == 0 else { return "" }
+  var wait = timeval(
+    tv_sec: Int(timeout), tv_usec: Int(timeout.truncatingRemainder(dividingBy: 1) * 1_000_000))
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+  if !send.isEmpty {
+    _ = send.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+  }
+  var received: [UInt8] = []
+  var buffer = [UInt8](repeating: 0, count: 65_536)
+  while true {
+    let count = recv(fd, &buffer, buffer.count, 0)
+    if count <= 0 { break }
+    received += buffer[0..<count]
+  }
+  return String(decoding: received, as: UTF8.self)
+}
+
+@Suite(.timeLimit(.minutes(2))) struct LimitsTests {
+  let group = MultiThreadedEventLoopGroup.singleton
+
+  func gateway(
+    limits: GatewayLimits, upstreamPort: Int? = nil
+  ) async throws -> (port: Int, channel: any Channel) {
+    let redis = RedisClient(
+      configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
+    let configuration = GatewayConfiguration(
+      host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing, rooms: [],
+      upstream: upstreamPort.map { UpstreamConfiguration(host: "127.0.0.1", port: $0) }, limits: limits)
+    let channel = try await GatewayServer(
+      configuration: configuration, store: RoomStore(redis: redis), eventLoopGroup: group
+    )
+    .start()
+    return (channel.localAddress!.port!, channel)
+  }
+
+  @Test func oversizedHeadersGet431() async throws {
+    let (port, channel) = try await gateway(limits: GatewayLimits(maxHeaderBytes: 4_096))
+    defer { channel.close(promise: nil) }
+    let request =
+      "GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 8_000))\r\n\r\n"
+    let answer = rawExchange(port: port, send: Array(request.utf8))
+    #expect(answer.hasPrefix("HTTP/1.1 431"))
+    #expect(rawExchange(port: port, send: Array("NOT HTTP AT ALL\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 400"))
+  }
+
+  @Test func slowHeadsGet408() async throws {
+    let (port, channel) = try await gateway(limits: GatewayLimits(headerTimeout: .milliseconds(300)))
+    defer { channel.close(promise: nil) }
+    let started = Date()
+    let answer = rawExchange(port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n".utf8))
+    #expect(answer.hasPrefix("HTTP/1.1 408"))
+    #expect(Date().timeIntervalSince(started) < 2.5)
+  }
+
+  @Test func idleKeepAliveConnectionsAreClosed() async throws {
+    let (port, channel) = try await gateway(limits: GatewayLimits(idleTimeout: .milliseconds(300)))
+    defer { channel.close(promise: nil) }
+    let started = Date()
+    // One request, then silence: the connection ends well before the client's 3 s read timeout.
+    let answer = rawExchange(port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+    #expect(answer.hasPrefix("HTTP/1.1 200"))
+    #expect(Date().timeIntervalSince(started) < 2.5)
+  }
+
+  @Test func bodiesOverTheLimitGet413() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (port, channel) = try await gateway(
+      limits: GatewayLimits(maxBodyBytes: 1_000), upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    let body = String(repeating: "b", count: 5_000)
+    let request = "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    #expect(rawExchange(port: port, send: Array(request.utf8)).hasPrefix("HTTP/1.1 413"))
+    let small =
+      "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789"
+    #expect(rawExchange(port: port, send: Array(small.utf8)).hasPrefix("HTTP/1.1 200"))
+  }
+
+  @Test func connectionsOverTheLimitAreClosed() async throws {
+    let (port, channel) = try await gateway(limits: GatewayLimits(maxConnections: 2))
+    defer { channel.close(promise: nil) }
+    let holders = (0..<2).map { _ in socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
+    defer { for fd in holders { close(fd) } }
+    for fd in holders {
+      var address = sockaddr_in()
+      address.sin_family = sa_family_t(AF_INET)
+      address.sin_port = UInt16(port).bigEndian
+      address.sin_addr.s_addr = inet_addr("127.0.0.1")
+      _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+      }
+    }
+    try await Task.sleep(for: .milliseconds(200))
+    // The third connection is accepted by the kernel and closed by the gateway at once.
+    #expect(
+      rawExchange(port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)) == "")
+    for fd in holders { close(fd) }
+    try await Task.sleep(for: .milliseconds(200))
+    #expect(
+      rawExchange(
+        port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
+      ).hasPrefix("HTTP/1.1 200"))
+  }
+}

@@ -15,7 +15,7 @@ struct Foyer: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "foyer",
     abstract: "Foyer, a virtual waiting room gateway.",
-    subcommands: [Gateway.self]
+    subcommands: [Gateway.self, Ctl.self]
   )
 }
 

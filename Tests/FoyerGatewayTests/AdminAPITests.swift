@@ -86,4 +86,31 @@ import FoundationNetworking
     let huge = "{\"state\":\"" + String(repeating: "x", count: 70_000) + "\"}"
     #expect(try await call("PATCH", base + "/rooms/\(room)", token: token, body: huge).0 == 413)
   }
+
+  @Test func ctlClientShowsTablesAndChangesRooms() async throws {
+    let (base, store, channel) = try await admin()
+    defer { channel.close(promise: nil) }
+    let room = "ctl-" + UUID().uuidString.prefix(8)
+    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 90))
+    let client = AdminClient(baseURL: URL(string: base)!, token: token)
+    let table = AdminClient.table(try await client.rooms())
+    #expect(table.hasPrefix("ROOM"))
+    let line = try #require(table.split(separator: "\n").first { $0.hasPrefix(room) })
+    #expect(line.contains("queue") && line.contains("90"))
+    let updated = try await client.update(room, ["state": "paused", "rate_per_minute": 30])
+    #expect(updated.settings["state"] == "paused" && updated.settings["rate_per_minute"] == "30")
+    let rateLine = AdminClient.details(updated).split(separator: "\n").first {
+      $0.hasPrefix("rate_per_minute ")
+    }
+    #expect(rateLine?.hasSuffix(" 30") == true)
+    #expect(try await store.settings(room).state == .paused)
+    await #expect(throws: AdminClient.Failure.self) { _ = try await client.update(room, ["state": "open"]) }
+    let stranger = AdminClient(baseURL: URL(string: base)!, token: "nope")
+    do {
+      _ = try await stranger.rooms()
+      Issue.record("expected unauthorized")
+    } catch let failure as AdminClient.Failure {
+      #expect(failure.description.contains("FOYER_ADMIN_TOKEN"))
+    }
+  }
 }

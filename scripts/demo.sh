@@ -58,14 +58,18 @@ Foyer demo — what runs now
 
   Admin API   http://127.0.0.1:$admin_port   token: $admin_token   (also in .run/admin-token)
 
-Watch and change the room live through the admin API, e.g.:
+Watch and change the room live with the CLI:
+  export FOYER_ADMIN_TOKEN=$admin_token FOYER_ADMIN_URL=http://127.0.0.1:$admin_port
+  .build/debug/foyer ctl rooms
+  .build/debug/foyer ctl set onsale --rate 120 --max-active 10
+  .build/debug/foyer ctl pause onsale ; .build/debug/foyer ctl resume onsale
+or the admin API itself, e.g.:
   curl -s -H "Authorization: Bearer $admin_token" http://127.0.0.1:$admin_port/rooms/onsale
   curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"paused"}' http://127.0.0.1:$admin_port/rooms/onsale
   curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"queue","rate_per_minute":120}' http://127.0.0.1:$admin_port/rooms/onsale
 
 Not built yet (see the open issues): BoxOffice and the demo on-sale — so the demo has no
-upstream and an admitted visitor gets a 502 'no_upstream' —, 'foyer ctl', metrics and the
-dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
+upstream and an admitted visitor gets a 502 'no_upstream' —, metrics and the dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
 
 Press Ctrl-C to stop.
 MSG

@@ -76,6 +76,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   private var responseStarted = false
   private var upstreamReusable = true
   private var responseTimeout: Scheduled<Void>?
+  /// When the request last moved (sent, or a body part forwarded): the 504 clock counts from
+  /// here, so a long upload is not cut off while it progresses.
+  private var lastProgress = NIODeadline.now()
   /// The pass holder of the forwarded request, for `Foyer-Release: done`.
   private var forwardedVisitor: (room: String, visitor: VisitorID)?
   /// The client's address for X-Forwarded-For, read once per connection.
@@ -216,10 +219,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     ]
     if requestComplete { buffered.append(.end(nil)) }
     state = .connecting(head, buffered: buffered)
-    responseTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: pool.configuration.responseTimeout)
-    {
-      self.failExchange(.gatewayTimeout, "the upstream did not answer in time")
-    }
+    lastProgress = .now()
+    armResponseTimeout(pool.configuration.responseTimeout, context: context)
     pool.acquire().assumeIsolated().whenComplete { result in
       guard case .connecting(let head, let buffered) = self.state else {
         if case .success(let upstream) = result { pool.release(upstream) }
@@ -266,7 +267,20 @@ final class GatewayHandler: ChannelDuplexHandler {
     return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
   }
 
+  /// One timer per exchange; when it fires after progress was made, it re-arms for the rest.
+  private func armResponseTimeout(_ timeout: TimeAmount, context: ChannelHandlerContext) {
+    responseTimeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: lastProgress + timeout) {
+      guard !self.responseStarted, let context = self.context else { return }
+      if NIODeadline.now() - self.lastProgress < timeout {
+        self.armResponseTimeout(timeout, context: context)
+      } else {
+        self.failExchange(.gatewayTimeout, "the upstream did not answer in time")
+      }
+    }
+  }
+
   private func upstreamWrite(_ part: HTTPClientRequestPart) {
+    lastProgress = .now()
     switch state {
     case .connecting(let head, var buffered):
       buffered.append(part)

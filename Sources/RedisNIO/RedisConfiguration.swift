@@ -17,7 +17,8 @@ public struct RedisConfiguration: Sendable {
   public var database: Int
   /// Default deadline of a command, from when it is sent to when its reply arrives.
   public var commandTimeout: TimeAmount
-  /// Deadline of the TCP connect.
+  /// Deadline of the TCP connect. Generous: a refused connect fails at once anyway, and a
+  /// gateway whose event loops are saturated by a flash crowd must not give up on Redis.
   public var connectTimeout: TimeAmount
   /// First reconnect delay after a failed connect; doubles per failure up to `maximumBackoff`.
   public var initialBackoff: TimeAmount
@@ -30,7 +31,7 @@ public struct RedisConfiguration: Sendable {
     password: String? = nil,
     database: Int = 0,
     commandTimeout: TimeAmount = .seconds(2),
-    connectTimeout: TimeAmount = .seconds(1),
+    connectTimeout: TimeAmount = .seconds(3),
     initialBackoff: TimeAmount = .milliseconds(20),
     maximumBackoff: TimeAmount = .seconds(1)
   ) {

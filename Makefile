@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT_TEST_FLAGS ?= --disable-xctest
 
-.PHONY: test demo build release deps format bench-redis bench-tokens clean
+.PHONY: test demo build release deps format bench-redis bench-tokens bench-room bench-proxy clean
 
 ## make test: install what is missing, start throwaway Redis + PostgreSQL, build, run every test.
 test: deps
@@ -31,6 +31,12 @@ bench-redis:
 
 bench-tokens:
 	loadtest/bench-tokens
+
+bench-room:
+	loadtest/bench-room
+
+bench-proxy:
+	loadtest/bench-proxy
 
 clean:
 	rm -rf .build .run

@@ -46,8 +46,12 @@ public struct AdmissionLoop: Service {
   }
 
   public func run() async throws {
-    try await cancelWhenGracefulShutdown {
-      try await self.loop()
+    do {
+      try await cancelWhenGracefulShutdown {
+        try await self.loop()
+      }
+    } catch is CancellationError {
+      // Graceful shutdown cancels the sleep between ticks: a normal end, not a failure.
     }
   }
 

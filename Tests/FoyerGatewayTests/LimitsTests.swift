@@ -16,18 +16,8 @@ import Glibc
 /// A raw TCP client: sends exactly the given bytes and reads what comes back until the
 /// server closes or `timeout` passes (what a slowloris or a broken client would do).
 func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  guard let fd = connectLoopback(port: port) else { return "" }
   defer { close(fd) }
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_port = UInt16(port).bigEndian
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  let connected = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-      connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-    }
-  }
-  guard connected == 0 else { return "" }
   var wait = timeval(
     tv_sec: Int(timeout), tv_usec: Int(timeout.truncatingRemainder(dividingBy: 1) * 1_000_000))
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
@@ -109,18 +99,8 @@ func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
     let (port, channel) = try await gateway(limits: GatewayLimits(maxConnections: 2))
     defer { channel.close(promise: nil) }
     // Closed exactly once, below: a second close could hit a descriptor NIO reused.
-    let holders = (0..<2).map { _ in socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
-    for fd in holders {
-      var address = sockaddr_in()
-      address.sin_family = sa_family_t(AF_INET)
-      address.sin_port = UInt16(port).bigEndian
-      address.sin_addr.s_addr = inet_addr("127.0.0.1")
-      _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-      }
-    }
+    let holders = (0..<2).compactMap { _ in connectLoopback(port: port) }
+    #expect(holders.count == 2)
     try await Task.sleep(for: .milliseconds(200))
     // The third connection is accepted by the kernel and closed by the gateway at once.
     #expect(

@@ -57,13 +57,19 @@ public func waitUntilAccepting(port: Int, timeout: TimeInterval) throws {
 }
 
 public func canConnect(port: Int) -> Bool {
+  guard let fd = connectLoopback(port: port) else { return false }
+  close(fd)
+  return true
+}
+
+/// A TCP socket connected to 127.0.0.1:`port`, or `nil`; the caller closes it, once.
+public func connectLoopback(port: Int) -> Int32? {
   #if canImport(Glibc)
   let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
   #else
   let fd = socket(AF_INET, SOCK_STREAM, 0)
   #endif
-  guard fd >= 0 else { return false }
-  defer { close(fd) }
+  guard fd >= 0 else { return nil }
   var address = sockaddr_in()
   address.sin_family = sa_family_t(AF_INET)
   address.sin_port = UInt16(port).bigEndian
@@ -73,5 +79,9 @@ public func canConnect(port: Int) -> Bool {
       connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
     }
   }
-  return result == 0
+  guard result == 0 else {
+    close(fd)
+    return nil
+  }
+  return fd
 }

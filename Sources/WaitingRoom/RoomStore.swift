@@ -144,12 +144,8 @@ public final class RoomStore: Sendable {
   public func join(
     room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<VisitorStatus> {
-    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
     let random = String(Int.random(in: 0..<(1 << 31)))
-    return connection.evaluate(
-      Scripts.join, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description, random]
-    )
-    .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+    return visitorScript(Scripts.join, room: room, arguments: [visitor.description, random], on: eventLoop)
   }
 
   /// Where `visitor` stands; with `claim`, an unclaimed admission becomes a session.
@@ -164,14 +160,9 @@ public final class RoomStore: Sendable {
   )
     -> EventLoopFuture<VisitorStatus>
   {
-    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
+    let connection = self.connection(on: eventLoop)
     let member = visitor.description
-    let (keys, snapshot) = snapshots.withLockedValue { entries -> (RoomKeys, RoomSnapshot?) in
-      if let entry = entries[room] { return (entry.keys, entry.snapshot) }
-      let keys = RoomKeys(room: room)
-      entries[room] = RoomEntry(keys: keys)
-      return (keys, nil)
-    }
+    let (keys, snapshot) = entry(room)
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
     var commands = [RedisCommand("ZSCORE", keys.queue, member), RedisCommand("ZRANK", keys.queue, member)]
     if cached == nil { commands += RoomSnapshot.commands(keys) }
@@ -188,10 +179,8 @@ public final class RoomStore: Sendable {
         return connection.eventLoop.makeFailedFuture(error)
       }
       guard let scoreText = replies[0].string, let score = Double(scoreText), let rank = replies[1].int else {
-        return connection.evaluate(
-          Scripts.status, keys: keys.scriptKeys, arguments: [member, claim ? "1" : "0"]
-        )
-        .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+        return self.visitorScript(
+          Scripts.status, room: room, arguments: [member, claim ? "1" : "0"], on: connection.eventLoop)
       }
       let now = snapshot.redisNowMilliseconds
       if let touched = QueueScore.touched(
@@ -209,11 +198,7 @@ public final class RoomStore: Sendable {
   public func claim(
     room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<VisitorStatus> {
-    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
-    return connection.evaluate(
-      Scripts.claim, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description]
-    )
-    .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+    visitorScript(Scripts.claim, room: room, arguments: [visitor.description], on: eventLoop)
   }
 
   public func release(
@@ -221,9 +206,8 @@ public final class RoomStore: Sendable {
   )
     -> EventLoopFuture<ReleaseResult>
   {
-    let connection = eventLoop.map(redis.connection(on:)) ?? redis.connection
-    return connection.evaluate(
-      Scripts.release, keys: RoomKeys(room: room).scriptKeys, arguments: [visitor.description]
+    connection(on: eventLoop).evaluate(
+      Scripts.release, keys: entry(room).keys.scriptKeys, arguments: [visitor.description]
     )
     .flatMapThrowing { reply in
       guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
@@ -238,7 +222,7 @@ public final class RoomStore: Sendable {
     room: String, batch: Int = 1_000, scanLimit: Int = 5_000
   ) -> EventLoopFuture<AdmissionTick> {
     redis.connection.evaluate(
-      Scripts.admit, keys: RoomKeys(room: room).scriptKeys, arguments: [String(batch), String(scanLimit)]
+      Scripts.admit, keys: entry(room).keys.scriptKeys, arguments: [String(batch), String(scanLimit)]
     ).flatMapThrowing { reply in
       guard let values = reply.array else {
         throw RoomStoreError(.unexpectedReply, "admit answered \(reply)")
@@ -371,6 +355,31 @@ public final class RoomStore: Sendable {
     stats.left = counters["left"] ?? 0
     stats.admittedLastMinute = counters["rate_1m"] ?? 0
     return stats
+  }
+
+  // MARK: Shared by the visitor calls
+
+  /// The caller's event loop's connection (no thread hop), or any.
+  private func connection(on eventLoop: (any EventLoop)?) -> RedisConnection {
+    eventLoop.map(redis.connection(on:)) ?? redis.connection
+  }
+
+  /// The room's key names, built once per room, and its last snapshot.
+  private func entry(_ room: String) -> (keys: RoomKeys, snapshot: RoomSnapshot?) {
+    snapshots.withLockedValue { entries in
+      if let entry = entries[room] { return (entry.keys, entry.snapshot) }
+      let keys = RoomKeys(room: room)
+      entries[room] = RoomEntry(keys: keys)
+      return (keys, nil)
+    }
+  }
+
+  /// Runs a script that answers where a visitor stands (join, status, claim).
+  private func visitorScript(
+    _ script: RedisScript, room: String, arguments: [String], on eventLoop: (any EventLoop)?
+  ) -> EventLoopFuture<VisitorStatus> {
+    connection(on: eventLoop).evaluate(script, keys: entry(room).keys.scriptKeys, arguments: arguments)
+      .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 
   // MARK: Decoding

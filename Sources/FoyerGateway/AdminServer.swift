@@ -31,7 +31,7 @@ public struct AdminConfiguration: Sendable, CustomStringConvertible {
 
 /// The admin API as a service: `GET /rooms`, `GET /rooms/{id}`, `PATCH /rooms/{id}`,
 /// `POST /rooms`. Changes go to Redis, so they govern every gateway's next tick.
-public final class AdminServer: Service, Sendable {
+public final class AdminServer: ListenerService, Sendable {
   public let configuration: AdminConfiguration
   private let store: RoomStore
   private let group: any EventLoopGroup
@@ -65,11 +65,6 @@ public final class AdminServer: Service, Sendable {
     return channel
   }
 
-  public func run() async throws {
-    let channel = try await start()
-    try? await gracefulShutdown()
-    try? await channel.close()
-  }
 }
 
 /// One admin connection: collects the (bounded) body, checks the token, runs the operation.

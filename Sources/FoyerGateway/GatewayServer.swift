@@ -8,9 +8,8 @@ public import RedisNIO
 public import ServiceLifecycle
 public import WaitingRoom
 
-/// The public listener, as a service-lifecycle `Service`: it stops accepting on graceful
-/// shutdown and closes once open connections are done.
-public final class GatewayServer: Service, Sendable {
+/// The public listener, as a `ListenerService`.
+public final class GatewayServer: ListenerService, Sendable {
   public let configuration: GatewayConfiguration
   private let store: RoomStore
   private let group: any EventLoopGroup
@@ -80,10 +79,4 @@ public final class GatewayServer: Service, Sendable {
     return channel
   }
 
-  public func run() async throws {
-    let channel = try await start()
-    try? await gracefulShutdown()
-    logger.info("gateway stopping: no new connections")
-    try? await channel.close()
-  }
 }

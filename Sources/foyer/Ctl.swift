@@ -70,22 +70,18 @@ struct Ctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop admitting; everyone keeps their place.")
     @OptionGroup var connection: Connection
     @Argument(help: "Room id.") var room: String
-    func run() async throws {
-      print(
-        AdminClient.details(
-          try await Ctl.run { try await connection.client().update(room, ["state": "paused"]) }))
-    }
+    func run() async throws { try await Ctl.setState("paused", room: room, connection) }
   }
 
   struct Resume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Admit again.")
     @OptionGroup var connection: Connection
     @Argument(help: "Room id.") var room: String
-    func run() async throws {
-      print(
-        AdminClient.details(
-          try await Ctl.run { try await connection.client().update(room, ["state": "queue"]) }))
-    }
+    func run() async throws { try await Ctl.setState("queue", room: room, connection) }
+  }
+
+  static func setState(_ state: String, room: String, _ connection: Connection) async throws {
+    print(AdminClient.details(try await run { try await connection.client().update(room, ["state": state]) }))
   }
 
   /// Turns API failures into a one-line error and exit code 1.

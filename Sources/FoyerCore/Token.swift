@@ -51,12 +51,6 @@ public struct VisitorID: Hashable, Sendable, CustomStringConvertible {
     self.init(high: high, low: low)
   }
 
-  /// The 16 bytes in order.
-  public var bytes: [UInt8] {
-    (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64($0))) }
-      + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64($0))) }
-  }
-
   /// The 22-character base64url form, encoded straight from the two halves (one allocation:
   /// the string; this runs on every status poll).
   public var description: String {

@@ -182,7 +182,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       } else if let route = shared.route(forPath: path) {
         visit(route.id, head: head, context: context, page: true)
       } else {
-        forward(head, context: context)
+        answerNoUpstream(head, context: context)
       }
     }
   }
@@ -210,7 +210,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     _ head: HTTPRequestHead, visitor: (room: String, visitor: VisitorID)?, context: ChannelHandlerContext,
     requestComplete: Bool = false
   ) {
-    guard let pool = shared.pool(on: context.eventLoop) else { return forward(head, context: context) }
+    guard let pool = shared.pool(on: context.eventLoop) else {
+      return answerNoUpstream(head, context: context)
+    }
     forwardedVisitor = visitor
     responseStarted = false
     upstreamReusable = true
@@ -433,7 +435,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       ?? head.headers.first(name: "foyer-pass")?[...]
     if let presented, case .valid = Self.verify(signer, presented, kind: .pass, room: room, now: wallNow) {
       if page {
-        forward(head, context: context)
+        answerNoUpstream(head, context: context)
       } else {
         respondJSON(context, head, StatusBody.admitted(room: room, pass: nil), cookies: [])
       }
@@ -554,13 +556,10 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   /// No upstream is configured: a request that would be forwarded gets a clear 502.
-  private func forward(_ head: HTTPRequestHead, context: ChannelHandlerContext, setCookies: [String] = []) {
-    var headers = HTTPHeaders()
-    for cookie in setCookies { headers.add(name: "set-cookie", value: cookie) }
+  private func answerNoUpstream(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
     respond(
       context, head, status: .badGateway, contentType: "application/json",
-      body: "{\"error\":\"no_upstream\",\"message\":\"this gateway has no upstream configured\"}",
-      extraHeaders: headers)
+      body: "{\"error\":\"no_upstream\",\"message\":\"this gateway has no upstream configured\"}")
   }
 
   private func page(_ body: StatusBody, message: String? = nil) -> String {

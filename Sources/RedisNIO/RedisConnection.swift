@@ -97,14 +97,6 @@ public final class RedisConnection: @unchecked Sendable {
     try? await close().get()
   }
 
-  /// Whether a channel is up and past connecting (for readiness checks; racy by nature).
-  public var isConnected: EventLoopFuture<Bool> {
-    eventLoop.submit {
-      if case .connected = self.machine.state { return true }
-      return false
-    }
-  }
-
   // MARK: Running the state machine
 
   private func enqueue(_ commands: [RedisCommand], consumer: ReplyConsumer, deadline: NIODeadline) {

@@ -1,11 +1,13 @@
 import Foundation
-public import FoyerCore
+internal import FoyerCore
 public import Logging
 public import NIOCore
+public import NIOExtras
 internal import NIOHTTP1
 internal import NIOPosix
+internal import Prometheus
 public import RedisNIO
-public import ServiceLifecycle
+internal import ServiceLifecycle
 public import WaitingRoom
 
 /// The operators' listener (DESIGN §5): loopback by default, every request needs
@@ -18,8 +20,14 @@ public struct AdminConfiguration: Sendable, CustomStringConvertible {
   public var token: String
   /// Largest request body accepted (413 beyond).
   public var maxBodyBytes: Int
+  /// On shutdown, how long in-flight admin requests get to finish.
+  public var drainTimeout: TimeAmount
 
-  public init(host: String = "127.0.0.1", port: Int = 8081, token: String, maxBodyBytes: Int = 65_536) {
+  public init(
+    host: String = "127.0.0.1", port: Int = 8081, token: String, maxBodyBytes: Int = 65_536,
+    drainTimeout: TimeAmount = .seconds(5)
+  ) {
+    self.drainTimeout = drainTimeout
     self.host = host
     self.port = port
     self.token = token
@@ -30,33 +38,48 @@ public struct AdminConfiguration: Sendable, CustomStringConvertible {
 }
 
 /// The admin API as a service: `GET /rooms`, `GET /rooms/{id}`, `PATCH /rooms/{id}`,
-/// `POST /rooms`. Changes go to Redis, so they govern every gateway's next tick.
+/// `POST /rooms`, `GET /metrics`. Changes go to Redis, so they govern every gateway's next
+/// tick.
 public final class AdminServer: ListenerService, Sendable {
   public let configuration: AdminConfiguration
+  public let eventLoopGroup: any EventLoopGroup
+  public let quiescing: ServerQuiescingHelper
+  public var drainTimeout: TimeAmount { configuration.drainTimeout }
   private let store: RoomStore
-  private let group: any EventLoopGroup
+  private let metrics: GatewayMetrics?
   private let logger: Logger
 
+  /// `metrics` is what `GET /metrics` renders (the gateway's, in `foyer gateway`); without
+  /// it the endpoint answers 404.
   public init(
     configuration: AdminConfiguration, store: RoomStore, eventLoopGroup: any EventLoopGroup,
-    logger: Logger = .disabled
+    metrics: GatewayMetrics? = nil, logger: Logger = .disabled
   ) {
     self.configuration = configuration
     self.store = store
-    self.group = eventLoopGroup
+    self.eventLoopGroup = eventLoopGroup
+    self.quiescing = ServerQuiescingHelper(group: eventLoopGroup)
+    self.metrics = metrics
     self.logger = logger
   }
 
   public func start() async throws -> any Channel {
     let configuration = self.configuration
     let store = self.store
-    let channel = try await ServerBootstrap(group: group)
+    let metrics = self.metrics
+    let quiescing = self.quiescing
+    let channel = try await ServerBootstrap(group: eventLoopGroup)
+      .serverChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+        }
+      }
       .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
           try channel.pipeline.syncOperations.addHandler(
-            AdminHandler(configuration: configuration, store: store))
+            AdminHandler(configuration: configuration, store: store, metrics: metrics))
         }
       }
       .bind(host: configuration.host, port: configuration.port).get()
@@ -74,13 +97,15 @@ final class AdminHandler: ChannelInboundHandler {
 
   private let configuration: AdminConfiguration
   private let store: RoomStore
+  private let metrics: GatewayMetrics?
   private var head: HTTPRequestHead?
   private var body: ByteBuffer?
   private var tooLarge = false
 
-  init(configuration: AdminConfiguration, store: RoomStore) {
+  init(configuration: AdminConfiguration, store: RoomStore, metrics: GatewayMetrics?) {
     self.configuration = configuration
     self.store = store
+    self.metrics = metrics
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -122,6 +147,8 @@ final class AdminHandler: ChannelInboundHandler {
     let store = self.store
     let operation: @Sendable () async throws -> (HTTPResponseStatus, Data)
     switch (head.method, parts.count, parts.first) {
+    case (.GET, 1, "metrics") where metrics != nil:
+      return scrape(metrics!, head: head, context: context)
     case (.GET, 1, "rooms"):
       operation = {
         var rooms: [Any] = []
@@ -191,6 +218,39 @@ final class AdminHandler: ChannelInboundHandler {
         self.respond(
           context, head, .serviceUnavailable, ["error": "unavailable", "message": "Redis: \(error)"])
       }
+    }
+  }
+
+  /// Prometheus text: the room numbers are read from Redis first; if Redis is unreachable
+  /// the scrape still succeeds with the process's own series and `foyer_redis_up 0`.
+  private func scrape(_ metrics: GatewayMetrics, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    let store = self.store
+    let redisUp = metrics.registry.makeGauge(
+      descriptor: .foyer("foyer_redis_up", "1 if the last scrape could read the rooms from Redis."))
+    context.eventLoop.makeFutureWithTask {
+      do {
+        for room in try await store.rooms() {
+          if let stats = try? await store.stats(room) { metrics.record(room: room, stats: stats) }
+        }
+        redisUp.set(Int64(1))
+      } catch {
+        redisUp.set(Int64(0))
+      }
+      return metrics.registry.emitToBuffer()
+    }.assumeIsolated().whenSuccess { (bytes: [UInt8]) in
+      var headers = HTTPHeaders()
+      headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
+      headers.add(name: "content-length", value: String(bytes.count))
+      headers.add(name: "cache-control", value: "no-store")
+      if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
+      context.write(
+        self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+        promise: nil)
+      context.write(
+        self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil
+      )
+      let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+      if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
   }
 

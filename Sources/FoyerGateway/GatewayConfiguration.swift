@@ -7,10 +7,13 @@ public struct RoomRoute: Sendable, Hashable {
   public var id: String
   /// Requests whose path starts with this belong to the room.
   public var pathPrefix: String
+  /// If set, only requests for this host (the `Host` header, port ignored, any case).
+  public var host: String?
 
-  public init(id: String, pathPrefix: String) {
+  public init(id: String, pathPrefix: String, host: String? = nil) {
     self.id = id
     self.pathPrefix = pathPrefix
+    self.host = host?.lowercased()
   }
 }
 
@@ -36,13 +39,24 @@ public struct GatewayConfiguration: Sendable {
   public var upstream: UpstreamConfiguration?
   /// Request limits; each has a clear answer.
   public var limits: GatewayLimits
+  /// On shutdown, how long in-flight requests get to finish.
+  public var drainTimeout: TimeAmount
+  /// An operator's waiting page (see `WaitingPage` for the placeholders); `nil`: built in.
+  public var waitingPageTemplate: String?
+  /// While Redis is unreachable: the `Retry-After` (and page refresh) for visitors without
+  /// a pass. Pass holders keep being forwarded; nobody else is.
+  public var unavailableRetrySeconds: Int
 
   public init(
     host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,
     rooms: [RoomRoute] = [], backlog: Int32 = 4_096, maxMessagesPerRead: UInt = 16,
     redisTimeout: TimeAmount = .milliseconds(500), upstream: UpstreamConfiguration? = nil,
-    limits: GatewayLimits = GatewayLimits()
+    limits: GatewayLimits = GatewayLimits(), drainTimeout: TimeAmount = .seconds(30),
+    waitingPageTemplate: String? = nil, unavailableRetrySeconds: Int = 2
   ) {
+    self.waitingPageTemplate = waitingPageTemplate
+    self.unavailableRetrySeconds = unavailableRetrySeconds
+    self.drainTimeout = drainTimeout
     self.upstream = upstream
     self.limits = limits
     self.host = host

@@ -2,6 +2,7 @@ internal import FoyerCore
 internal import Logging
 internal import NIOCore
 internal import NIOHTTP1
+internal import Prometheus
 internal import RedisNIO
 internal import WaitingRoom
 
@@ -19,6 +20,8 @@ struct GatewayContext: Sendable {
   let signers: [ObjectIdentifier: NIOLoopBound<TokenSigner>]
   /// One upstream pool per event loop; empty when no upstream is configured.
   let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+  let metrics: GatewayMetrics
+  let waitingPage: WaitingPage
   let logger: Logger
 
   func pool(on loop: any EventLoop) -> UpstreamPool? {
@@ -29,19 +32,48 @@ struct GatewayContext: Sendable {
     signers[ObjectIdentifier(loop)]!.value
   }
 
-  var waitingPage: WaitingPage { WaitingPage.builtIn }
-
   func room(id: Substring) -> RoomRoute? {
     configuration.rooms.first { $0.id == id }
   }
 
-  /// The room whose path prefix is the longest match for `path`.
-  func route(forPath path: Substring) -> RoomRoute? {
+  func route(forPath path: Substring, headers: HTTPHeaders) -> RoomRoute? {
+    configuration.rooms.match(path: path, headers: headers)
+  }
+}
+
+extension [RoomRoute] {
+  /// The room whose path prefix is the longest match for `path` among the rooms for this
+  /// host (a room with a host beats one without at the same prefix length).
+  func match(path: Substring, headers: HTTPHeaders) -> RoomRoute? {
     var best: RoomRoute?
-    for room in configuration.rooms where path.utf8.starts(with: room.pathPrefix.utf8) {
-      if best == nil || room.pathPrefix.utf8.count > best!.pathPrefix.utf8.count { best = room }
+    var requestHost: Substring?
+    for room in self where path.utf8.starts(with: room.pathPrefix.utf8) {
+      if let host = room.host {
+        if requestHost == nil { requestHost = Self.host(headers) }
+        guard requestHost! == host else { continue }
+      }
+      guard let current = best else {
+        best = room
+        continue
+      }
+      let (length, bestLength) = (room.pathPrefix.utf8.count, current.pathPrefix.utf8.count)
+      if length > bestLength || (length == bestLength && room.host != nil && current.host == nil) {
+        best = room
+      }
     }
     return best
+  }
+
+  /// The `Host` header without its port, lowercased.
+  private static func host(_ headers: HTTPHeaders) -> Substring {
+    guard let value = headers.first(name: "host") else { return "" }
+    var host = value.lowercased()[...]
+    if host.hasPrefix("[") {
+      if let close = host.firstIndex(of: "]") { host = host[...close] }
+    } else if let colon = host.lastIndex(of: ":") {
+      host = host[..<colon]
+    }
+    return host
   }
 }
 
@@ -84,6 +116,10 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// The client's address for X-Forwarded-For, read once per connection.
   private var clientAddress = "unknown"
   private var forwardedBodyBytes: Int64 = 0
+  /// This request's pass check, once per request: (room, holder or nil).
+  private var passChecked: (room: String, visitor: VisitorID?)?
+  /// When the forwarded request's head arrived, for the proxy latency histogram.
+  private var requestStart = NIODeadline.now()
 
   init(shared: GatewayContext) {
     self.shared = shared
@@ -101,6 +137,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     case .head(let head):
       requestEnded = false
       forwardedBodyBytes = 0
+      passChecked = nil
       if let forward = forwardingDecision(head) {
         startForwarding(head, visitor: forward, context: context)
       } else {
@@ -179,7 +216,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         respond(
           context, head, status: .notFound, contentType: "application/json",
           body: "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}")
-      } else if let route = shared.route(forPath: path) {
+      } else if let route = shared.route(forPath: path, headers: head.headers) {
         visit(route.id, head: head, context: context, page: true)
       } else {
         answerNoUpstream(head, context: context)
@@ -195,15 +232,30 @@ final class GatewayHandler: ChannelDuplexHandler {
     guard let context, shared.pool(on: context.eventLoop) != nil else { return nil }
     let (path, _) = Self.split(head.uri)
     if path.utf8.starts(with: "/_foyer/".utf8) { return nil }
-    guard let route = shared.route(forPath: path) else { return .some(nil) }  // not protected
-    let presented =
-      Cookies.value(named: Cookies.passName(room: route.id), in: head.headers)
-      ?? head.headers.first(name: "foyer-pass")?[...]
-    guard let presented,
-      case .valid(let visitor, _) = Self.verify(
-        shared.signer(on: context.eventLoop), presented, kind: .pass, room: route.id, now: Self.unixSeconds())
-    else { return nil }
+    guard let route = shared.route(forPath: path, headers: head.headers) else { return .some(nil) }  // not protected
+    guard let visitor = pass(in: head, room: route.id, signer: shared.signer(on: context.eventLoop)) else {
+      return nil
+    }
     return .some((route.id, visitor))
+  }
+
+  /// The verified pass holder of this request for `room`, or `nil`. Verified once per
+  /// request (the forwarding decision and the queue path both ask); a presented pass that
+  /// fails is counted by reason.
+  private func pass(in head: HTTPRequestHead, room: String, signer: TokenSigner) -> VisitorID? {
+    if let checked = passChecked, checked.room == room { return checked.visitor }
+    var visitor: VisitorID?
+    let presented =
+      Cookies.value(named: Cookies.passName(room: room), in: head.headers)
+      ?? head.headers.first(name: "foyer-pass")?[...]
+    if let presented {
+      switch Self.verify(signer, presented, kind: .pass, room: room, now: Self.unixSeconds()) {
+      case .valid(let holder, _): visitor = holder
+      case .rejected(let reason): shared.metrics.passRejections[reason]?.increment()
+      }
+    }
+    passChecked = (room, visitor)
+    return visitor
   }
 
   private func startForwarding(
@@ -214,6 +266,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       return answerNoUpstream(head, context: context)
     }
     forwardedVisitor = visitor
+    requestStart = .now()
     responseStarted = false
     upstreamReusable = true
     var buffered: [HTTPClientRequestPart] = [
@@ -244,6 +297,7 @@ final class GatewayHandler: ChannelDuplexHandler {
           self.context?.read()
         }
       case .failure(let error):
+        self.shared.metrics.upstreamConnectErrors.increment()
         self.shared.logger.warning("upstream connect failed", metadata: ["error": "\(error)"])
         self.failExchange(.badGateway, "the upstream is unreachable")
       }
@@ -276,6 +330,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       if NIODeadline.now() - self.lastProgress < timeout {
         self.armResponseTimeout(timeout, context: context)
       } else {
+        self.shared.metrics.upstreamTimeouts.increment()
         self.failExchange(.gatewayTimeout, "the upstream did not answer in time")
       }
     }
@@ -312,6 +367,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       responseTimeout?.cancel()
       responseStarted = true
       upstreamReusable = response.isKeepAlive
+      shared.metrics.countProxied(status: Int(response.status.code))
       var headers = response.headers
       ForwardingHeaders.stripHopByHop(&headers)
       if headers.first(name: "foyer-release")?.lowercased() == "done" {
@@ -344,6 +400,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         context.flush()
       }
     case .end(let trailers):
+      shared.metrics.proxyDuration.recordNanoseconds((NIODeadline.now() - requestStart).nanoseconds)
       handler.delegate = nil
       handler.paused = false
       if requestEnded && upstreamReusable {
@@ -367,6 +424,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
   func upstreamClosed() {
     guard case .streaming = state else { return }
+    shared.metrics.upstreamResets.increment()
     if responseStarted {
       // Cut off mid-response: the client cannot be told otherwise.
       state = .idle
@@ -395,6 +453,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       context.close(promise: nil)
       return
     }
+    shared.metrics.countProxied(status: Int(status.code))
     let code = code ?? (status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable")
     respond(
       context, head, status: status, contentType: "application/json",
@@ -413,6 +472,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       case .success:
         self.respond(context, head, status: .ok, contentType: "text/plain", body: "ready\n")
       case .failure:
+        self.shared.metrics.redisErrors.increment()
         self.respond(
           context, head, status: .serviceUnavailable, contentType: "text/plain", body: "redis unreachable\n")
       }
@@ -430,10 +490,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       !page || head.headers[canonicalForm: "accept"].contains { $0.contains("application/json") }
 
     // An existing pass answers without Redis (verification is local).
-    let presented =
-      Cookies.value(named: Cookies.passName(room: room), in: head.headers)
-      ?? head.headers.first(name: "foyer-pass")?[...]
-    if let presented, case .valid = Self.verify(signer, presented, kind: .pass, room: room, now: wallNow) {
+    if pass(in: head, room: room, signer: signer) != nil {
       if page {
         answerNoUpstream(head, context: context)
       } else {
@@ -449,6 +506,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       visitor = known
     } else {
       visitor = .random()
+      shared.metrics.newVisitors.increment()
       let token = signer.sign(Token(kind: .visitor, room: room, visitor: visitor, time: wallNow))
       cookies.append(
         Cookies.setCookie(
@@ -469,11 +527,13 @@ final class GatewayHandler: ChannelDuplexHandler {
       .hop(to: loop).assumeIsolated().whenComplete { result in
         switch result {
         case .success(let status):
+          self.shared.metrics.statusPolls.increment()
           self.answer(
             status, room: room, visitor: visitor, signer: signer, cookies: cookies, head: head,
             context: context,
             page: page, json: wantsJSON)
         case .failure(let error):
+          self.shared.metrics.redisErrors.increment()
           self.shared.logger.warning("queue unavailable", metadata: ["room": "\(room)", "error": "\(error)"])
           self.unavailable(room: room, cookies: cookies, head: head, context: context, json: wantsJSON)
         }
@@ -486,7 +546,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     room: String, cookies: [String], head: HTTPRequestHead, context: ChannelHandlerContext, json: Bool
   ) {
     var headers = HTTPHeaders()
-    headers.add(name: "retry-after", value: "2")
+    let retry = shared.configuration.unavailableRetrySeconds
+    headers.add(name: "retry-after", value: String(retry))
     for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
     if json {
       respond(
@@ -494,7 +555,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         body: "{\"error\":\"unavailable\",\"message\":\"the waiting room is briefly unavailable; retry\"}",
         extraHeaders: headers)
     } else {
-      let body = StatusBody.notWaiting(room: room, state: "unavailable", pollAfterMilliseconds: 2_000)
+      let body = StatusBody.notWaiting(room: room, state: "unavailable", pollAfterMilliseconds: retry * 1_000)
       respond(
         context, head, status: .ok, contentType: "text/html; charset=utf-8",
         body: page(body, message: "We are reconnecting. You keep your place; this page retries by itself."),
@@ -563,6 +624,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   private func page(_ body: StatusBody, message: String? = nil) -> String {
+    shared.metrics.waitingPages.increment()
     let progress = 0
     var values: [String: String] = [
       "room": body.room, "state": body.state, "pollAfterMs": String(body.pollAfterMilliseconds),

@@ -2,26 +2,33 @@ internal import FoyerCore
 public import Logging
 internal import NIOConcurrencyHelpers
 public import NIOCore
+public import NIOExtras
 internal import NIOHTTP1
 internal import NIOPosix
+internal import Prometheus
 public import RedisNIO
-public import ServiceLifecycle
+internal import ServiceLifecycle
 public import WaitingRoom
 
 /// The public listener, as a `ListenerService`.
 public final class GatewayServer: ListenerService, Sendable {
   public let configuration: GatewayConfiguration
+  public let metrics: GatewayMetrics
+  public let eventLoopGroup: any EventLoopGroup
+  public let quiescing: ServerQuiescingHelper
+  public var drainTimeout: TimeAmount { configuration.drainTimeout }
   private let store: RoomStore
-  private let group: any EventLoopGroup
   private let logger: Logger
 
   public init(
     configuration: GatewayConfiguration, store: RoomStore, eventLoopGroup: any EventLoopGroup,
-    logger: Logger = .disabled
+    metrics: GatewayMetrics = GatewayMetrics(), logger: Logger = .disabled
   ) {
     self.configuration = configuration
     self.store = store
-    self.group = eventLoopGroup
+    self.eventLoopGroup = eventLoopGroup
+    self.metrics = metrics
+    self.quiescing = ServerQuiescingHelper(group: eventLoopGroup)
     self.logger = logger
   }
 
@@ -30,7 +37,7 @@ public final class GatewayServer: ListenerService, Sendable {
   public func start() async throws -> any Channel {
     var signers: [ObjectIdentifier: NIOLoopBound<TokenSigner>] = [:]
     var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
-    for loop in group.makeIterator() {
+    for loop in eventLoopGroup.makeIterator() {
       let keyRing = configuration.keyRing
       signers[ObjectIdentifier(loop)] = try await loop.submit {
         NIOLoopBound(try TokenSigner(keyRing: keyRing), eventLoop: loop)
@@ -41,11 +48,20 @@ public final class GatewayServer: ListenerService, Sendable {
         }.get()
       }
     }
+    let page = try configuration.waitingPageTemplate.map { try WaitingPage(template: $0) } ?? .builtIn
     let shared = GatewayContext(
-      configuration: configuration, store: store, signers: signers, pools: pools, logger: logger)
+      configuration: configuration, store: store, signers: signers, pools: pools, metrics: metrics,
+      waitingPage: page, logger: logger)
+    let metrics = self.metrics
+    let quiescing = self.quiescing
     let limits = configuration.limits
     let openConnections = NIOLockedValueBox(0)
-    let channel = try await ServerBootstrap(group: group)
+    let channel = try await ServerBootstrap(group: eventLoopGroup)
+      .serverChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+        }
+      }
       .serverChannelOption(ChannelOptions.backlog, value: configuration.backlog)
       .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -57,8 +73,15 @@ public final class GatewayServer: ListenerService, Sendable {
           count += 1
           return true
         }
-        guard admitted else { return channel.close() }
-        channel.closeFuture.whenComplete { _ in openConnections.withLockedValue { $0 -= 1 } }
+        guard admitted else {
+          metrics.connectionsRejected.increment()
+          return channel.close()
+        }
+        metrics.openConnections.increment()
+        channel.closeFuture.whenComplete { _ in
+          openConnections.withLockedValue { $0 -= 1 }
+          metrics.openConnections.decrement()
+        }
         return channel.eventLoop.makeCompletedFuture {
           var decoderLimits = NIOHTTPDecoderLimitConfiguration()
           decoderLimits.maxHeaderListSize = limits.maxHeaderBytes

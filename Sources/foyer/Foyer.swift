@@ -19,34 +19,37 @@ struct Foyer: AsyncParsableCommand {
   )
 }
 
-/// `foyer gateway`: the public listener and the admission loop, until SIGTERM/SIGINT.
+/// `foyer gateway`: the public listener, the admission loop and the admin API, until
+/// SIGTERM/SIGINT, then a drain of in-flight requests.
 ///
-/// Configuration so far comes from flags and the environment; the YAML file of the gateway
-/// issue comes with the proxy. Secrets come only from the environment: `FOYER_KEYS` (or
-/// `FOYER_KEYS_FILE`) and `FOYER_ADMIN_TOKEN`.
+/// Configuration comes from `--config` (see `config/foyer.yaml`, which documents every key
+/// and its default); flags override the file. Secrets come only from the environment:
+/// `FOYER_KEYS` (or `FOYER_KEYS_FILE`) and `FOYER_ADMIN_TOKEN`.
 struct Gateway: AsyncParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Run the gateway and the admission loop.")
 
-  @Option(help: "Public listen address.") var host = "0.0.0.0"
-  @Option(help: "Public port.") var port = 8080
-  @Option(help: "Redis URL (redis://[:password@]host:port[/db] or unix:///path).") var redis =
-    "redis://127.0.0.1:6379"
+  @Option(help: "YAML configuration file (see config/foyer.yaml).") var config: String?
+  @Option(help: "Public listen address (default 0.0.0.0).") var host: String?
+  @Option(help: "Public port (default 8080).") var port: Int?
+  @Option(help: "Redis URL (redis://[:password@]host:port[/db] or unix:///path).") var redis: String?
   @Option(
     name: .customLong("room"),
     help:
-      "A protected room as id:path-prefix (repeatable), e.g. onsale:/events/1. Created with default settings if missing."
+      "A protected room as id:path-prefix (repeatable; replaces the file's rooms), e.g. onsale:/events/1. Created with default settings if missing."
   )
   var rooms: [String] = []
   @Flag(help: "Set Secure on cookies (behind TLS).") var secureCookies = false
   @Option(help: "Upstream to forward admitted traffic to, http://host[:port]. Without it: 502 no_upstream.")
   var upstream: String?
-  @Option(help: "Event-loop threads (default: one per core).") var threads = System.coreCount
-  @Option(help: "Admin API listen address (loopback by default).") var adminHost = "127.0.0.1"
-  @Option(help: "Admin API port. The API runs only when FOYER_ADMIN_TOKEN is set.") var adminPort = 8081
+  @Option(help: "Event-loop threads (default: one per core).") var threads: Int?
+  @Option(help: "Admin API listen address (default loopback).") var adminHost: String?
+  @Option(help: "Admin API port (default 8081). The API runs only when FOYER_ADMIN_TOKEN is set.")
+  var adminPort: Int?
 
   func run() async throws {
     LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-    let logger = Logger(label: "foyer")
+    var logger = Logger(label: "foyer")
+    logger.logLevel = .info
     let environment = ProcessInfo.processInfo.environment
     let keyRing: KeyRing
     do {
@@ -56,44 +59,61 @@ struct Gateway: AsyncParsableCommand {
     } catch {
       throw ValidationError(error.description)
     }
-    var upstreamConfiguration: UpstreamConfiguration?
+    let readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) }
+    var file: GatewayFile
+    do {
+      file = try GatewayFile.parse(yaml: try config.map(readFile) ?? "", keyRing: keyRing, readFile: readFile)
+    } catch let error as GatewayConfigurationError {
+      throw ValidationError("\(config ?? "configuration"): \(error)")
+    } catch {
+      throw ValidationError("cannot read \(config ?? "configuration"): \(error)")
+    }
+    if let host { file.gateway.host = host }
+    if let port { file.gateway.port = port }
+    if let redis { file.redisURL = redis }
+    if let threads { file.threads = threads }
+    if let adminHost { file.adminHost = adminHost }
+    if let adminPort { file.adminPort = adminPort }
+    if secureCookies { file.gateway.secureCookies = true }
     if let upstream {
-      do { upstreamConfiguration = try UpstreamConfiguration(url: upstream) } catch {
+      do { file.gateway.upstream = try UpstreamConfiguration(url: upstream) } catch {
         throw ValidationError(error.description)
       }
     }
-    var routes: [RoomRoute] = []
-    for spec in rooms {
-      guard let colon = spec.firstIndex(of: ":"), Identifier.isValid(spec[..<colon]),
-        spec[spec.index(after: colon)...].hasPrefix("/")
-      else {
-        throw ValidationError("--room must be id:/path-prefix with id in [A-Za-z0-9_-]{1,64} (got '\(spec)')")
+    if !rooms.isEmpty {
+      file.gateway.rooms = []
+      for spec in rooms {
+        guard let colon = spec.firstIndex(of: ":"), Identifier.isValid(spec[..<colon]),
+          spec[spec.index(after: colon)...].hasPrefix("/")
+        else {
+          throw ValidationError(
+            "--room must be id:/path-prefix with id in [A-Za-z0-9_-]{1,64} (got '\(spec)')")
+        }
+        file.gateway.rooms.append(
+          RoomRoute(id: String(spec[..<colon]), pathPrefix: String(spec[spec.index(after: colon)...])))
       }
-      routes.append(
-        RoomRoute(id: String(spec[..<colon]), pathPrefix: String(spec[spec.index(after: colon)...])))
     }
-
+    let threads = file.threads == 0 ? System.coreCount : file.threads
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     let client: RedisClient
     do {
-      client = RedisClient(configuration: try RedisConfiguration(url: redis), eventLoopGroup: group)
+      client = RedisClient(configuration: try RedisConfiguration(url: file.redisURL), eventLoopGroup: group)
     } catch {
       throw ValidationError("\(error)")
     }
     let store = RoomStore(redis: client)
-    for route in routes {
-      do { try await store.ensureRoom(route.id, settings: RoomSettings()) } catch {
+    for route in file.gateway.rooms {
+      let settings = file.roomSettings[route.id] ?? RoomSettings()
+      do { try await store.ensureRoom(route.id, settings: settings) } catch {
         logger.warning(
           "cannot create room yet (Redis unreachable?)",
           metadata: ["room": "\(route.id)", "error": "\(error)"])
       }
     }
+    let metrics = GatewayMetrics()
     let server = GatewayServer(
-      configuration: GatewayConfiguration(
-        host: host, port: port, keyRing: keyRing, secureCookies: secureCookies, rooms: routes,
-        upstream: upstreamConfiguration),
-      store: store, eventLoopGroup: group, logger: logger)
+      configuration: file.gateway, store: store, eventLoopGroup: group, metrics: metrics, logger: logger)
     var services: [any Service] = [server, AdmissionLoop(store: store, logger: logger)]
     if let token = environment["FOYER_ADMIN_TOKEN"], !token.isEmpty {
       guard token.utf8.count >= 16 else {
@@ -101,8 +121,8 @@ struct Gateway: AsyncParsableCommand {
       }
       services.append(
         AdminServer(
-          configuration: AdminConfiguration(host: adminHost, port: adminPort, token: token), store: store,
-          eventLoopGroup: group, logger: logger))
+          configuration: AdminConfiguration(host: file.adminHost, port: file.adminPort, token: token),
+          store: store, eventLoopGroup: group, metrics: metrics, logger: logger))
     } else {
       logger.warning("FOYER_ADMIN_TOKEN is not set: the admin API is off")
     }

@@ -73,22 +73,35 @@ final class TestUpstreamHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         return
       }
-      if path.hasSuffix("/release") { headers.add(name: "foyer-release", value: "done") }
-      headers.add(name: "x-upstream-only", value: "1")
-      headers.add(name: "connection", value: "keep-alive, x-upstream-only")
-      var echo: [String: String] = ["received": String(received), "uri": head.uri]
-      for (name, value) in head.headers {
-        echo[name.lowercased(), default: ""] += (echo[name.lowercased()] == nil ? "" : "|") + value
+      if path == "/slow" {
+        // Answers after `?ms=N`: an exchange still in flight (drain, timeouts).
+        let delay = Int64(head.uri.split(separator: "=").last ?? "0") ?? 0
+        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) {
+          self.echo(context, head, path: path)
+        }
+        return
       }
-      let body = try! JSONSerialization.data(withJSONObject: echo)
-      headers.add(name: "content-type", value: "application/json")
-      headers.add(name: "content-length", value: String(body.count))
-      context.write(
-        wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
-        promise: nil)
-      context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
-      context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+      echo(context, head, path: path)
     }
+  }
+
+  private func echo(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, path: String) {
+    var headers = HTTPHeaders()
+    if path.hasSuffix("/release") { headers.add(name: "foyer-release", value: "done") }
+    headers.add(name: "x-upstream-only", value: "1")
+    headers.add(name: "connection", value: "keep-alive, x-upstream-only")
+    var echo: [String: String] = ["received": String(received), "uri": head.uri]
+    for (name, value) in head.headers {
+      echo[name.lowercased(), default: ""] += (echo[name.lowercased()] == nil ? "" : "|") + value
+    }
+    let body = try! JSONSerialization.data(withJSONObject: echo)
+    headers.add(name: "content-type", value: "application/json")
+    headers.add(name: "content-length", value: String(body.count))
+    context.write(
+      wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+      promise: nil)
+    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
   }
 }
 
@@ -99,6 +112,15 @@ final class TestUpstreamHandler: ChannelInboundHandler {
   func gateway(
     upstreamPort: Int, settings: RoomSettings = RoomSettings()
   ) async throws -> (String, RoomStore, String, any Channel) {
+    let (base, store, room, channel, _) = try await gatewayServer(
+      upstreamPort: upstreamPort, settings: settings)
+    return (base, store, room, channel)
+  }
+
+  func gatewayServer(
+    upstreamPort: Int, settings: RoomSettings = RoomSettings(), drainTimeout: TimeAmount = .seconds(30),
+    metrics: GatewayMetrics = GatewayMetrics()
+  ) async throws -> (String, RoomStore, String, any Channel, GatewayServer) {
     let redis = RedisClient(
       configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
     let store = RoomStore(redis: redis, snapshotMaxAge: .zero)
@@ -107,13 +129,24 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     let configuration = GatewayConfiguration(
       host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
       rooms: [RoomRoute(id: room, pathPrefix: "/shop")],
-      upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstreamPort, responseTimeout: .seconds(2)))
-    let channel = try await GatewayServer(configuration: configuration, store: store, eventLoopGroup: group)
-      .start()
-    return ("http://127.0.0.1:\(channel.localAddress!.port!)", store, room, channel)
+      upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstreamPort, responseTimeout: .seconds(2)),
+      drainTimeout: drainTimeout)
+    let server = GatewayServer(
+      configuration: configuration, store: store, eventLoopGroup: group, metrics: metrics)
+    let channel = try await server.start()
+    return ("http://127.0.0.1:\(channel.localAddress!.port!)", store, room, channel, server)
   }
 
   func send(
+    _ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil,
+    session: URLSession? = nil
+  )
+    async throws -> (Int, [String: String], Data)
+  {
+    try await Self.send(method, url, headers: headers, body: body, session: session)
+  }
+
+  static func send(
     _ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil,
     session: URLSession? = nil
   )
@@ -268,5 +301,84 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     let (status, _, data) = try await send("GET", base + "/slow")
     #expect(status == 504 && String(decoding: data, as: UTF8.self).contains("upstream_timeout"))
     #expect(ContinuousClock.now - started < .seconds(10))
+  }
+
+  @Test func shutdownLetsInFlightRequestsFinish() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (base, _, _, channel, server) = try await gatewayServer(upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    let port = channel.localAddress!.port!
+    // An idle keep-alive connection: closed at once by the drain.
+    let idle = try #require(connectLoopback(port: port))
+    defer { close(idle) }
+    async let slow = Self.send("GET", base + "/slow?ms=800")
+    try await Task.sleep(for: .milliseconds(300))
+    let started = ContinuousClock.now
+    let drained = await server.drain()
+    #expect(drained)
+    #expect(ContinuousClock.now - started >= .milliseconds(300))
+    let (status, _, data) = try await slow
+    #expect(status == 200 && echo(data)["uri"] == "/slow?ms=800")
+    // No new connections once draining started.
+    #expect(connectLoopback(port: port) == nil)
+    var byte: UInt8 = 0
+    #expect(read(idle, &byte, 1) == 0)
+  }
+
+  @Test func shutdownGivesUpAfterTheDrainTimeout() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (base, _, _, channel, server) = try await gatewayServer(
+      upstreamPort: upstream.port, drainTimeout: .milliseconds(300))
+    defer { channel.close(promise: nil) }
+    let slow = Task { try? await Self.send("GET", base + "/slow?ms=1800") }
+    try await Task.sleep(for: .milliseconds(300))
+    let started = ContinuousClock.now
+    #expect(await server.drain() == false)
+    #expect(ContinuousClock.now - started < .milliseconds(1_200))
+    _ = await slow.value
+  }
+
+  @Test func metricsCountWhatHappened() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let metrics = GatewayMetrics()
+    let (base, store, room, channel, _) = try await gatewayServer(
+      upstreamPort: upstream.port, settings: RoomSettings(state: .paused), metrics: metrics)
+    defer { channel.close(promise: nil) }
+    let token = "metrics-token-0123456789"
+    let admin = AdminServer(
+      configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: token), store: store,
+      eventLoopGroup: group, metrics: metrics)
+    let adminChannel = try await admin.start()
+    defer { adminChannel.close(promise: nil) }
+    let adminBase = "http://127.0.0.1:\(adminChannel.localAddress!.port!)"
+
+    let visitor = VisitorID.random()
+    let good = signer.sign(
+      Token(kind: .pass, room: room, visitor: visitor, time: Int64(Date().timeIntervalSince1970) + 60))
+    let forged = String(good.dropLast(2)) + (good.hasSuffix("AA") ? "BB" : "AA")
+    #expect(try await send("GET", base + "/shop/a", headers: ["Foyer-Pass": good]).0 == 200)
+    #expect(try await send("GET", base + "/shop/a", headers: ["Foyer-Pass": forged]).0 == 200)  // waiting page
+    #expect(try await send("GET", base + "/shop/a", headers: ["Foyer-Pass": "v1.garbage"]).0 == 200)
+
+    #expect(try await send("GET", adminBase + "/metrics").0 == 401)
+    let (status, headers, data) = try await send(
+      "GET", adminBase + "/metrics", headers: ["Authorization": "Bearer \(token)"])
+    #expect(status == 200 && headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+    let text = String(decoding: data, as: UTF8.self)
+    for line in [
+      #"foyer_pass_rejections_total{reason="bad_signature"} 1"#,
+      #"foyer_pass_rejections_total{reason="malformed"} 1"#,
+      #"foyer_proxied_requests_total{class="2xx"} 1"#,
+      #"foyer_proxy_duration_seconds_count 1"#,
+      #"foyer_room_waiting{room="\#(room)"} 2.0"#,
+      #"foyer_room_joined{room="\#(room)"} 2.0"#,
+      #"foyer_visitor_tokens_issued_total 2"#,
+      #"foyer_redis_up 1.0"#,
+    ] {
+      #expect(text.contains(line + "\n"), "missing: \(line)")
+    }
   }
 }

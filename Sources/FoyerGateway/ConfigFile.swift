@@ -1,0 +1,231 @@
+public import FoyerCore
+internal import NIOCore
+internal import Yams
+
+/// Everything `foyer gateway` reads from `config/foyer.yaml` (every key is documented there
+/// with its default). Secrets are not in the file: the key ring and the admin token come from
+/// the environment and are passed in.
+public struct GatewayFile: Sendable {
+  public var gateway: GatewayConfiguration
+  public var redisURL: String
+  /// Event-loop threads; 0 means one per core.
+  public var threads: Int
+  public var adminHost: String
+  public var adminPort: Int
+  /// Settings for rooms that do not exist yet (existing rooms keep theirs: operators may
+  /// have tuned them live).
+  public var roomSettings: [String: RoomSettings]
+
+  /// Parses and validates the file. Unknown keys are errors (a typo must not silently fall
+  /// back to a default), and every message names the key and its line.
+  public static func parse(
+    yaml: String, keyRing: KeyRing, readFile: (String) throws -> String
+  ) throws(GatewayConfigurationError) -> GatewayFile {
+    let root: Node
+    do {
+      root = try Yams.compose(yaml: yaml) ?? Node.mapping([:])
+    } catch {
+      throw GatewayConfigurationError("the configuration is not valid YAML: \(error)")
+    }
+    var file = GatewayFile(
+      gateway: GatewayConfiguration(keyRing: keyRing), redisURL: "redis://127.0.0.1:6379", threads: 0,
+      adminHost: "127.0.0.1", adminPort: 8081, roomSettings: [:])
+    var reader = try Section(root, path: "")
+    try file.read(&reader, readFile: readFile)
+    try reader.finish()
+    return file
+  }
+
+  private mutating func read(
+    _ top: inout Section, readFile: (String) throws -> String
+  )
+    throws(GatewayConfigurationError)
+  {
+    if var listen = try top.section("listen") {
+      gateway.host = try listen.string("host") ?? gateway.host
+      gateway.port = try listen.int("port", in: 0...65_535) ?? gateway.port
+      gateway.backlog = Int32(try listen.int("backlog", in: 1...65_535) ?? Int(gateway.backlog))
+      gateway.maxMessagesPerRead = UInt(
+        try listen.int("max_messages_per_read", in: 1...1_024) ?? Int(gateway.maxMessagesPerRead))
+      try listen.finish()
+    }
+    if var admin = try top.section("admin") {
+      adminHost = try admin.string("host") ?? adminHost
+      adminPort = try admin.int("port", in: 0...65_535) ?? adminPort
+      try admin.finish()
+    }
+    threads = try top.int("threads", in: 0...1_024) ?? threads
+    if var redis = try top.section("redis") {
+      redisURL = try redis.string("url") ?? redisURL
+      gateway.redisTimeout = try redis.milliseconds("timeout_ms", in: 1...60_000) ?? gateway.redisTimeout
+      try redis.finish()
+    }
+    if var upstream = try top.section("upstream") {
+      // Read every key even without a url, so a typo is reported either way.
+      let url = try upstream.string("url")
+      let connect = try upstream.milliseconds("connect_timeout_ms", in: 1...600_000)
+      let response = try upstream.milliseconds("response_timeout_ms", in: 1...3_600_000)
+      let idle = try upstream.int("max_idle_per_loop", in: 0...10_000)
+      try upstream.finish()
+      if let url, !url.isEmpty {
+        var configuration = try UpstreamConfiguration(url: url)
+        configuration.connectTimeout = connect ?? configuration.connectTimeout
+        configuration.responseTimeout = response ?? configuration.responseTimeout
+        configuration.maxIdlePerEventLoop = idle ?? configuration.maxIdlePerEventLoop
+        gateway.upstream = configuration
+      }
+    }
+    if var cookies = try top.section("cookies") {
+      gateway.secureCookies = try cookies.bool("secure") ?? gateway.secureCookies
+      try cookies.finish()
+    }
+    if var limits = try top.section("limits") {
+      var value = gateway.limits
+      value.maxHeaderBytes = try limits.int("max_header_bytes", in: 1_024...1_048_576) ?? value.maxHeaderBytes
+      value.maxBodyBytes = Int64(try limits.int("max_body_bytes", in: 0...Int.max) ?? Int(value.maxBodyBytes))
+      value.headerTimeout =
+        try limits.milliseconds("header_timeout_ms", in: 100...600_000) ?? value.headerTimeout
+      value.idleTimeout = try limits.milliseconds("idle_timeout_ms", in: 100...3_600_000) ?? value.idleTimeout
+      value.maxConnections = try limits.int("max_connections", in: 1...10_000_000) ?? value.maxConnections
+      gateway.limits = value
+      try limits.finish()
+    }
+    if var shutdown = try top.section("shutdown") {
+      gateway.drainTimeout =
+        try shutdown.milliseconds("drain_timeout_ms", in: 0...600_000) ?? gateway.drainTimeout
+      try shutdown.finish()
+    }
+    if var page = try top.section("waiting_page") {
+      if let path = try page.string("template"), !path.isEmpty {
+        let text: String
+        do { text = try readFile(path) } catch {
+          throw GatewayConfigurationError("waiting_page.template: cannot read '\(path)': \(error)")
+        }
+        do { _ = try WaitingPage(template: text) } catch {
+          throw GatewayConfigurationError("waiting_page.template '\(path)': \(error)")
+        }
+        gateway.waitingPageTemplate = text
+      }
+      gateway.unavailableRetrySeconds =
+        try page.int("unavailable_retry_seconds", in: 1...300) ?? gateway.unavailableRetrySeconds
+      try page.finish()
+    }
+    if let rooms = try top.sequence("rooms") {
+      var routes: [RoomRoute] = []
+      for (index, node) in rooms.enumerated() {
+        var room = try Section(node, path: "rooms[\(index)].")
+        guard let id = try room.string("id"), Identifier.isValid(id[...]) else {
+          throw room.error("id", "is required: [A-Za-z0-9_-]{1,64}")
+        }
+        let prefix = try room.string("path_prefix") ?? "/"
+        guard prefix.hasPrefix("/") else { throw room.error("path_prefix", "must start with '/'") }
+        let host = try room.string("host")
+        if routes.contains(where: { $0.id == id }) { throw room.error("id", "'\(id)' appears twice") }
+        routes.append(RoomRoute(id: id, pathPrefix: prefix, host: host))
+        if var settings = try room.section("settings") {
+          var value = RoomSettings()
+          for (field, text) in try settings.allScalars() {
+            do { try value.set(field, to: text) } catch {
+              throw settings.error(field, error.message)
+            }
+          }
+          do { try value.validate() } catch { throw settings.error(error.field, error.message) }
+          roomSettings[id] = value
+        }
+        try room.finish()
+      }
+      gateway.rooms = routes
+    }
+  }
+}
+
+/// One YAML mapping being read: typed getters that remember which keys were used, so
+/// `finish()` can reject the rest.
+///
+/// Written by hand over Yams' node tree rather than `Decodable`: decoding ignores unknown
+/// keys and reports type errors without the key's line.
+private struct Section {
+  let path: String
+  let mark: Mark?
+  var entries: [(key: String, value: Node)]
+  var used: Set<String> = []
+
+  init(_ node: Node, path: String) throws(GatewayConfigurationError) {
+    guard let mapping = node.mapping else {
+      throw GatewayConfigurationError(
+        "\(path.isEmpty ? "the file" : String(path.dropLast())) must be a mapping")
+    }
+    self.path = path
+    self.mark = node.mark
+    entries = mapping.map { (key: $0.key.string ?? "", value: $0.value) }
+  }
+
+  func error(_ key: String, _ message: String) -> GatewayConfigurationError {
+    let line = entries.first { $0.key == key }?.value.mark.map { " (line \($0.line))" } ?? ""
+    return GatewayConfigurationError("\(path)\(key) \(message)\(line)")
+  }
+
+  private mutating func node(_ key: String) -> Node? {
+    used.insert(key)
+    guard let node = entries.first(where: { $0.key == key })?.value else { return nil }
+    if node.null != nil { return nil }  // `key:`, `key: ~`, `key: null`: the default
+    return node
+  }
+
+  mutating func string(_ key: String) throws(GatewayConfigurationError) -> String? {
+    guard let node = node(key) else { return nil }
+    guard let scalar = node.scalar else { throw error(key, "must be a string") }
+    return scalar.string
+  }
+
+  mutating func int(_ key: String, in range: ClosedRange<Int>) throws(GatewayConfigurationError) -> Int? {
+    guard let node = node(key) else { return nil }
+    guard let value = node.int else { throw error(key, "must be an integer") }
+    guard range.contains(value) else {
+      throw error(key, "must be between \(range.lowerBound) and \(range.upperBound) (got \(value))")
+    }
+    return value
+  }
+
+  mutating func milliseconds(
+    _ key: String, in range: ClosedRange<Int>
+  ) throws(GatewayConfigurationError)
+    -> TimeAmount?
+  {
+    try int(key, in: range).map { .milliseconds(Int64($0)) }
+  }
+
+  mutating func bool(_ key: String) throws(GatewayConfigurationError) -> Bool? {
+    guard let node = node(key) else { return nil }
+    guard let value = node.bool else { throw error(key, "must be true or false") }
+    return value
+  }
+
+  mutating func section(_ key: String) throws(GatewayConfigurationError) -> Section? {
+    guard let node = node(key) else { return nil }
+    return try Section(node, path: "\(path)\(key).")
+  }
+
+  mutating func sequence(_ key: String) throws(GatewayConfigurationError) -> [Node]? {
+    guard let node = node(key) else { return nil }
+    guard let sequence = node.sequence else { throw error(key, "must be a list") }
+    return Array(sequence)
+  }
+
+  /// Every entry as text (for room settings, validated by `RoomSettings` itself).
+  mutating func allScalars() throws(GatewayConfigurationError) -> [(String, String)] {
+    var result: [(String, String)] = []
+    for (key, value) in entries {
+      used.insert(key)
+      guard let scalar = value.scalar else { throw error(key, "must be a number or a word") }
+      result.append((key, scalar.string))
+    }
+    return result
+  }
+
+  func finish() throws(GatewayConfigurationError) {
+    if let unknown = entries.first(where: { !used.contains($0.key) }) {
+      throw error(unknown.key, "is not a known key")
+    }
+  }
+}

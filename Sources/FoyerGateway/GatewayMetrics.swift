@@ -1,0 +1,116 @@
+public import FoyerCore
+public import Prometheus
+public import WaitingRoom
+
+/// The gateway's Prometheus metrics, rendered by `GET /metrics` on the admin listener.
+///
+/// The per-process series are created once, up front, so the request path only bumps an
+/// atomic (no label lookup, no lock). The room series (waiting, active, admitted, …) are the
+/// room's cluster-wide numbers, read from Redis at scrape time: every gateway reports the
+/// same values, so dashboards should use `max by (room)`, not `sum`.
+public final class GatewayMetrics: Sendable {
+  public let registry: PrometheusCollectorRegistry
+
+  let passRejections: [TokenRejection: Counter]
+  /// Indexed by the status class: `[0]` is 1xx … `[4]` is 5xx.
+  let proxiedByClass: [Counter]
+  let proxyDuration: DurationHistogram
+  let upstreamConnectErrors: Counter
+  let upstreamTimeouts: Counter
+  let upstreamResets: Counter
+  let redisErrors: Counter
+  let statusPolls: Counter
+  let waitingPages: Counter
+  let newVisitors: Counter
+  let connectionsRejected: Counter
+  let openConnections: Gauge
+
+  public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    self.registry = registry
+    var rejections: [TokenRejection: Counter] = [:]
+    for reason in TokenRejection.allCases {
+      rejections[reason] = registry.makeCounter(
+        descriptor: .foyer(
+          "foyer_pass_rejections_total", "Presented passes that failed verification, by reason."),
+        labels: [("reason", reason.rawValue)])
+    }
+    passRejections = rejections
+    proxiedByClass = (1...5).map { digit in
+      registry.makeCounter(
+        descriptor: .foyer(
+          "foyer_proxied_requests_total",
+          "Forwarded requests by the status class of the answer (gateway-made 502/504 included)."),
+        labels: [("class", "\(digit)xx")])
+    }
+    proxyDuration = registry.makeDurationHistogram(
+      descriptor: .foyer(
+        "foyer_proxy_duration_seconds",
+        "Forwarded requests, from the request head to the end of the response."),
+      buckets: [
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .seconds(2.5), .seconds(5), .seconds(10),
+      ])
+    upstreamConnectErrors = registry.makeCounter(
+      descriptor: .foyer(
+        "foyer_upstream_errors_total", "Upstream failures answered 502/504 or cut off, by kind."),
+      labels: [("kind", "connect")])
+    upstreamTimeouts = registry.makeCounter(
+      descriptor: .foyer(
+        "foyer_upstream_errors_total", "Upstream failures answered 502/504 or cut off, by kind."),
+      labels: [("kind", "timeout")])
+    upstreamResets = registry.makeCounter(
+      descriptor: .foyer(
+        "foyer_upstream_errors_total", "Upstream failures answered 502/504 or cut off, by kind."),
+      labels: [("kind", "closed")])
+    redisErrors = registry.makeCounter(
+      descriptor: .foyer(
+        "foyer_redis_errors_total",
+        "Queue operations on the request path that failed because Redis was unreachable or slow."))
+    statusPolls = registry.makeCounter(
+      descriptor: .foyer("foyer_status_polls_total", "Queue joins and polls answered (JSON or page)."))
+    waitingPages = registry.makeCounter(
+      descriptor: .foyer("foyer_waiting_pages_total", "Waiting pages served."))
+    newVisitors = registry.makeCounter(
+      descriptor: .foyer("foyer_visitor_tokens_issued_total", "New visitor ids issued by this gateway."))
+    connectionsRejected = registry.makeCounter(
+      descriptor: .foyer(
+        "foyer_connections_rejected_total", "Connections closed at once: over max_connections."))
+    openConnections = registry.makeGauge(
+      descriptor: .foyer("foyer_open_connections", "Client connections open on this gateway."))
+  }
+
+  func countProxied(status: Int) {
+    let index = min(max(status / 100, 1), 5) - 1
+    proxiedByClass[index].increment()
+  }
+
+  /// Sets the room gauges from the room's numbers in Redis (called at scrape time).
+  public func record(room: String, stats: RoomStats) {
+    let gauges: [(String, String, Int)] = [
+      ("foyer_room_waiting", "Visitors waiting in the queue.", stats.waiting),
+      ("foyer_room_active", "Admitted shoppers holding a slot (claimed or not).", stats.active),
+      ("foyer_room_joined", "Visitors who ever joined (cumulative).", stats.joined),
+      ("foyer_room_admitted", "Visitors admitted (cumulative).", stats.admitted),
+      ("foyer_room_claimed", "Admissions claimed by their visitor (cumulative).", stats.claimed),
+      ("foyer_room_no_shows", "Admissions never claimed in time (cumulative).", stats.noShows),
+      ("foyer_room_abandoned", "Waiting visitors who stopped polling (cumulative).", stats.abandoned),
+      ("foyer_room_released", "Slots freed by Foyer-Release or leave (cumulative).", stats.released),
+      ("foyer_room_expired", "Sessions that ran out (cumulative).", stats.expired),
+      ("foyer_room_admitted_last_minute", "Admissions in the last minute.", stats.admittedLastMinute),
+    ]
+    for (name, help, value) in gauges {
+      registry.makeGauge(
+        descriptor: .foyer(name, help), labels: [("room", room)]
+      ).set(Int64(value))
+    }
+  }
+}
+
+extension MetricNameDescriptor {
+  /// A full metric name and its help text (no namespace or unit parts: the names are
+  /// written out so they can be grepped).
+  static func foyer(_ name: String, _ help: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+  }
+}

@@ -105,6 +105,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   private var context: ChannelHandlerContext?
   private var readPending = false
   private var requestEnded = false
+  /// The request was answered at its head (`Expect: 100-continue` without forwarding); its
+  /// body, if the client sends one anyway, is dropped.
+  private var answeredEarly = false
   private var responseStarted = false
   private var upstreamReusable = true
   private var responseTimeout: Scheduled<Void>?
@@ -134,16 +137,35 @@ final class GatewayHandler: ChannelDuplexHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch unwrapInboundIn(data) {
-    case .head(let head):
+    case .head(var head):
       requestEnded = false
+      answeredEarly = false
       forwardedBodyBytes = 0
       passChecked = nil
+      // `Expect: 100-continue` is answered here, as nginx does, and never forwarded: the
+      // upstream sees a plain request whose body is already on its way.
+      let expectsContinue =
+        head.version.major == 1 && head.version.minor >= 1
+        && head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+      if expectsContinue { head.headers.remove(name: "expect") }
       if let forward = forwardingDecision(head) {
+        if expectsContinue {
+          context.writeAndFlush(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
         startForwarding(head, visitor: forward, context: context)
+      } else if expectsContinue {
+        // Answered without the body (RFC 9110 §10.1.1): the client need not send it, so the
+        // answer closes the connection rather than wait for a body that may never come.
+        head.headers.replaceOrAdd(name: "connection", value: "close")
+        answeredEarly = true
+        state = .local(head)
+        route(head, context: context)
       } else {
         state = .local(head)
       }
     case .body(let body):
+      if answeredEarly { break }
       if case .local = state { break }
       forwardedBodyBytes += Int64(body.readableBytes)
       let limit = shared.configuration.limits.maxBodyBytes
@@ -155,6 +177,11 @@ final class GatewayHandler: ChannelDuplexHandler {
       upstreamWrite(.body(.byteBuffer(body)))
     case .end(let trailers):
       requestEnded = true
+      if answeredEarly {
+        answeredEarly = false
+        if case .local = state { state = .idle }
+        return
+      }
       switch state {
       case .local(let head):
         route(head, context: context)

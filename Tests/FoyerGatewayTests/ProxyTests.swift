@@ -381,4 +381,63 @@ final class TestUpstreamHandler: ChannelInboundHandler {
       #expect(text.contains(line + "\n"), "missing: \(line)")
     }
   }
+
+  /// Reads from `fd` until `marker` has arrived (or 3 s pass).
+  static func receive(_ fd: Int32, until marker: String) -> String {
+    var wait = timeval(tv_sec: 3, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4_096)
+    while !String(decoding: received, as: UTF8.self).contains(marker) {
+      let count = recv(fd, &buffer, buffer.count, 0)
+      if count <= 0 { break }
+      received += buffer[0..<count]
+    }
+    return String(decoding: received, as: UTF8.self)
+  }
+
+  static func write(_ fd: Int32, _ text: String) {
+    _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+  }
+
+  @Test func expectContinueIsAnsweredByTheGateway() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (_, _, room, channel) = try await gateway(
+      upstreamPort: upstream.port, settings: RoomSettings(state: .paused))
+    defer { channel.close(promise: nil) }
+    let port = channel.localAddress!.port!
+    let pass = signer.sign(
+      Token(kind: .pass, room: room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 60))
+
+    // A pass holder: 100 Continue first, then the body goes through; the upstream never
+    // sees the Expect header.
+    let fd = try #require(connectLoopback(port: port))
+    defer { close(fd) }
+    Self.write(
+      fd,
+      "POST /shop/upload HTTP/1.1\r\nHost: x\r\nFoyer-Pass: \(pass)\r\nExpect: 100-continue\r\n"
+        + "Content-Length: 10\r\n\r\n")
+    let interim = Self.receive(fd, until: "\r\n\r\n")
+    #expect(interim.hasPrefix("HTTP/1.1 100 Continue\r\n"))
+    Self.write(fd, "0123456789")
+    let final = Self.receive(fd, until: "}")
+    #expect(final.hasPrefix("HTTP/1.1 200 OK"))
+    let body = final.split(separator: "\r\n\r\n", maxSplits: 1).last.map(String.init) ?? ""
+    #expect(echo(Data(body.utf8))["received"] == "10")
+    #expect(echo(Data(body.utf8))["expect"] == nil)
+
+    // No pass: the final answer comes at once, without the body, and the connection closes.
+    let other = try #require(connectLoopback(port: port))
+    defer { close(other) }
+    Self.write(
+      other,
+      "POST /shop/upload HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nExpect: 100-continue\r\n"
+        + "Content-Length: 100000000\r\n\r\n")
+    let answer = Self.receive(other, until: "\u{0}")  // until closed
+    #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
+    #expect(!answer.contains("100 Continue"))
+    #expect(answer.lowercased().contains("connection: close"))
+    #expect(answer.contains("\"position\":1"))
+  }
 }

@@ -121,6 +121,12 @@ final class GatewayHandler: ChannelDuplexHandler {
   private var forwardedBodyBytes: Int64 = 0
   /// This request's pass check, once per request: (room, holder or nil).
   private var passChecked: (room: String, visitor: VisitorID?)?
+  /// Per connection, for request ids: a random prefix and a count.
+  private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
+  private var requestCount = 0
+  /// This request's id: the client's `X-Request-Id` if it is sane, else made here. Sent
+  /// upstream and put on every log line about the request.
+  private var requestID: String?
   /// When the forwarded request's head arrived, for the proxy latency histogram.
   private var requestStart = NIODeadline.now()
 
@@ -142,6 +148,8 @@ final class GatewayHandler: ChannelDuplexHandler {
       answeredEarly = false
       forwardedBodyBytes = 0
       passChecked = nil
+      requestID = nil
+      requestCount &+= 1
       // `Expect: 100-continue` is answered here, as nginx does, and never forwarded: the
       // upstream sees a plain request whose body is already on its way.
       let expectsContinue =
@@ -266,6 +274,19 @@ final class GatewayHandler: ChannelDuplexHandler {
     return .some((route.id, visitor))
   }
 
+  /// The request id, made on first use (most requests never need one).
+  private func id(_ head: HTTPRequestHead) -> String {
+    if let requestID { return requestID }
+    var id = connectionTag + "-" + String(requestCount)
+    if let given = head.headers.first(name: "x-request-id"), (1...128).contains(given.utf8.count),
+      given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f })
+    {
+      id = given
+    }
+    requestID = id
+    return id
+  }
+
   /// The verified pass holder of this request for `room`, or `nil`. Verified once per
   /// request (the forwarding decision and the queue path both ask); a presented pass that
   /// fails is counted by reason.
@@ -325,7 +346,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
       case .failure(let error):
         self.shared.metrics.upstreamConnectErrors.increment()
-        self.shared.logger.warning("upstream connect failed", metadata: ["error": "\(error)"])
+        self.shared.logger.warning(
+          "upstream connect failed", metadata: ["request_id": "\(self.id(head))", "error": "\(error)"])
         self.failExchange(.badGateway, "the upstream is unreachable")
       }
     }
@@ -347,6 +369,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     headers.replaceOrAdd(name: "x-forwarded-for", value: prior.isEmpty ? client : prior + ", " + client)
     headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
     headers.add(name: "forwarded", value: "for=\"\(client)\";proto=http")
+    headers.replaceOrAdd(name: "x-request-id", value: id(head))
     return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
   }
 
@@ -402,9 +425,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let (room, visitor) = forwardedVisitor {
           // Checkout done: free the slot at once and clear the pass.
           let logger = shared.logger
+          let requestID = id(head)
           shared.store.release(room: room, visitor: visitor, reason: .done, on: context.eventLoop).whenFailure
           { error in
-            logger.warning("release failed", metadata: ["room": "\(room)", "error": "\(error)"])
+            logger.warning(
+              "release failed",
+              metadata: ["request_id": "\(requestID)", "room": "\(room)", "error": "\(error)"])
           }
           headers.add(
             name: "set-cookie",
@@ -482,6 +508,12 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
     shared.metrics.countProxied(status: Int(status.code))
     let code = code ?? (status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable")
+    shared.logger.notice(
+      "request failed",
+      metadata: [
+        "request_id": "\(id(head))", "status": "\(status.code)", "error": "\(code)",
+        "uri": "\(head.uri.prefix(200))",
+      ])
     respond(
       context, head, status: status, contentType: "application/json",
       body: "{\"error\":\"\(code)\",\"message\":\"\(message)\"}")
@@ -561,7 +593,9 @@ final class GatewayHandler: ChannelDuplexHandler {
             page: page, json: wantsJSON)
         case .failure(let error):
           self.shared.metrics.redisErrors.increment()
-          self.shared.logger.warning("queue unavailable", metadata: ["room": "\(room)", "error": "\(error)"])
+          self.shared.logger.warning(
+            "queue unavailable",
+            metadata: ["request_id": "\(self.id(head))", "room": "\(room)", "error": "\(error)"])
           self.unavailable(room: room, cookies: cookies, head: head, context: context, json: wantsJSON)
         }
       }

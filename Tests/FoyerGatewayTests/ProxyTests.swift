@@ -192,6 +192,7 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(seen["x-secret"] == nil && seen["proxy-authorization"] == nil && seen["foyer-pass"] == nil)
     #expect(seen["x-forwarded-for"] == "127.0.0.1" && seen["x-forwarded-proto"] == "http")
     #expect(seen["forwarded"]?.contains("for=") == true)
+    #expect(seen["x-request-id"]?.isEmpty == false)
     // Hop-by-hop headers of the response stay on the upstream hop too.
     #expect(headers["x-upstream-only"] == nil)
   }
@@ -203,8 +204,10 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     defer { channel.close(promise: nil) }
     let session = URLSession(configuration: .ephemeral)
     for index in 0..<5 {
-      let (status, _, data) = try await send("GET", base + "/public/\(index)", session: session)
+      let (status, _, data) = try await send(
+        "GET", base + "/public/\(index)", headers: ["X-Request-Id": "trace-\(index)"], session: session)
       #expect(status == 200 && echo(data)["uri"] == "/public/\(index)")
+      #expect(echo(data)["x-request-id"] == "trace-\(index)")
       #expect(echo(data)["foyer-visitor"] == nil)
     }
     #expect(

@@ -16,7 +16,10 @@ final class ChildProcess: @unchecked Sendable {
   private let lock = NSLock()
   private var reaped = false
 
-  init(executable: String, arguments: [String], outputPath: String = "/dev/null") throws {
+  init(
+    executable: String, arguments: [String], environment: [String: String] = [:],
+    outputPath: String = "/dev/null"
+  ) throws {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -24,8 +27,12 @@ final class ChildProcess: @unchecked Sendable {
     posix_spawn_file_actions_addopen(&actions, 2, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
+    var merged = ProcessInfo.processInfo.environment
+    merged.merge(environment) { $1 }
+    let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for pointer in envp { free(pointer) } }
     var pid: pid_t = 0
-    let status = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    let status = posix_spawn(&pid, executable, &actions, nil, argv, envp)
     guard status == 0 else {
       throw TestServiceError("cannot start \(executable): \(String(cString: strerror(status)))")
     }

@@ -123,6 +123,7 @@ let package = Package(
       dependencies: [
         "FoyerGateway", "WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix,
         .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
       ],
       swiftSettings: swiftSettings
     ),

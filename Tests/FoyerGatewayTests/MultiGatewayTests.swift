@@ -160,5 +160,9 @@ import FoundationNetworking
     }
     await processB.stop()
     #expect(!processB.isRunning)
+    // Stop reconnecting: the kernel may give the stopped server's port to another test's
+    // listener, which this client would then keep connecting to.
+    admissionA.cancel()
+    await client.close()
   }
 }

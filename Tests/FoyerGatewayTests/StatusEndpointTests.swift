@@ -137,6 +137,9 @@ import FoundationNetworking
     let poll = try await get(gateway.base + "/_foyer/status?room=\(gateway.room)")
     #expect(poll.0 == 503 && poll.1["retry-after"] == "2")
     #expect(json(poll.3)["error"] as? String == "unavailable")
+    // Stop reconnecting: the kernel may give the stopped server's port to another test's
+    // listener, which this client would then keep connecting to.
+    await gateway.store.redis.close()
   }
 }
 

@@ -25,6 +25,11 @@ final class ChildProcess: @unchecked Sendable {
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_addopen(&actions, 2, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    // The child must not inherit this process's sockets: a copy kept open in a server
+    // process keeps a test's connection alive after the test (or the gateway) closed it.
+    // glibc ≥ 2.34 has `posix_spawn_file_actions_addclosefrom_np`; Swift's Glibc module does
+    // not import it, so it is looked up by name.
+    if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
     var merged = ProcessInfo.processInfo.environment
@@ -39,6 +44,19 @@ final class ChildProcess: @unchecked Sendable {
     self.pid = pid
     Self.register(pid)
   }
+
+  private typealias AddCloseFrom =
+    @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+  private static let addCloseFrom: AddCloseFrom? = {
+    #if os(Linux)
+    guard
+      let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np")
+    else { return nil }
+    return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    #else
+    return nil
+    #endif
+  }()
 
   /// Every child still alive is killed when the test process exits, even if a test kept
   /// its server object alive to the end.

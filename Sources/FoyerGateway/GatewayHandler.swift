@@ -294,7 +294,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     if let checked = passChecked, checked.room == room { return checked.visitor }
     var visitor: VisitorID?
     let presented =
-      Cookies.value(named: Cookies.passName(room: room), in: head.headers)
+      Cookies.value(prefix: Cookies.passPrefix, room: room, in: head.headers)
       ?? head.headers.first(name: "foyer-pass")?[...]
     if let presented {
       switch Self.verify(signer, presented, kind: .pass, room: room, now: Self.unixSeconds()) {
@@ -559,7 +559,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     let visitor: VisitorID
-    if let token = Cookies.value(named: Cookies.visitorName(room: room), in: head.headers),
+    if let token = Cookies.value(prefix: Cookies.visitorPrefix, room: room, in: head.headers),
       case .valid(let known, _) = Self.verify(signer, token, kind: .visitor, room: room, now: wallNow)
     {
       visitor = known

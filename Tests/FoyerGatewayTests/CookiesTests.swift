@@ -1,0 +1,26 @@
+import NIOHTTP1
+import Testing
+
+@testable import FoyerGateway
+
+@Suite struct CookiesTests {
+  func value(_ headers: [String], room: String = "r1") -> Substring? {
+    Cookies.value(
+      prefix: Cookies.visitorPrefix, room: room, in: HTTPHeaders(headers.map { ("Cookie", $0) }))
+  }
+
+  @Test func findsTheRoomsCookieExactly() {
+    #expect(value(["foyer_v_r1=abc"]) == "abc")
+    #expect(value(["a=1; foyer_v_r1=abc; b=2"]) == "abc")
+    #expect(value(["a=1;foyer_v_r1=abc"]) == "abc")
+    #expect(value(["a=1;   foyer_v_r1="]) == "")
+    #expect(value(["a=1", "foyer_v_r1=second-header"]) == "second-header")
+    // Longer names, other rooms, other kinds and values that merely contain the name do not match.
+    #expect(value(["foyer_v_r10=x; foyer_v_r=y; foyer_p_r1=z; x=foyer_v_r1=w"]) == nil)
+    #expect(value(["foyer_v_r10=x; foyer_v_r1=right"]) == "right")
+    #expect(value(["foyer_v_r1"]) == nil)
+    #expect(value([""]) == nil)
+    #expect(value([";;; ;"]) == nil)
+    #expect(value(["ü=ö; foyer_v_r1=é"]) == "é")
+  }
+}

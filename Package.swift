@@ -21,8 +21,10 @@ let package = Package(
     .library(name: "FoyerCore", targets: ["FoyerCore"]),
     .library(name: "WaitingRoom", targets: ["WaitingRoom"]),
     .library(name: "FoyerGateway", targets: ["FoyerGateway"]),
+    .library(name: "BoxOffice", targets: ["BoxOffice"]),
     .executable(name: "foyer", targets: ["foyer"]),
     .executable(name: "foyer-bench", targets: ["foyer-bench"]),
+    .executable(name: "boxoffice", targets: ["boxoffice"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -34,6 +36,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.24.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
+    .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.25.0"),
   ],
   targets: [
     // C libraries from Debian packages; see README "Requirements".
@@ -51,6 +55,12 @@ let package = Package(
     .target(
       name: "RedisNIO",
       dependencies: ["CHiredis", "CLibCrypto", nioCore, nioPosix, logging],
+      swiftSettings: swiftSettings
+    ),
+    // Strict YAML configuration reading, shared by `foyer` and `boxoffice`.
+    .target(
+      name: "FoyerConfig",
+      dependencies: [nioCore, .product(name: "Yams", package: "Yams")],
       swiftSettings: swiftSettings
     ),
     .target(
@@ -75,11 +85,33 @@ let package = Package(
         .product(name: "NIOExtras", package: "swift-nio-extras"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Prometheus", package: "swift-prometheus"),
-        .product(name: "Yams", package: "Yams"),
+        "FoyerConfig",
       ],
       swiftSettings: swiftSettings
     ),
 
+    .target(
+      name: "BoxOffice",
+      dependencies: [
+        "FoyerCore", "RedisNIO", nioCore, logging,
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        "FoyerConfig",
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "boxoffice",
+      dependencies: [
+        "BoxOffice", "FoyerCore", "FoyerConfig", "RedisNIO", nioCore, nioPosix, logging,
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
       name: "foyer",
       dependencies: [
@@ -104,7 +136,7 @@ let package = Package(
     // Shared by every test target: starts throwaway services, finds free ports.
     .target(
       name: "FoyerTestSupport",
-      dependencies: ["RedisNIO", nioCore, nioPosix],
+      dependencies: ["RedisNIO", nioCore, nioPosix, logging, .product(name: "PostgresNIO", package: "postgres-nio")],
       path: "Tests/FoyerTestSupport",
       swiftSettings: swiftSettings
     ),
@@ -124,6 +156,16 @@ let package = Package(
         "FoyerGateway", "WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix,
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Prometheus", package: "swift-prometheus"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "BoxOfficeTests",
+      dependencies: [
+        "BoxOffice", "FoyerCore", "FoyerTestSupport", "RedisNIO", nioCore, nioPosix, logging,
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -1,6 +1,6 @@
+internal import FoyerConfig
 public import FoyerCore
 internal import NIOCore
-internal import Yams
 
 /// Everything `foyer gateway` reads from `config/foyer.yaml` (every key is documented there
 /// with its default). Secrets are not in the file: the key ring and the admin token come from
@@ -21,26 +21,24 @@ public struct GatewayFile: Sendable {
   public static func parse(
     yaml: String, keyRing: KeyRing, readFile: (String) throws -> String
   ) throws(GatewayConfigurationError) -> GatewayFile {
-    let root: Node
-    do {
-      root = try Yams.compose(yaml: yaml) ?? Node.mapping([:])
-    } catch {
-      throw GatewayConfigurationError("the configuration is not valid YAML: \(error)")
-    }
     var file = GatewayFile(
       gateway: GatewayConfiguration(keyRing: keyRing), redisURL: "redis://127.0.0.1:6379", threads: 0,
       adminHost: "127.0.0.1", adminPort: 8081, roomSettings: [:])
-    var reader = try Section(root, path: "")
-    try file.read(&reader, readFile: readFile)
-    try reader.finish()
+    do {
+      var reader = try ConfigSection.parse(yaml: yaml)
+      try file.read(&reader, readFile: readFile)
+      try reader.finish()
+    } catch let error as ConfigurationError {
+      throw GatewayConfigurationError(error.description)
+    } catch {
+      throw GatewayConfigurationError("\(error)")
+    }
     return file
   }
 
   private mutating func read(
-    _ top: inout Section, readFile: (String) throws -> String
-  )
-    throws(GatewayConfigurationError)
-  {
+    _ top: inout ConfigSection, readFile: (String) throws -> String
+  ) throws {
     if var listen = try top.section("listen") {
       gateway.host = try listen.string("host") ?? gateway.host
       gateway.port = try listen.int("port", in: 0...65_535) ?? gateway.port
@@ -110,10 +108,9 @@ public struct GatewayFile: Sendable {
         try page.int("unavailable_retry_seconds", in: 1...300) ?? gateway.unavailableRetrySeconds
       try page.finish()
     }
-    if let rooms = try top.sequence("rooms") {
+    if let rooms = try top.sections("rooms") {
       var routes: [RoomRoute] = []
-      for (index, node) in rooms.enumerated() {
-        var room = try Section(node, path: "rooms[\(index)].")
+      for var room in rooms {
         guard let id = try room.string("id"), Identifier.isValid(id[...]) else {
           throw room.error("id", "is required: [A-Za-z0-9_-]{1,64}")
         }
@@ -135,97 +132,6 @@ public struct GatewayFile: Sendable {
         try room.finish()
       }
       gateway.rooms = routes
-    }
-  }
-}
-
-/// One YAML mapping being read: typed getters that remember which keys were used, so
-/// `finish()` can reject the rest.
-///
-/// Written by hand over Yams' node tree rather than `Decodable`: decoding ignores unknown
-/// keys and reports type errors without the key's line.
-private struct Section {
-  let path: String
-  let mark: Mark?
-  var entries: [(key: String, value: Node)]
-  var used: Set<String> = []
-
-  init(_ node: Node, path: String) throws(GatewayConfigurationError) {
-    guard let mapping = node.mapping else {
-      throw GatewayConfigurationError(
-        "\(path.isEmpty ? "the file" : String(path.dropLast())) must be a mapping")
-    }
-    self.path = path
-    self.mark = node.mark
-    entries = mapping.map { (key: $0.key.string ?? "", value: $0.value) }
-  }
-
-  func error(_ key: String, _ message: String) -> GatewayConfigurationError {
-    let line = entries.first { $0.key == key }?.value.mark.map { " (line \($0.line))" } ?? ""
-    return GatewayConfigurationError("\(path)\(key) \(message)\(line)")
-  }
-
-  private mutating func node(_ key: String) -> Node? {
-    used.insert(key)
-    guard let node = entries.first(where: { $0.key == key })?.value else { return nil }
-    if node.null != nil { return nil }  // `key:`, `key: ~`, `key: null`: the default
-    return node
-  }
-
-  mutating func string(_ key: String) throws(GatewayConfigurationError) -> String? {
-    guard let node = node(key) else { return nil }
-    guard let scalar = node.scalar else { throw error(key, "must be a string") }
-    return scalar.string
-  }
-
-  mutating func int(_ key: String, in range: ClosedRange<Int>) throws(GatewayConfigurationError) -> Int? {
-    guard let node = node(key) else { return nil }
-    guard let value = node.int else { throw error(key, "must be an integer") }
-    guard range.contains(value) else {
-      throw error(key, "must be between \(range.lowerBound) and \(range.upperBound) (got \(value))")
-    }
-    return value
-  }
-
-  mutating func milliseconds(
-    _ key: String, in range: ClosedRange<Int>
-  ) throws(GatewayConfigurationError)
-    -> TimeAmount?
-  {
-    try int(key, in: range).map { .milliseconds(Int64($0)) }
-  }
-
-  mutating func bool(_ key: String) throws(GatewayConfigurationError) -> Bool? {
-    guard let node = node(key) else { return nil }
-    guard let value = node.bool else { throw error(key, "must be true or false") }
-    return value
-  }
-
-  mutating func section(_ key: String) throws(GatewayConfigurationError) -> Section? {
-    guard let node = node(key) else { return nil }
-    return try Section(node, path: "\(path)\(key).")
-  }
-
-  mutating func sequence(_ key: String) throws(GatewayConfigurationError) -> [Node]? {
-    guard let node = node(key) else { return nil }
-    guard let sequence = node.sequence else { throw error(key, "must be a list") }
-    return Array(sequence)
-  }
-
-  /// Every entry as text (for room settings, validated by `RoomSettings` itself).
-  mutating func allScalars() throws(GatewayConfigurationError) -> [(String, String)] {
-    var result: [(String, String)] = []
-    for (key, value) in entries {
-      used.insert(key)
-      guard let scalar = value.scalar else { throw error(key, "must be a number or a word") }
-      result.append((key, scalar.string))
-    }
-    return result
-  }
-
-  func finish() throws(GatewayConfigurationError) {
-    if let unknown = entries.first(where: { !used.contains($0.key) }) {
-      throw error(unknown.key, "is not a known key")
     }
   }
 }

@@ -1,0 +1,441 @@
+public import Foundation
+internal import FoyerCore
+public import HTTPTypes
+public import Hummingbird
+public import Logging
+internal import NIOConcurrencyHelpers
+internal import NIOCore
+internal import PostgresNIO
+internal import Prometheus
+
+/// The JSON API of DESIGN §5 on a Hummingbird router. Handlers validate input into clear
+/// `4xx` answers; the rules about seats live in `Inventory` and `Checkout`.
+///
+/// Reading events and seat maps is public; holds, checkout and orders need a visitor (a
+/// valid pass, or the gateway's `Foyer-Visitor` when trusted) and only ever show that
+/// visitor's own.
+public struct BoxOfficeAPI: Sendable {
+  let configuration: BoxOfficeConfiguration
+  let inventory: Inventory
+  let checkout: Checkout
+  let expiry: ExpiryWorker?
+  let hotSeats: HotSeatGuard?
+  let metrics: BoxOfficeMetrics
+  let signers: SignerPool
+  /// For `POST /admin/events` and `GET /metrics`; `nil` turns those off.
+  let adminToken: String?
+  let logger: Logger
+
+  public init(
+    configuration: BoxOfficeConfiguration, inventory: Inventory, checkout: Checkout, expiry: ExpiryWorker?,
+    hotSeats: HotSeatGuard?, metrics: BoxOfficeMetrics, adminToken: String?, logger: Logger
+  ) {
+    self.configuration = configuration
+    self.inventory = inventory
+    self.checkout = checkout
+    self.expiry = expiry
+    self.hotSeats = hotSeats
+    self.metrics = metrics
+    self.signers = SignerPool(keyRing: configuration.keyRing)
+    self.adminToken = adminToken
+    self.logger = logger
+  }
+
+  public func router() -> Router<BasicRequestContext> {
+    let router = Router()
+    router.add(middleware: ErrorMiddleware(logger: logger, metrics: metrics))
+    router.get("/healthz") { _, _ in Self.text("ok\n") }
+    router.get("/readyz") { _, _ in
+      try await inventory.client.query("SELECT 1", logger: logger)
+      return Self.text("ready\n")
+    }
+    router.get("/events") { request, _ in try await events(request) }
+    router.get("/events/{id}") { request, context in
+      guard let event = try await inventory.event(try Self.uuid(context, "id")) else {
+        throw APIError.notFound("event")
+      }
+      return try Self.json(event)
+    }
+    router.get("/events/{id}/seats") { request, context in try await seats(request, context) }
+    router.post("/events/{id}/holds") { request, context in try await createHold(request, context) }
+    router.get("/holds/{id}") { request, context in
+      let visitor = try visitor(request)
+      guard let hold = try await inventory.hold(try Self.uuid(context, "id"), visitor: visitor) else {
+        throw APIError.notFound("hold")
+      }
+      return try Self.json(hold)
+    }
+    router.delete("/holds/{id}") { request, context in
+      let visitor = try visitor(request)
+      let id = try Self.uuid(context, "id")
+      guard try await inventory.release(id, visitor: visitor) else {
+        throw APIError(.notFound, "not_found", "no active hold with this id")
+      }
+      metrics.holdsReleased.increment()
+      return Response(status: .noContent)
+    }
+    router.post("/holds/{id}/checkout") { request, context in try await runCheckout(request, context) }
+    router.get("/orders") { request, _ in
+      let visitor = try visitor(request)
+      return try Self.json(["orders": try await inventory.orders(visitor: visitor)])
+    }
+    router.get("/orders/{id}") { request, context in
+      let visitor = try visitor(request)
+      guard let order = try await inventory.order(try Self.uuid(context, "id"), visitor: visitor) else {
+        throw APIError.notFound("order")
+      }
+      return try Self.json(order)
+    }
+    router.post("/admin/events") { request, context in
+      try admin(request)
+      let spec = try await Self.decode(EventSpec.self, request, maxBytes: 1_048_576)
+      let event = try await inventory.createEvent(spec)
+      return try Self.json(event, status: .created)
+    }
+    router.get("/metrics") { request, _ in
+      try admin(request)
+      var headers = HTTPFields()
+      headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+      return Response(
+        status: .ok, headers: headers,
+        body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+    }
+    return router
+  }
+
+  // MARK: Handlers
+
+  func events(_ request: Request) async throws -> Response {
+    let query = request.uri.queryParameters
+    var filter = Inventory.EventFilter()
+    filter.text = query.get("q")
+    filter.city = query.get("city")
+    filter.category = query.get("category")
+    filter.from = try query.get("from").map { try Self.date($0, "from") }
+    filter.to = try query.get("to").map { try Self.date($0, "to") }
+    if let limit = query.get("limit") {
+      guard let value = Int(limit), (1...100).contains(value) else {
+        throw APIError(.badRequest, "invalid_limit", "limit must be 1-100")
+      }
+      filter.limit = value
+    }
+    if let offset = query.get("offset") {
+      guard let value = Int(offset), value >= 0 else {
+        throw APIError(.badRequest, "invalid_offset", "offset must be 0 or more")
+      }
+      filter.offset = value
+    }
+    let (events, total) = try await inventory.events(filter)
+    return try Self.json(EventPage(events: events, total: total, limit: filter.limit, offset: filter.offset))
+  }
+
+  struct EventPage: Codable {
+    var events: [Event]
+    var total: Int
+    var limit: Int
+    var offset: Int
+  }
+
+  /// The seat map with an `ETag`: a poll with `If-None-Match` costs one aggregate query and
+  /// a `304` while nothing changed.
+  func seats(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    let event = try Self.uuid(context, "id")
+    let section = request.uri.queryParameters.get("section")
+    guard let tag = try await inventory.seatMapTag(event: event, section: section) else {
+      throw APIError.notFound(section == nil ? "event" : "section")
+    }
+    var headers = HTTPFields()
+    headers[.eTag] = tag
+    headers[.cacheControl] = "no-cache"
+    if let match = request.headers[.ifNoneMatch],
+      match.split(separator: ",").contains(where: {
+        $0.trimmingCharacters(in: .whitespaces) == tag
+      })
+    {
+      return Response(status: .notModified, headers: headers)
+    }
+    let seats = try await inventory.seats(event: event, section: section)
+    var response = try Self.json(SeatMap(eventId: event, seats: seats))
+    response.headers.append(contentsOf: headers)
+    return response
+  }
+
+  struct SeatMap: Codable {
+    var eventId: UUID
+    var seats: [SeatView]
+  }
+
+  struct HoldRequest: Decodable {
+    var seatIds: [Int64]?
+    var section: String?
+    var quantity: Int?
+  }
+
+  func createHold(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    let visitor = try visitor(request)
+    let event = try Self.uuid(context, "id")
+    let body = try await Self.decode(HoldRequest.self, request, maxBytes: configuration.maxBodyBytes)
+    let maxSeats = configuration.maxSeatsPerHold
+    let result: ClaimResult
+    switch (body.seatIds, body.section, body.quantity) {
+    case (let seatIds?, nil, nil):
+      guard !seatIds.isEmpty else {
+        throw APIError(.badRequest, "no_seats", "seatIds must list at least one seat")
+      }
+      guard seatIds.count <= maxSeats else {
+        throw APIError(.badRequest, "too_many_seats", "a hold has at most \(maxSeats) seats")
+      }
+      guard Set(seatIds).count == seatIds.count else {
+        throw APIError(.badRequest, "duplicate_seats", "seatIds lists a seat twice")
+      }
+      result = try await guarded(seatIds) {
+        try await inventory.claim(
+          event: event, seatIds: seatIds, visitor: visitor, duration: configuration.holdDuration)
+      }
+    case (nil, let section?, let quantity?):
+      guard (1...maxSeats).contains(quantity) else {
+        throw APIError(.badRequest, "invalid_quantity", "quantity must be 1-\(maxSeats)")
+      }
+      guard try await inventory.seatMapTag(event: event, section: section) != nil else {
+        throw APIError.notFound("section")
+      }
+      metrics.claimAttempts.increment()
+      result = try await inventory.claimBest(
+        event: event, section: section, quantity: quantity, visitor: visitor,
+        duration: configuration.holdDuration)
+    default:
+      throw APIError(
+        .badRequest, "invalid_hold_request",
+        "send either {\"seatIds\": [...]} or {\"section\": \"…\", \"quantity\": n}")
+    }
+    switch result {
+    case .held(let hold):
+      metrics.holdsCreated.increment()
+      expiry?.holdCreated(expiresAt: hold.expiresAt)
+      return try Self.json(hold, status: .created)
+    case .unavailable(let seats):
+      metrics.holdConflicts.increment()
+      throw APIError(
+        .conflict, "seats_unavailable",
+        seats.isEmpty
+          ? "not enough seats are available in this section" : "some seats are no longer available",
+        details: ["unavailableSeatIds": seats])
+    }
+  }
+
+  /// Runs a claim behind the hot-seat guard (when configured).
+  func guarded(_ seats: [Int64], _ claim: () async throws -> ClaimResult) async throws -> ClaimResult {
+    guard let hotSeats else {
+      metrics.claimAttempts.increment()
+      return try await claim()
+    }
+    let owner = UUID().uuidString
+    let taken = await hotSeats.acquire(seats, owner: owner)
+    guard taken.isEmpty else {
+      metrics.guardRejections.increment()
+      return .unavailable(taken)
+    }
+    metrics.claimAttempts.increment()
+    do {
+      let result = try await claim()
+      // Held: the guard keys run out by themselves. Unavailable: the seats that were free
+      // are given back; the taken ones stay guarded, sparing the database the next clicks.
+      if case .unavailable(let unavailable) = result {
+        await hotSeats.release(seats.filter { !unavailable.contains($0) }, owner: owner)
+      }
+      return result
+    } catch {
+      await hotSeats.release(seats, owner: owner)
+      throw error
+    }
+  }
+
+  func runCheckout(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    let visitor = try visitor(request)
+    let hold = try Self.uuid(context, "id")
+    guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else {
+      throw APIError(.badRequest, "missing_idempotency_key", "checkout needs an Idempotency-Key header")
+    }
+    let body = try await Self.body(request, maxBytes: configuration.maxBodyBytes)
+    let answer = try await checkout.checkout(hold: hold, visitor: visitor, idempotencyKey: key, body: body)
+    var headers = HTTPFields()
+    headers[.contentType] = "application/json"
+    headers[.cacheControl] = "no-store"
+    if answer.releasesSlot { headers[HTTPField.Name("Foyer-Release")!] = "done" }
+    return Response(
+      status: answer.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+  }
+
+  // MARK: Identity
+
+  /// The visitor making the request, or `401`.
+  func visitor(_ request: Request) throws -> String {
+    switch configuration.identity {
+    case .gateway:
+      guard let visitor = request.headers[HTTPField.Name("Foyer-Visitor")!], VisitorID(visitor) != nil else {
+        throw APIError(.unauthorized, "no_visitor", "this API is only reachable through the Foyer gateway")
+      }
+      return visitor
+    case .pass:
+      let room = configuration.room
+      let presented =
+        request.headers[HTTPField.Name("Foyer-Pass")!] ?? request.cookies["foyer_p_\(room)"]?.value
+      guard let presented else {
+        throw APIError(
+          .unauthorized, "no_pass", "a valid Foyer pass is required: wait your turn in the queue")
+      }
+      let now = Int64(Date().timeIntervalSince1970)
+      let verification = signers.with { $0.verify(presented, kind: .pass, room: room, now: now) }
+      guard case .valid(let visitor, _) = verification else {
+        let reason = if case .rejected(let reason) = verification { reason.rawValue } else { "invalid" }
+        throw APIError(.unauthorized, "invalid_pass", "the Foyer pass is not valid (\(reason))")
+      }
+      return visitor.description
+    }
+  }
+
+  func admin(_ request: Request) throws {
+    guard let adminToken, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+      constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(adminToken.utf8))
+    else {
+      throw APIError(
+        .unauthorized, "unauthorized", "a valid bearer token is required",
+        headers: [.wwwAuthenticate: "Bearer"])
+    }
+  }
+
+  // MARK: Helpers
+
+  static func uuid(_ context: BasicRequestContext, _ name: String) throws -> UUID {
+    guard let text = context.parameters.get(name), let id = UUID(uuidString: text) else {
+      throw APIError(.badRequest, "invalid_id", "\(name) must be a UUID")
+    }
+    return id
+  }
+
+  static func date(_ text: String, _ name: String) throws -> Date {
+    if let date = try? Date(String(text), strategy: .iso8601) { return date }
+    if let day = try? Date(String(text) + "T00:00:00Z", strategy: .iso8601) { return day }
+    throw APIError(.badRequest, "invalid_\(name)", "\(name) must be an ISO 8601 date or date-time")
+  }
+
+  static func body(_ request: Request, maxBytes: Int) async throws -> [UInt8] {
+    do {
+      let buffer = try await request.body.collect(upTo: maxBytes)
+      return Array(buffer.readableBytesView)
+    } catch is NIOTooManyBytesError {
+      throw APIError(.contentTooLarge, "body_too_large", "the body is over \(maxBytes) bytes")
+    }
+  }
+
+  static func decode<T: Decodable>(_ type: T.Type, _ request: Request, maxBytes: Int) async throws -> T {
+    let bytes = try await body(request, maxBytes: maxBytes)
+    let decoder = JSONDecoder()
+    decoder.dateDecodingStrategy = .iso8601
+    do {
+      return try decoder.decode(T.self, from: Data(bytes))
+    } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
+      throw APIError(.badRequest, "invalid_json", "the body is not valid JSON")
+    } catch let error as DecodingError {
+      throw APIError(.badRequest, "invalid_body", Self.describe(error))
+    }
+  }
+
+  static func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+      let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+      return keys.isEmpty ? "the body" : keys.joined(separator: ".")
+    }
+    switch error {
+    case .typeMismatch(let type, let context): return "\(path(context)) must be \(type)"
+    case .valueNotFound(_, let context): return "\(path(context)) is missing"
+    case .keyNotFound(let key, let context):
+      return "\(path(context) == "the body" ? "" : path(context) + ".")\(key.stringValue) is required"
+    case .dataCorrupted(let context): return "\(path(context)) is not valid: \(context.debugDescription)"
+    @unknown default: return "the body is not valid"
+    }
+  }
+
+  static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder.api
+    var headers = HTTPFields()
+    headers[.contentType] = "application/json"
+    return Response(
+      status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+  }
+
+  static func text(_ text: String) -> Response {
+    Response(
+      status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
+  }
+}
+
+extension JSONEncoder {
+  /// Sorted keys; dates as ISO 8601 with milliseconds (hold expiries are sub-second).
+  static var api: JSONEncoder {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.dateEncodingStrategy = .custom { date, encoder in
+      var container = encoder.singleValueContainer()
+      try container.encode(
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))
+    }
+    return encoder
+  }
+}
+
+/// Maps every error to a JSON answer: `APIError` as it is, Hummingbird's own (unknown route,
+/// wrong method) by status, anything else to a logged `500` without internals. Also times
+/// every request.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+  let logger: Logger
+  let metrics: BoxOfficeMetrics
+
+  func handle(
+    _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+  ) async throws -> Response {
+    let started = ContinuousClock.now
+    defer { metrics.requestDuration.record(ContinuousClock.now - started) }
+    do {
+      return try await next(request, context)
+    } catch let error as APIError {
+      throw error
+    } catch let error as HTTPError {
+      let code: String =
+        switch error.status {
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .contentTooLarge: "body_too_large"
+        default: "bad_request"
+        }
+      throw APIError(error.status, code, error.body ?? error.status.reasonPhrase.lowercased())
+    } catch {
+      logger.error(
+        "request failed",
+        metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(error)"])
+      throw APIError(.internalServerError, "internal_error", "something went wrong on our side; please retry")
+    }
+  }
+}
+
+/// Token signers for pass checks: OpenSSL contexts are not thread-safe, so each request
+/// borrows one (handlers run on many threads).
+final class SignerPool: Sendable {
+  private let keyRing: KeyRing
+  private let idle = NIOLockedValueBox<[UncheckedSigner]>([])
+
+  struct UncheckedSigner: @unchecked Sendable {
+    let signer: TokenSigner
+  }
+
+  init(keyRing: KeyRing) {
+    self.keyRing = keyRing
+  }
+
+  func with<T>(_ body: (TokenSigner) -> T) -> T {
+    let borrowed =
+      idle.withLockedValue { $0.popLast() } ?? UncheckedSigner(signer: try! TokenSigner(keyRing: keyRing))
+    defer { idle.withLockedValue { if $0.count < 64 { $0.append(borrowed) } } }
+    return body(borrowed.signer)
+  }
+}

@@ -1,0 +1,46 @@
+public import Foundation
+public import HTTPTypes
+public import Hummingbird
+
+/// Every failure the API answers: a status and `{error, message, …}` (DESIGN §5). Anything
+/// else thrown by a handler is a bug or an outage and becomes a logged `500`/`503` without
+/// details.
+public struct APIError: Error, Sendable, HTTPResponseError, CustomStringConvertible {
+  public let status: HTTPResponse.Status
+  public let code: String
+  public let message: String
+  /// Extra fields, e.g. the unavailable seats of a `409`.
+  public var details: [String: [Int64]]
+  public var extraHeaders: HTTPFields
+
+  public init(
+    _ status: HTTPResponse.Status, _ code: String, _ message: String, details: [String: [Int64]] = [:],
+    headers: HTTPFields = [:]
+  ) {
+    self.status = status
+    self.code = code
+    self.message = message
+    self.details = details
+    self.extraHeaders = headers
+  }
+
+  public var description: String { "\(status.code) \(code): \(message)" }
+
+  public var json: String {
+    var object: [String: Any] = ["error": code, "message": message]
+    for (key, value) in details { object[key] = value }
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+  }
+
+  public func response(from request: Request, context: some RequestContext) throws -> Response {
+    var headers = extraHeaders
+    headers[.contentType] = "application/json"
+    headers[.cacheControl] = "no-store"
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
+  }
+
+  static func notFound(_ what: String) -> APIError {
+    APIError(.notFound, "not_found", "no such \(what)")
+  }
+}

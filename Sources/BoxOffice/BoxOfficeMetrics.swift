@@ -1,0 +1,46 @@
+public import Prometheus
+
+/// BoxOffice's Prometheus series, rendered by `GET /metrics` (admin token).
+public final class BoxOfficeMetrics: Sendable {
+  public let registry: PrometheusCollectorRegistry
+  let holdsCreated: Counter
+  let holdConflicts: Counter
+  let holdsReleased: Counter
+  let seatsExpired: Counter
+  let claimAttempts: Counter
+  let guardRejections: Counter
+  let requestDuration: DurationHistogram
+
+  public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    self.registry = registry
+    func counter(_ name: String, _ help: String) -> Counter {
+      registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help))
+    }
+    holdsCreated = counter("boxoffice_holds_created_total", "Holds created.")
+    holdConflicts = counter("boxoffice_hold_conflicts_total", "Hold requests answered 409 (seats taken).")
+    holdsReleased = counter("boxoffice_holds_released_total", "Holds released by their visitor.")
+    seatsExpired = counter("boxoffice_seats_expired_total", "Seats released by the expiry worker.")
+    claimAttempts = counter(
+      "boxoffice_claim_attempts_total",
+      "Claim transactions run against the database (the guard saves the rest).")
+    guardRejections = counter(
+      "boxoffice_guard_rejections_total", "Hold requests turned away by the Redis hot-seat guard.")
+    requestDuration = registry.makeDurationHistogram(
+      descriptor: MetricNameDescriptor(
+        metricName: "boxoffice_request_duration_seconds", unitName: "",
+        helpText: "API requests, handler time."),
+      buckets: [
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .seconds(5),
+      ])
+  }
+
+  /// Checkouts by outcome (succeeded, declined, expired, replayed, …).
+  func checkouts(outcome: String) -> Counter {
+    registry.makeCounter(
+      descriptor: MetricNameDescriptor(
+        metricName: "boxoffice_checkouts_total", unitName: "", helpText: "Checkouts by outcome."),
+      labels: [("outcome", outcome)])
+  }
+}

@@ -1,0 +1,148 @@
+import BoxOffice
+import Foundation
+import FoyerCore
+import FoyerTestSupport
+import PostgresNIO
+import Testing
+
+@Suite(.timeLimit(.minutes(3))) struct CheckoutTests {
+  static let good = #"{"card":{"number":"4242 4242 4242 4242"}}"#
+  static let declined = #"{"card":{"number":"4000000000000002"}}"#
+  static let slow = #"{"card":{"number":"4000000000000077"}}"#
+
+  /// A hold of `count` seats for the visitor with `pass`; returns its id.
+  func hold(_ box: TestBoxOffice, pass: String, count: Int = 2, offset: Int = 0) async throws -> String {
+    let seats = Array(try await box.seatIds().dropFirst(offset).prefix(count))
+    let reply = try await box.request(
+      "POST", "/events/\(box.event.id)/holds", pass: pass,
+      body: #"{"seatIds":[\#(seats.map(String.init).joined(separator: ","))]}"#)
+    #expect(reply.status == 201)
+    return try #require(reply.json["id"] as? String)
+  }
+
+  func charges(
+    _ box: TestBoxOffice, _ kind: String = "charge", outcome: String = "succeeded"
+  ) async throws -> Int64 {
+    try await box.integers("SELECT count(*) FROM payments WHERE kind = '\(kind)' AND outcome = '\(outcome)'")[
+      0]
+  }
+
+  @Test func checkoutSellsTheSeatsOnceAndReplaysTheAnswer() async throws {
+    let box = try await TestBoxOffice.start()
+    defer { Task { await box.stop() } }
+    let pass = box.pass()
+    let id = try await hold(box, pass: pass)
+    let key = UUID().uuidString
+    let first = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": key], body: Self.good)
+    #expect(first.status == 201)
+    #expect(first.headers["foyer-release"] == "done")
+    let tickets = first.json["tickets"] as? [[String: Any]] ?? []
+    #expect(tickets.count == 2)
+    let codes = TicketCodes(keyRing: TestBoxOffice.keyRing)
+    #expect(tickets.allSatisfy { codes.isValid($0["code"] as? String ?? "") })
+    #expect(!codes.isValid((tickets.first?["code"] as? String ?? "") + "x"))
+    #expect(try await box.integers("SELECT count(*) FROM seats WHERE status = 'sold'") == [2])
+    // A replay answers the same, without charging again.
+    let replay = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": key], body: Self.good)
+    #expect(replay.status == 201 && replay.text == first.text)
+    #expect(try await charges(box) == 1)
+    // Same key, other body: 422. New key on an ordered hold: 409.
+    let other = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": key], body: Self.declined)
+    #expect(other.status == 422)
+    let again = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": UUID().uuidString],
+      body: Self.good)
+    #expect(again.status == 409 && again.json["error"] as? String == "already_ordered")
+    // The order is the visitor's and nobody else's.
+    let orderID = try #require(first.json["id"] as? String)
+    #expect(try await box.request("GET", "/orders/\(orderID)", pass: pass).status == 200)
+    #expect(try await box.request("GET", "/orders/\(orderID)", pass: box.pass()).status == 404)
+    #expect((try await box.request("GET", "/orders", pass: pass).json["orders"] as? [Any])?.count == 1)
+    // Missing key: 400.
+    let missing = try await box.request("POST", "/holds/\(id)/checkout", pass: pass, body: Self.good)
+    #expect(missing.status == 400 && missing.json["error"] as? String == "missing_idempotency_key")
+  }
+
+  @Test func aDeclinedCardKeepsTheHoldForAnotherTry() async throws {
+    let box = try await TestBoxOffice.start()
+    defer { Task { await box.stop() } }
+    let pass = box.pass()
+    let id = try await hold(box, pass: pass)
+    let declined = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "k1"], body: Self.declined)
+    #expect(declined.status == 402 && declined.json["error"] as? String == "payment_declined")
+    #expect(declined.headers["foyer-release"] == nil)
+    #expect(try await box.integers("SELECT count(*) FROM seats WHERE status = 'held'") == [2])
+    let paid = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "k2"], body: Self.good)
+    #expect(paid.status == 201)
+    #expect(try await charges(box) == 1)
+    #expect(try await charges(box, outcome: "declined") == 1)
+  }
+
+  @Test func aDoubleSubmitChargesOnce() async throws {
+    let box = try await TestBoxOffice.start(payments: PaymentSettings(slow: .milliseconds(500)))
+    defer { Task { await box.stop() } }
+    let pass = box.pass()
+    let id = try await hold(box, pass: pass)
+    let statuses = try await withThrowingTaskGroup(of: Int.self) { tasks in
+      for _ in 0..<5 {
+        tasks.addTask {
+          try await box.request(
+            "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "double"],
+            body: Self.slow
+          ).status
+        }
+      }
+      return try await tasks.reduce(into: [Int]()) { $0.append($1) }.sorted()
+    }
+    #expect(statuses == [201, 409, 409, 409, 409])
+    #expect(try await box.integers("SELECT count(*) FROM orders") == [1])
+    #expect(try await charges(box) == 1)
+  }
+
+  @Test func aHoldLostDuringPaymentIsRefundedAnd410() async throws {
+    let box = try await TestBoxOffice.start(
+      hold: .seconds(3), payments: PaymentSettings(slow: .seconds(4)))  // the hold runs out mid-charge
+    defer { Task { await box.stop() } }
+    let pass = box.pass()
+    let id = try await hold(box, pass: pass)
+    let reply = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "slow"], body: Self.slow)
+    #expect(reply.status == 410 && reply.json["error"] as? String == "hold_expired")
+    #expect(try await charges(box) == 1)
+    #expect(try await charges(box, "refund") == 1)
+    #expect(try await box.integers("SELECT count(*) FROM orders") == [0])
+    #expect(try await box.integers("SELECT count(*) FROM seats WHERE status = 'sold'") == [0])
+    // An expired hold answers 410 without charging.
+    let late = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "late"], body: Self.good)
+    #expect(late.status == 410)
+    #expect(try await charges(box) == 1)
+  }
+
+  @Test func theDatabaseRefusesASecondLiveTicketForASeat() async throws {
+    let box = try await TestBoxOffice.start()
+    defer { Task { await box.stop() } }
+    let pass = box.pass()
+    let id = try await hold(box, pass: pass, count: 1)
+    let paid = try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "k"], body: Self.good)
+    #expect(paid.status == 201)
+    let seat = try await box.seatIds()[0]
+    let order = try #require(paid.json["id"] as? String)
+    await #expect(throws: PSQLError.self) {
+      try await box.server.postgres.query(
+        PostgresQuery(
+          unsafeSQL:
+            "INSERT INTO tickets (id, order_id, seat_id, code) VALUES (gen_random_uuid(), '\(order)', \(seat), 'x')"
+        ))
+    }
+    await #expect(throws: PSQLError.self) {
+      try await box.server.postgres.query(PostgresQuery(unsafeSQL: "DELETE FROM seat_audit"))
+    }
+  }
+}

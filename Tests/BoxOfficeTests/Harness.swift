@@ -1,0 +1,127 @@
+import BoxOffice
+import Foundation
+import FoyerCore
+import FoyerTestSupport
+import Logging
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A BoxOffice on a fresh database, serving on a free port, with a small event; stopped by
+/// `stop()`.
+final class TestBoxOffice: @unchecked Sendable {
+  static let keyRing = try! KeyRing([SigningKey(id: "test", secret: Array(repeating: 9, count: 32))])
+  let server: BoxOfficeServer
+  let base: String
+  let event: Event
+  private let task: Task<Void, any Error>
+  private let group: ServiceGroup
+  let signer = try! TokenSigner(keyRing: TestBoxOffice.keyRing)
+  let session: URLSession
+
+  /// `expiryWorker: false` leaves expired holds to the lazy takeover alone.
+  static func start(
+    hold: Duration = .seconds(600), redisURL: String? = nil, payments: PaymentSettings = PaymentSettings(),
+    expiryWorker: Bool = true,
+    sections: [EventSpec.Section] = [
+      EventSpec.Section(name: "Floor", rows: 4, seatsPerRow: 10, priceCents: 5_000),
+      EventSpec.Section(name: "Balcony", rows: 2, seatsPerRow: 10, priceCents: 2_500),
+    ]
+  ) async throws -> TestBoxOffice {
+    var configuration = BoxOfficeConfiguration(
+      host: "127.0.0.1", port: 0, databaseURL: try await PostgresDatabase.create(), databaseConnections: 10,
+      redisURL: redisURL, holdDuration: hold, keyRing: keyRing, payments: payments)
+    configuration.maxBodyBytes = 4_096
+    let server = try BoxOfficeServer(
+      configuration: configuration, adminToken: "boxoffice-test-admin-token", logger: Logger(label: "test"))
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    var services = server.services { channel in
+      continuation.yield(channel.localAddress?.port ?? 0)
+    }
+    if !expiryWorker { services.removeAll { $0 is ExpiryWorker } }
+    let group = ServiceGroup(configuration: .init(services: services, logger: Logger(label: "test")))
+    let task = Task { try await group.run() }
+    var iterator = ports.makeAsyncIterator()
+    guard let port = await iterator.next() else { throw TestServiceError("BoxOffice did not start") }
+    // Migrations run beside the server: wait for the schema before creating the event.
+    try await server.migrate()
+    let event = try await server.inventory.createEvent(
+      EventSpec(
+        name: "Test Night", category: "concert", city: "Lisbon", venue: "Test Hall",
+        startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(), sections: sections))
+    return TestBoxOffice(
+      server: server, base: "http://127.0.0.1:\(port)", event: event, task: task, group: group)
+  }
+
+  private init(
+    server: BoxOfficeServer, base: String, event: Event, task: Task<Void, any Error>, group: ServiceGroup
+  ) {
+    self.server = server
+    self.base = base
+    self.event = event
+    self.task = task
+    self.group = group
+    let configuration = URLSessionConfiguration.ephemeral
+    configuration.httpMaximumConnectionsPerHost = 256
+    configuration.timeoutIntervalForRequest = 60
+    session = URLSession(configuration: configuration)
+  }
+
+  func stop() async {
+    await group.triggerGracefulShutdown()
+    _ = try? await task.value
+  }
+
+  /// A valid pass for a new (or the given) visitor. A signer per call: tests sign from many
+  /// tasks at once, and a signer's OpenSSL context is not thread-safe.
+  func pass(_ visitor: VisitorID = .random(), seconds: Int64 = 600) -> String {
+    try! TokenSigner(keyRing: Self.keyRing).sign(
+      Token(
+        kind: .pass, room: "onsale", visitor: visitor, time: Int64(Date().timeIntervalSince1970) + seconds))
+  }
+
+  struct Reply: Sendable {
+    let status: Int
+    let headers: [String: String]
+    let body: Data
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+    var text: String { String(decoding: body, as: UTF8.self) }
+  }
+
+  func request(
+    _ method: String, _ path: String, pass: String? = nil, headers: [String: String] = [:],
+    body: String? = nil
+  ) async throws -> Reply {
+    var request = URLRequest(url: URL(string: base + path)!)
+    request.httpMethod = method
+    if let pass { request.setValue(pass, forHTTPHeaderField: "Foyer-Pass") }
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+    if let body {
+      request.httpBody = Data(body.utf8)
+      request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    }
+    let (data, response) = try await session.data(for: request)
+    let http = response as! HTTPURLResponse
+    var fields: [String: String] = [:]
+    for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
+    return Reply(status: http.statusCode, headers: fields, body: data)
+  }
+
+  /// The event's seat ids, in seat-map order.
+  func seatIds() async throws -> [Int64] {
+    try await server.inventory.seats(event: event.id, section: nil).map(\.id)
+  }
+
+  /// Runs `sql` and returns the rows' first column as integers.
+  func integers(_ sql: String) async throws -> [Int64] {
+    var values: [Int64] = []
+    for try await value in try await server.postgres.query(PostgresQuery(unsafeSQL: sql)).decode(Int64.self) {
+      values.append(value)
+    }
+    return values
+  }
+}

@@ -120,7 +120,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   private var clientAddress = "unknown"
   private var forwardedBodyBytes: Int64 = 0
   /// This request's pass check, once per request: (room, holder or nil).
-  private var passChecked: (room: String, visitor: VisitorID?)?
+  private var passChecked: (room: String, visitor: VisitorID?, pass: Substring?)?
   /// Per connection, for request ids: a random prefix and a count.
   private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
   private var requestCount = 0
@@ -302,7 +302,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       case .rejected(let reason): shared.metrics.passRejections[reason]?.increment()
       }
     }
-    passChecked = (room, visitor)
+    passChecked = (room, visitor, visitor == nil ? nil : presented)
     return visitor
   }
 
@@ -363,7 +363,12 @@ final class GatewayHandler: ChannelDuplexHandler {
     ForwardingHeaders.stripGatewayCookies(&headers)
     headers.remove(name: "foyer-visitor")
     headers.remove(name: "foyer-pass")
-    if let visitor { headers.add(name: "foyer-visitor", value: visitor.description) }
+    if let visitor {
+      headers.add(name: "foyer-visitor", value: visitor.description)
+      // The verified pass goes along (never a client's unverified copy), so an upstream
+      // that checks passes itself (BoxOffice's bypass protection) accepts the request.
+      if let pass = passChecked?.pass { headers.add(name: "foyer-pass", value: String(pass)) }
+    }
     let client = clientAddress
     let prior = headers["x-forwarded-for"].joined(separator: ", ")
     headers.replaceOrAdd(name: "x-forwarded-for", value: prior.isEmpty ? client : prior + ", " + client)

@@ -200,7 +200,9 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(seen["uri"] == "/shop/item?x=1")
     #expect(seen["foyer-visitor"] == visitor.description)
     #expect(seen["cookie"] == "theme=dark")
-    #expect(seen["x-secret"] == nil && seen["proxy-authorization"] == nil && seen["foyer-pass"] == nil)
+    #expect(seen["x-secret"] == nil && seen["proxy-authorization"] == nil)
+    // The verified pass travels in its header (not the cookie), for upstreams that check it.
+    #expect(seen["foyer-pass"] == pass)
     #expect(seen["x-forwarded-for"] == "127.0.0.1" && seen["x-forwarded-proto"] == "http")
     #expect(seen["forwarded"]?.contains("for=") == true)
     #expect(seen["x-request-id"]?.isEmpty == false)
@@ -216,10 +218,12 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     let session = URLSession(configuration: .ephemeral)
     for index in 0..<5 {
       let (status, _, data) = try await send(
-        "GET", base + "/public/\(index)", headers: ["X-Request-Id": "trace-\(index)"], session: session)
+        "GET", base + "/public/\(index)",
+        headers: ["X-Request-Id": "trace-\(index)", "Foyer-Pass": "smuggled", "Foyer-Visitor": "smuggled"],
+        session: session)
       #expect(status == 200 && echo(data)["uri"] == "/public/\(index)")
       #expect(echo(data)["x-request-id"] == "trace-\(index)")
-      #expect(echo(data)["foyer-visitor"] == nil)
+      #expect(echo(data)["foyer-visitor"] == nil && echo(data)["foyer-pass"] == nil)
     }
     #expect(
       upstream.accepted <= 2, "the upstream saw \(upstream.accepted) connections for 5 sequential requests")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: brings up what is built so far under .run/ on loopback, until Ctrl-C.
-# Data in .run/ is kept between runs (Redis AOF, the PostgreSQL cluster); `make clean` resets it.
+# `make demo`: the whole on-sale under .run/ on loopback, until Ctrl-C: Redis (AOF),
+# PostgreSQL, BoxOffice with the demo on-sale (pre-queue open now, sale a minute later) and
+# the gateway in front of it.
+# Data in .run/ is kept between runs (Redis AOF, the PostgreSQL cluster, the orders);
+# `make clean` resets it. Each run moves the headliner's on-sale a minute ahead again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -10,15 +13,16 @@ mkdir -p "$run"
 chmod 755 "$run"
 
 gateway_pid=""
+boxoffice_pid=""
 cleanup() {
   trap - EXIT INT TERM
   set +e  # stop everything, whatever one step returns
   echo
   echo "stopping…"
-  if [[ -n $gateway_pid ]]; then
-    kill "$gateway_pid" 2>/dev/null
-    wait "$gateway_pid" 2>/dev/null
-  fi
+  for pid in $gateway_pid $boxoffice_pid; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   stop_redis
   stop_postgres "$run/pg"
 }
@@ -38,38 +42,63 @@ chmod 600 "$run/admin-token"
 admin_token=$(cat "$run/admin-token")
 gateway_port=${FOYER_DEMO_PORT:-8080}
 admin_port=${FOYER_DEMO_ADMIN_PORT:-8081}
-FOYER_KEYS_FILE="$run/keys" FOYER_ADMIN_TOKEN="$admin_token" .build/debug/foyer gateway --host 127.0.0.1 --port "$gateway_port" \
-  --admin-port "$admin_port" \
-  --redis "redis://127.0.0.1:$redis_port" --room "onsale:/events" 2>"$run/gateway.log" &
+boxoffice_port=${FOYER_DEMO_BOXOFFICE_PORT:-9090}
+
+# BoxOffice: its database, the demo on-sale, the API on loopback behind the gateway.
+psql -h 127.0.0.1 -p "$pg_port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'boxoffice'" | grep -q 1 \
+  || psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE boxoffice"
+export BOXOFFICE_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/boxoffice"
+export FOYER_KEYS_FILE="$run/keys"
+on_sale_in=60
+event=$(.build/debug/boxoffice seed --demo --on-sale-in "$on_sale_in" 2>>"$run/boxoffice.log")
+on_sale_ms=$(( ($(date +%s) + on_sale_in) * 1000 ))
+BOXOFFICE_ADMIN_TOKEN="$admin_token" .build/debug/boxoffice serve --config config/boxoffice.yaml \
+  --port "$boxoffice_port" 2>>"$run/boxoffice.log" &
+boxoffice_pid=$!
+wait_port "$boxoffice_port" "boxoffice"
+
+# The gateway protects the whole booking API with room 'onsale'.
+FOYER_ADMIN_TOKEN="$admin_token" .build/debug/foyer gateway --host 127.0.0.1 --port "$gateway_port" \
+  --admin-port "$admin_port" --redis "redis://127.0.0.1:$redis_port" \
+  --room "onsale:/events" --room "onsale:/holds" --room "onsale:/orders" \
+  --upstream "http://127.0.0.1:$boxoffice_port" 2>"$run/gateway.log" &
 gateway_pid=$!
 wait_port "$gateway_port" "foyer gateway"
 wait_port "$admin_port" "foyer admin API"
-# A small demo: 30 admissions a minute, 5 shoppers at a time.
-curl -s -o /dev/null -X PATCH -H "Authorization: Bearer $admin_token" \
-  -d '{"rate_per_minute":30,"max_active":5}' "http://127.0.0.1:$admin_port/rooms/onsale"
+# A small demo: the pre-queue is open now and the sale starts with the headliner's on-sale;
+# then 30 admissions a minute, 5 shoppers at a time, 10-minute sessions.
+curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $admin_token" \
+  -d "{\"state\":\"queue\",\"rate_per_minute\":30,\"max_active\":5,\"starts_at\":$on_sale_ms}" \
+  "http://127.0.0.1:$admin_port/rooms/onsale"
 
 cat <<MSG
 
 Foyer demo — what runs now
-  Gateway     http://127.0.0.1:$gateway_port/events/1   <- open this in a browser (the waiting room)
-              room 'onsale' protects /events; its log is .run/gateway.log
+  Shop        http://127.0.0.1:$gateway_port/events/$event   <- the on-sale (JSON API for now)
+              before $(date -d "@$((on_sale_ms / 1000))" +%H:%M:%S) you join the pre-queue; then the line moves
+              (30 a minute, 5 shoppers at a time). Logs: .run/gateway.log, .run/boxoffice.log
+  Gateway     room 'onsale' protects /events, /holds and /orders in front of BoxOffice
+  BoxOffice   http://127.0.0.1:$boxoffice_port (loopback; refuses requests without a pass)
   Redis       redis://127.0.0.1:$redis_port   (AOF persistence in .run/redis)
-  PostgreSQL  postgres://postgres@127.0.0.1:$pg_port/postgres   (data in .run/pg)
+  PostgreSQL  postgres://postgres@127.0.0.1:$pg_port/boxoffice   (data in .run/pg)
 
   Admin API   http://127.0.0.1:$admin_port   token: $admin_token   (also in .run/admin-token)
+  Metrics     curl -H "Authorization: Bearer $admin_token" http://127.0.0.1:$admin_port/metrics
 
 Watch and change the room live with the CLI:
   export FOYER_ADMIN_TOKEN=$admin_token FOYER_ADMIN_URL=http://127.0.0.1:$admin_port
   .build/debug/foyer ctl rooms
   .build/debug/foyer ctl set onsale --rate 120 --max-active 10
   .build/debug/foyer ctl pause onsale ; .build/debug/foyer ctl resume onsale
-or the admin API itself, e.g.:
-  curl -s -H "Authorization: Bearer $admin_token" http://127.0.0.1:$admin_port/rooms/onsale
-  curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"paused"}' http://127.0.0.1:$admin_port/rooms/onsale
-  curl -s -X PATCH -H "Authorization: Bearer $admin_token" -d '{"state":"queue","rate_per_minute":120}' http://127.0.0.1:$admin_port/rooms/onsale
 
-Not built yet (see the open issues): BoxOffice and the demo on-sale — so the demo has no
-upstream and an admitted visitor gets a 502 'no_upstream' —, metrics and the dashboard. What exists can also be measured: loadtest/bench-redis, bench-tokens, bench-room.
+An app's journey with curl (keep the cookies; poll until "admitted":true):
+  curl -s -c jar -b jar -H 'Accept: application/json' http://127.0.0.1:$gateway_port/_foyer/status?room=onsale
+  curl -s -b jar http://127.0.0.1:$gateway_port/events/$event/seats?section=Floor | head -c 300
+  curl -s -b jar -X POST -d '{"section":"Floor","quantity":2}' http://127.0.0.1:$gateway_port/events/$event/holds
+  curl -s -b jar -X POST -H 'Idempotency-Key: try-1' -d '{"card":{"number":"4242424242424242"}}' \\
+       http://127.0.0.1:$gateway_port/holds/HOLD_ID/checkout
+
+Not built yet (issue #7): the shop's HTML pages and the operators' dashboard.
 
 Press Ctrl-C to stop.
 MSG

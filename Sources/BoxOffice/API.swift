@@ -378,7 +378,7 @@ extension JSONEncoder {
     encoder.dateEncodingStrategy = .custom { date, encoder in
       var container = encoder.singleValueContainer()
       try container.encode(
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
     }
     return encoder
   }

@@ -117,9 +117,13 @@ public struct GatewayFile: Sendable {
         let prefix = try room.string("path_prefix") ?? "/"
         guard prefix.hasPrefix("/") else { throw room.error("path_prefix", "must start with '/'") }
         let host = try room.string("host")
-        if routes.contains(where: { $0.id == id }) { throw room.error("id", "'\(id)' appears twice") }
+        // A room may be listed more than once, to protect several prefixes (or hosts).
+        if routes.contains(where: { $0.id == id && $0.pathPrefix == prefix && $0.host == host?.lowercased() }) {
+          throw room.error("id", "'\(id)' appears twice with the same path_prefix and host")
+        }
         routes.append(RoomRoute(id: id, pathPrefix: prefix, host: host))
         if var settings = try room.section("settings") {
+          if roomSettings[id] != nil { throw room.error("settings", "are given twice for room '\(id)'") }
           var value = RoomSettings()
           for (field, text) in try settings.allScalars() {
             do { try value.set(field, to: text) } catch {

@@ -101,6 +101,7 @@ import Testing
     #expect(
       error("rooms:\n  - {id: a, path_prefix: a}\n").hasPrefix("rooms[0].path_prefix must start with '/'"))
     #expect(error("rooms:\n  - {id: a}\n  - {id: a}\n").hasPrefix("rooms[1].id 'a' appears twice"))
+    #expect(error("rooms:\n  - {id: a, path_prefix: /x}\n  - {id: a, path_prefix: /y}\n") == "no error")
     #expect(
       error("rooms:\n  - id: a\n    settings:\n      rate_per_minute: -1\n")
         == "rooms[0].settings.rate_per_minute must be between 0 and 6000000 (got -1) (line 4)")

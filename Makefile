@@ -2,14 +2,14 @@
 SHELL := /bin/bash
 SWIFT_TEST_FLAGS ?= --disable-xctest
 
-.PHONY: test demo build release deps format bench-redis bench-tokens bench-room bench-proxy clean
+.PHONY: test demo build release deps format bench-redis bench-tokens bench-room bench-proxy bench-status bench-boxoffice clean
 
 ## make test: install what is missing, start throwaway Redis + PostgreSQL, build, run every test.
 test: deps
 	swift build --build-tests
 	scripts/services.sh swift test $(SWIFT_TEST_FLAGS)
 
-## make demo: bring up everything that is built so far.
+## make demo: Redis, PostgreSQL, BoxOffice with the demo on-sale and the gateway in front of it.
 demo: deps
 	swift build
 	scripts/demo.sh
@@ -37,6 +37,12 @@ bench-room:
 
 bench-proxy:
 	loadtest/bench-proxy
+
+bench-status:
+	loadtest/bench-status
+
+bench-boxoffice:
+	loadtest/bench-boxoffice
 
 clean:
 	rm -rf .build .run

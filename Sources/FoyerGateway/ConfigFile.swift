@@ -118,7 +118,8 @@ public struct GatewayFile: Sendable {
         guard prefix.hasPrefix("/") else { throw room.error("path_prefix", "must start with '/'") }
         let host = try room.string("host")
         // A room may be listed more than once, to protect several prefixes (or hosts).
-        if routes.contains(where: { $0.id == id && $0.pathPrefix == prefix && $0.host == host?.lowercased() }) {
+        if routes.contains(where: { $0.id == id && $0.pathPrefix == prefix && $0.host == host?.lowercased() })
+        {
           throw room.error("id", "'\(id)' appears twice with the same path_prefix and host")
         }
         routes.append(RoomRoute(id: id, pathPrefix: prefix, host: host))

@@ -11,13 +11,17 @@ import Testing
   @Test func shippedFileStatesTheDefaults() throws {
     let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
       .appendingPathComponent("../../config/boxoffice.yaml")
-    let parsed = try BoxOfficeConfiguration.parse(yaml: try String(contentsOf: url, encoding: .utf8), keyRing: keyRing)
+    let parsed = try BoxOfficeConfiguration.parse(
+      yaml: try String(contentsOf: url, encoding: .utf8), keyRing: keyRing)
     let defaults = BoxOfficeConfiguration(keyRing: keyRing)
     #expect(parsed.host == defaults.host && parsed.port == defaults.port)
-    #expect(parsed.databaseURL == defaults.databaseURL && parsed.databaseConnections == defaults.databaseConnections)
+    #expect(
+      parsed.databaseURL == defaults.databaseURL && parsed.databaseConnections == defaults.databaseConnections
+    )
     #expect(parsed.migrateOnStart == defaults.migrateOnStart)
     #expect(parsed.redisURL == nil && parsed.guardMilliseconds == defaults.guardMilliseconds)
-    #expect(parsed.holdDuration == defaults.holdDuration && parsed.maxSeatsPerHold == defaults.maxSeatsPerHold)
+    #expect(
+      parsed.holdDuration == defaults.holdDuration && parsed.maxSeatsPerHold == defaults.maxSeatsPerHold)
     #expect(parsed.identity == defaults.identity && parsed.room == defaults.room)
     #expect(parsed.payments == defaults.payments)
     #expect(parsed.maxBodyBytes == defaults.maxBodyBytes)

@@ -7,6 +7,9 @@ struct FoyerBench: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "foyer-bench",
     abstract: "Foyer's benchmark drivers (run through the loadtest/bench-* scripts).",
-    subcommands: [RedisBench.self, TokenBench.self, RoomBench.self, PassCommand.self, VisitorTokensCommand.self]
+    subcommands: [
+      RedisBench.self, TokenBench.self, RoomBench.self, PassCommand.self, VisitorTokensCommand.self,
+      BoxOfficeBench.self,
+    ]
   )
 }

@@ -190,13 +190,45 @@ enum ForwardingHeaders {
   }
 
   /// The gateway's own cookies never reach the upstream. Raw `Cookie` values are used (not
-  /// `canonicalForm`, which would split cookie values at commas).
+  /// `canonicalForm`, which would split cookie values at commas). Works on UTF-8 bytes:
+  /// `Character`-wise splitting was a tenth of the proxy path's time in `perf`.
   static func stripGatewayCookies(_ headers: inout HTTPHeaders) {
+    guard headers.contains(where: { equalsIgnoringCase($0.name[...], "cookie") && mentionsGateway($0.value) })
+    else {
+      return
+    }
     let cookies = headers["cookie"]
-    guard cookies.contains(where: { $0.contains("foyer_") }) else { return }
     headers.remove(name: "cookie")
-    let kept = cookies.flatMap { $0.split(separator: ";") }.map { $0.drop(while: { $0 == " " }) }
-      .filter { !$0.hasPrefix("foyer_v_") && !$0.hasPrefix("foyer_p_") }
-    if !kept.isEmpty { headers.add(name: "cookie", value: kept.joined(separator: "; ")) }
+    var kept = ""
+    for header in cookies {
+      let bytes = header.utf8
+      var start = bytes.startIndex
+      while start < bytes.endIndex {
+        while start < bytes.endIndex && bytes[start] == UInt8(ascii: " ") {
+          start = bytes.index(after: start)
+        }
+        let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
+        let pair = header[start..<end]
+        if !pair.isEmpty && !pair.utf8.starts(with: "foyer_v_".utf8)
+          && !pair.utf8.starts(with: "foyer_p_".utf8)
+        {
+          if !kept.isEmpty { kept += "; " }
+          kept += pair
+        }
+        start = end < bytes.endIndex ? bytes.index(after: end) : end
+      }
+    }
+    if !kept.isEmpty { headers.add(name: "cookie", value: kept) }
+  }
+
+  /// Whether a `Cookie` value may hold a gateway cookie ("foyer_" anywhere), on bytes.
+  private static func mentionsGateway(_ value: String) -> Bool {
+    let needle = Array("foyer_".utf8)
+    var matched = 0
+    for byte in value.utf8 {
+      matched = byte == needle[matched] ? matched + 1 : (byte == needle[0] ? 1 : 0)
+      if matched == needle.count { return true }
+    }
+    return false
   }
 }

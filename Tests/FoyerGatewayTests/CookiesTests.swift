@@ -23,4 +23,17 @@ import Testing
     #expect(value([";;; ;"]) == nil)
     #expect(value(["ü=ö; foyer_v_r1=é"]) == "é")
   }
+
+  @Test func gatewayCookiesAreStrippedAndTheRestKept() {
+    func strip(_ values: [String]) -> [String] {
+      var headers = HTTPHeaders(values.map { ("Cookie", $0) } + [("Host", "x")])
+      ForwardingHeaders.stripGatewayCookies(&headers)
+      return headers["cookie"]
+    }
+    #expect(strip(["theme=dark; foyer_p_r=x;a=1"]) == ["theme=dark; a=1"])
+    #expect(strip(["foyer_v_r=1", "foyer_p_r=2"]) == [])
+    #expect(strip(["a=1", "b=2; foyer_v_r=3"]) == ["a=1; b=2"])
+    #expect(strip(["theme=dark"]) == ["theme=dark"])
+    #expect(strip(["xfoyer_v_=1; my_foyer_=2"]) == ["xfoyer_v_=1; my_foyer_=2"])
+  }
 }

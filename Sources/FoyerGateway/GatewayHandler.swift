@@ -246,6 +246,21 @@ final class GatewayHandler: ChannelDuplexHandler {
         return
       }
       visit(route.id, head: head, context: context, page: false)
+    case "/_foyer/leave":
+      guard head.method == .POST else {
+        respond(
+          context, head, status: .methodNotAllowed, contentType: "application/json",
+          body: "{\"error\":\"method_not_allowed\",\"message\":\"leave with POST\"}",
+          extraHeaders: ["allow": "POST"])
+        return
+      }
+      guard let roomID = Self.parameter("room", in: query), let route = shared.room(id: roomID) else {
+        respond(
+          context, head, status: .badRequest, contentType: "application/json",
+          body: "{\"error\":\"unknown_room\",\"message\":\"room must name a protected room\"}")
+        return
+      }
+      leave(route.id, head: head, context: context)
     default:
       if path.hasPrefix("/_foyer/") {
         respond(
@@ -602,6 +617,44 @@ final class GatewayHandler: ChannelDuplexHandler {
             "queue unavailable",
             metadata: ["request_id": "\(self.id(head))", "room": "\(room)", "error": "\(error)"])
           self.unavailable(room: room, cookies: cookies, head: head, context: context, json: wantsJSON)
+        }
+      }
+  }
+
+  /// `POST /_foyer/leave?room=R`: gives the slot (a pass holder) or the place in line (a
+  /// waiting visitor) back at once, and clears the gateway's cookies for the room.
+  private func leave(_ room: String, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    let signer = shared.signer(on: context.eventLoop)
+    var visitor = pass(in: head, room: room, signer: signer)
+    if visitor == nil, let token = Cookies.value(prefix: Cookies.visitorPrefix, room: room, in: head.headers),
+      case .valid(let known, _) = Self.verify(
+        signer, token, kind: .visitor, room: room, now: Self.unixSeconds())
+    {
+      visitor = known
+    }
+    var headers = HTTPHeaders()
+    for name in [Cookies.passName(room: room), Cookies.visitorName(room: room)] {
+      headers.add(
+        name: "set-cookie",
+        value: Cookies.setCookie(name: name, value: "", maxAge: 0, secure: shared.configuration.secureCookies)
+      )
+    }
+    guard let visitor else {
+      respond(
+        context, head, status: .ok, contentType: "application/json",
+        body: "{\"room\":\"\(room)\",\"result\":\"none\"}", extraHeaders: headers)
+      return
+    }
+    shared.store.release(room: room, visitor: visitor, reason: .left, on: context.eventLoop)
+      .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+        switch result {
+        case .success(let outcome):
+          self.respond(
+            context, head, status: .ok, contentType: "application/json",
+            body: "{\"room\":\"\(room)\",\"result\":\"\(outcome.rawValue)\"}", extraHeaders: headers)
+        case .failure:
+          self.shared.metrics.redisErrors.increment()
+          self.unavailable(room: room, cookies: [], head: head, context: context, json: true)
         }
       }
   }

@@ -141,6 +141,25 @@ import FoundationNetworking
     // listener, which this client would then keep connecting to.
     await gateway.store.redis.close()
   }
+
+  @Test func leaveGivesThePlaceBack() async throws {
+    let gateway = try await gateway(settings: RoomSettings(state: .paused))
+    defer { gateway.channel.close(promise: nil) }
+    let status = gateway.base + "/_foyer/status?room=\(gateway.room)"
+    let joined = try await get(status)
+    let cookie = try #require(joined.2["foyer_v_\(gateway.room)"])
+    #expect(try await gateway.store.stats(gateway.room).waiting == 1)
+    let leave = gateway.base + "/_foyer/leave?room=\(gateway.room)"
+    let headers = ["Cookie": "foyer_v_\(gateway.room)=\(cookie)"]
+    let (code, fields, body) = try await ProxyTests.send("POST", leave, headers: headers)
+    #expect(code == 200 && String(decoding: body, as: UTF8.self).contains("\"result\":\"left\""))
+    #expect(fields["set-cookie"]?.contains("Max-Age=0") == true)
+    #expect(try await gateway.store.stats(gateway.room).waiting == 0)
+    let again = try await ProxyTests.send("POST", leave, headers: headers)
+    #expect(String(decoding: again.2, as: UTF8.self).contains("\"result\":\"none\""))
+    #expect(try await ProxyTests.send("GET", leave).0 == 405)
+    #expect(try await ProxyTests.send("POST", gateway.base + "/_foyer/leave?room=nope").0 == 400)
+  }
 }
 
 @Suite(.timeLimit(.minutes(2))) struct WaitingPageTests {

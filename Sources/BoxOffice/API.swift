@@ -409,10 +409,19 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         default: "bad_request"
         }
       throw APIError(error.status, code, error.body ?? error.status.reasonPhrase.lowercased())
+    } catch let error as PSQLError where error.code != .server {
+      // The database is unreachable or the connection broke: nothing was decided; retry.
+      logger.warning("database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error.code)"])
+      throw APIError(
+        .serviceUnavailable, "unavailable", "the booking database is briefly unavailable; please retry",
+        headers: [.retryAfter: "2"])
     } catch {
+      // PSQLError hides its details from `description`; the log needs them.
       logger.error(
         "request failed",
-        metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(error)"])
+        metadata: [
+          "method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(String(reflecting: error))",
+        ])
       throw APIError(.internalServerError, "internal_error", "something went wrong on our side; please retry")
     }
   }

@@ -109,7 +109,7 @@ public final class Checkout: Sendable {
     } catch {
       // Unknown fate: void it (idempotent; a no-op if nothing was charged).
       try? await payments.refund(chargeKey: chargeKey, idempotencyKey: chargeKey + ":void")
-      try? await recordPayment(
+      _ = try? await recordPayment(
         hold: holdID, key: chargeKey, kind: "void", outcome: "failed", amount: hold.total, card: card,
         reference: nil)
       metrics.checkouts(outcome: "payment_failed").increment()

@@ -82,6 +82,7 @@ Foyer demo — what runs now
   Redis       redis://127.0.0.1:$redis_port   (AOF persistence in .run/redis)
   PostgreSQL  postgres://postgres@127.0.0.1:$pg_port/boxoffice   (data in .run/pg)
 
+  Dashboard   http://127.0.0.1:$admin_port/#token=$admin_token   <- live numbers, charts, controls
   Admin API   http://127.0.0.1:$admin_port   token: $admin_token   (also in .run/admin-token)
   Metrics     curl -H "Authorization: Bearer $admin_token" http://127.0.0.1:$admin_port/metrics
 
@@ -98,7 +99,7 @@ An app's journey with curl (keep the cookies; poll until "admitted":true):
   curl -s -b jar -X POST -H 'Idempotency-Key: try-1' -d '{"card":{"number":"4242424242424242"}}' \\
        http://127.0.0.1:$gateway_port/holds/HOLD_ID/checkout
 
-Not built yet (issue #7): the shop's HTML pages and the operators' dashboard.
+Not built yet (issue #7): the shop's HTML pages (today the shop is its JSON API).
 
 Press Ctrl-C to stop.
 MSG

@@ -411,7 +411,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
       throw APIError(error.status, code, error.body ?? error.status.reasonPhrase.lowercased())
     } catch let error as PSQLError where error.code != .server {
       // The database is unreachable or the connection broke: nothing was decided; retry.
-      logger.warning("database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error.code)"])
+      logger.warning(
+        "database unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error.code)"])
       throw APIError(
         .serviceUnavailable, "unavailable", "the booking database is briefly unavailable; please retry",
         headers: [.retryAfter: "2"])
@@ -420,7 +421,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
       logger.error(
         "request failed",
         metadata: [
-          "method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(String(reflecting: error))",
+          "method": "\(request.method)", "path": "\(request.uri.path)",
+          "error": "\(String(reflecting: error))",
         ])
       throw APIError(.internalServerError, "internal_error", "something went wrong on our side; please retry")
     }

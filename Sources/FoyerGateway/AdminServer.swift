@@ -132,6 +132,11 @@ final class AdminHandler: ChannelInboundHandler {
   }
 
   private func handle(_ head: HTTPRequestHead, body: Data, context: ChannelHandlerContext) {
+    // The dashboard page holds no data (it asks for the token and sends it with every call),
+    // so a browser can open it without one.
+    if head.method == .GET && (head.uri == "/" || head.uri.hasPrefix("/?")) {
+      return servePage(Dashboard.html, head: head, context: context)
+    }
     guard authorized(head) else {
       return respond(
         context, head, .unauthorized,
@@ -252,6 +257,26 @@ final class AdminHandler: ChannelInboundHandler {
       let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
       if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
+  }
+
+  private func servePage(_ html: String, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    var headers = HTTPHeaders()
+    headers.add(name: "content-type", value: "text/html; charset=utf-8")
+    headers.add(name: "content-length", value: String(html.utf8.count))
+    headers.add(name: "cache-control", value: "no-store")
+    // Everything the page needs is inline; nothing may load from elsewhere or frame it.
+    headers.add(
+      name: "content-security-policy",
+      value: "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+        + "frame-ancestors 'none'")
+    if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
+    context.write(
+      wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+      promise: nil)
+    context.write(
+      wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: html)))), promise: nil)
+    let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+    if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
   }
 
   private func authorized(_ head: HTTPRequestHead) -> Bool {

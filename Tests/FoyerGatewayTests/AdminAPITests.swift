@@ -42,6 +42,21 @@ import FoundationNetworking
     return ((response as! HTTPURLResponse).statusCode, json)
   }
 
+  @Test func theDashboardPageNeedsNoTokenButItsDataDoes() async throws {
+    let (base, _, channel) = try await admin()
+    defer { channel.close(promise: nil) }
+    let (data, response) = try await URLSession(configuration: .ephemeral).data(
+      from: URL(string: base + "/")!)
+    let http = response as! HTTPURLResponse
+    let page = String(decoding: data, as: UTF8.self)
+    #expect(http.statusCode == 200)
+    #expect(
+      (http.allHeaderFields["Content-Security-Policy"] as? String)?.contains("default-src 'none'") == true)
+    #expect(page.contains("Foyer — operations") && page.contains("id=\"token\"") && page.contains("/rooms"))
+    #expect(!page.contains("http://") && !page.contains("https://"), "no external assets")
+    #expect(try await call("GET", base + "/rooms", token: nil).0 == 401)
+  }
+
   @Test func everyRequestNeedsTheToken() async throws {
     let (base, _, channel) = try await admin()
     defer { channel.close(promise: nil) }

@@ -74,7 +74,7 @@ curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $admin_token" \
 cat <<MSG
 
 Foyer demo — what runs now
-  Shop        http://127.0.0.1:$gateway_port/events/$event   <- the on-sale (JSON API for now)
+  Shop        http://127.0.0.1:$gateway_port/events/$event   <- open this in a browser
               before $(date -d "@$((on_sale_ms / 1000))" +%H:%M:%S) you join the pre-queue; then the line moves
               (30 a minute, 5 shoppers at a time). Logs: .run/gateway.log, .run/boxoffice.log
   Gateway     room 'onsale' protects /events, /holds and /orders in front of BoxOffice
@@ -99,7 +99,6 @@ An app's journey with curl (keep the cookies; poll until "admitted":true):
   curl -s -b jar -X POST -H 'Idempotency-Key: try-1' -d '{"card":{"number":"4242424242424242"}}' \\
        http://127.0.0.1:$gateway_port/holds/HOLD_ID/checkout
 
-Not built yet (issue #7): the shop's HTML pages (today the shop is its JSON API).
 
 Press Ctrl-C to stop.
 MSG

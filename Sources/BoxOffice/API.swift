@@ -49,8 +49,12 @@ public struct BoxOfficeAPI: Sendable {
       try await inventory.client.query("SELECT 1", logger: logger)
       return Self.text("ready\n")
     }
-    router.get("/events") { request, _ in try await events(request) }
+    router.get("/events") { request, _ in
+      if Self.wantsPage(request) { return Self.page(ShopPage.html) }
+      return try await events(request)
+    }
     router.get("/events/{id}") { request, context in
+      if Self.wantsPage(request) { return Self.page(ShopPage.html) }
       guard let event = try await inventory.event(try Self.uuid(context, "id")) else {
         throw APIError.notFound("event")
       }
@@ -76,6 +80,7 @@ public struct BoxOfficeAPI: Sendable {
     }
     router.post("/holds/{id}/checkout") { request, context in try await runCheckout(request, context) }
     router.get("/orders") { request, _ in
+      if Self.wantsPage(request) { return Self.page(ShopPage.html) }
       let visitor = try visitor(request)
       return try Self.json(["orders": try await inventory.orders(visitor: visitor)])
     }
@@ -362,6 +367,20 @@ public struct BoxOfficeAPI: Sendable {
     headers[.contentType] = "application/json"
     return Response(
       status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+  }
+
+  /// A browser navigating (it asks for HTML) gets the shop page; apps get JSON.
+  static func wantsPage(_ request: Request) -> Bool {
+    request.headers[.accept]?.contains("text/html") ?? false
+  }
+
+  static func page(_ html: String) -> Response {
+    var headers = HTTPFields()
+    headers[.contentType] = "text/html; charset=utf-8"
+    headers[.cacheControl] = "no-store"
+    headers[.contentSecurityPolicy] =
+      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; frame-ancestors 'none'"
+    return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
   }
 
   static func text(_ text: String) -> Response {

@@ -229,4 +229,17 @@ import Testing
     #expect(try await box.request("GET", "/events/\(box.event.id)").json["seatsTotal"] as? Int == 60)
     #expect(try await box.request("GET", "/events/\(UUID())").status == 404)
   }
+
+  @Test func browsersGetTheShopPageAndAppsTheAPI() async throws {
+    let box = try await TestBoxOffice.start()
+    defer { Task { await box.stop() } }
+    for path in ["/events", "/events/\(box.event.id)", "/orders"] {
+      let page = try await box.request("GET", path, headers: ["Accept": "text/html,application/xhtml+xml"])
+      #expect(page.status == 200 && page.headers["content-type"]?.hasPrefix("text/html") == true, "\(path)")
+      #expect(page.text.contains("function eventPage") && !page.text.contains("https://"))
+      #expect(page.headers["content-security-policy"]?.contains("default-src 'none'") == true)
+    }
+    #expect(try await box.request("GET", "/events").json["total"] as? Int == 1)
+    #expect(try await box.request("GET", "/orders").status == 401)
+  }
 }

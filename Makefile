@@ -5,7 +5,8 @@ SWIFT_TEST_FLAGS ?= --disable-xctest
 .PHONY: test demo build release deps format bench-redis bench-tokens bench-room bench-proxy bench-status bench-boxoffice clean
 
 ## make test: install what is missing, start throwaway Redis + PostgreSQL, build, run every test.
-test: deps
+test:
+	@scripts/install-deps.sh chromium fonts-dejavu-core   # chromium: the journey test in a real browser
 	swift build --build-tests
 	scripts/services.sh swift test $(SWIFT_TEST_FLAGS)
 

@@ -170,6 +170,15 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
     .testTarget(
+      name: "JourneyTests",
+      dependencies: [
+        "BoxOffice", "FoyerGateway", "WaitingRoom", "FoyerCore", "FoyerTestSupport", "RedisNIO", nioCore, nioPosix,
+        logging, .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
       name: "FoyerCoreTests",
       dependencies: [
         "FoyerCore",

@@ -16,9 +16,12 @@ final class ChildProcess: @unchecked Sendable {
   private let lock = NSLock()
   private var reaped = false
 
+  /// `descriptors` maps parent descriptors to child numbers ≥ 3 (e.g. Chromium's
+  /// `--remote-debugging-pipe` reads 3 and writes 4); every other descriptor is closed in
+  /// the child.
   init(
     executable: String, arguments: [String], environment: [String: String] = [:],
-    outputPath: String = "/dev/null"
+    outputPath: String = "/dev/null", descriptors: [(parent: Int32, child: Int32)] = []
   ) throws {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -29,7 +32,8 @@ final class ChildProcess: @unchecked Sendable {
     // process keeps a test's connection alive after the test (or the gateway) closed it.
     // glibc ≥ 2.34 has `posix_spawn_file_actions_addclosefrom_np`; Swift's Glibc module does
     // not import it, so it is looked up by name.
-    if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
+    for (parent, child) in descriptors { posix_spawn_file_actions_adddup2(&actions, parent, child) }
+    if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3 + Int32(descriptors.count)) }
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
     var merged = ProcessInfo.processInfo.environment

@@ -1,0 +1,152 @@
+import BoxOffice
+import Foundation
+import FoyerCore
+import FoyerGateway
+import FoyerTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import RedisNIO
+import ServiceLifecycle
+import Testing
+import WaitingRoom
+
+/// The visitor's journey and the operator's dashboard in a real headless Chromium: the
+/// gateway in front of BoxOffice, both real, on a real Redis and PostgreSQL. Screenshots of
+/// every step go to `test-artifacts/journey/` (look at them: they are what a visitor sees);
+/// any console error or uncaught exception fails the test.
+@Suite(.timeLimit(.minutes(3))) struct JourneyTests {
+  static let artifacts = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../test-artifacts/journey").standardizedFileURL
+
+  @Test func aVisitorWaitsBuysAndTheOperatorChangesTheRate() async throws {
+    let keyRing = try KeyRing([SigningKey(id: "journey", secret: Array(repeating: 5, count: 32))])
+    let group = MultiThreadedEventLoopGroup.singleton
+    let adminToken = "journey-admin-token-0123456789"
+
+    let room = "journey" + UUID().uuidString.prefix(6)
+
+    // BoxOffice on a fresh database, with a small hall; it checks passes for the room.
+    var configuration = BoxOfficeConfiguration(
+      host: "127.0.0.1", port: 0, databaseURL: try await PostgresDatabase.create(), databaseConnections: 5,
+      keyRing: keyRing)
+    configuration.room = room
+    let boxOffice = try BoxOfficeServer(
+      configuration: configuration, adminToken: nil, logger: Logger(label: "t"))
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let services = ServiceGroup(
+      configuration: .init(
+        services: boxOffice.services { continuation.yield($0.localAddress?.port ?? 0) },
+        logger: Logger(label: "t")))
+    let boxOfficeTask = Task { try await services.run() }
+    var iterator = ports.makeAsyncIterator()
+    let boxOfficePort = try #require(await iterator.next())
+    try await boxOffice.migrate()
+    let event = try await boxOffice.inventory.createEvent(
+      EventSpec(
+        name: "Journey Night", category: "concert", city: "Lisbon", venue: "Test Hall",
+        startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(),
+        sections: [EventSpec.Section(name: "Stalls", rows: 6, seatsPerRow: 12, priceCents: 4_200)]))
+
+    // The gateway in front of it; the sale starts in 4 seconds (the pre-queue first).
+    let redis = RedisClient(
+      configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
+    let store = RoomStore(redis: redis)
+    let startsAt = Int64((Date().timeIntervalSince1970 + 4) * 1_000)
+    try await store.createRoom(
+      room, settings: RoomSettings(ratePerMinute: 600, maxActive: 50, startsAtMilliseconds: startsAt))
+    var gatewayConfiguration = GatewayConfiguration(
+      host: "127.0.0.1", port: 0, keyRing: keyRing,
+      rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
+      upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOfficePort))
+    gatewayConfiguration.drainTimeout = .seconds(1)
+    let gateway = try await GatewayServer(
+      configuration: gatewayConfiguration, store: store, eventLoopGroup: group
+    )
+    .start()
+    let admin = try await AdminServer(
+      configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: adminToken), store: store,
+      eventLoopGroup: group
+    ).start()
+    let admission = Task { try? await AdmissionLoop(store: store).run() }
+    let base = "http://127.0.0.1:\(gateway.localAddress!.port!)"
+    let adminBase = "http://127.0.0.1:\(admin.localAddress!.port!)"
+
+    let chromium = try Chromium.start()
+    defer {
+      admission.cancel()
+      gateway.close(promise: nil)
+      admin.close(promise: nil)
+      Task {
+        await chromium.stop()
+        await services.triggerGracefulShutdown()
+        _ = try? await boxOfficeTask.value
+        await redis.close()
+      }
+    }
+    let page = try await chromium.newPage()
+    func shot(_ name: String) async throws {
+      try await page.screenshot(to: Self.artifacts.appendingPathComponent(name + ".png"))
+    }
+
+    // 1. Before the sale: the waiting page with its countdown.
+    try await page.navigate(base + "/events/\(event.id.uuidString.lowercased())")
+    try await page.waitFor(
+      "document.getElementById('countdown') && !document.getElementById('countdown-box').hidden")
+    try await shot("1-waiting-room")
+    // 2. The sale starts; the page lets the visitor in by itself; the seat map appears.
+    try await page.waitFor("document.querySelector('svg.map circle')", timeout: .seconds(30))
+    try await shot("2-seat-map")
+    // 3. Two seats chosen, held, with a countdown.
+    // Clicks go through the map's handler with the seat as target.
+    for index in 0..<2 {
+      try await page.evaluate(
+        """
+        (function () {
+          var seat = document.querySelectorAll('svg.map circle[data-status="available"]')[\(index)];
+          seat.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+        })()
+        """)
+    }
+    try await page.waitFor("document.getElementById('hold') && !document.getElementById('hold').disabled")
+    try await shot("3-seats-chosen")
+    try await page.evaluate("document.getElementById('hold').click()")
+    try await page.waitFor(
+      "document.getElementById('countdown') && document.getElementById('countdown').textContent.length > 0")
+    try await shot("4-hold")
+    // 4. Pay (double click: one charge) → confirmation with two ticket codes.
+    try await page.evaluate("var b = document.getElementById('paybutton'); b.click(); b.click(); true")
+    try await page.waitFor("document.body.innerText.indexOf('Thank you') >= 0")
+    try await shot("5-confirmation")
+    let codes = try await page.evaluate("document.querySelectorAll('code').length") as? Int
+    #expect(codes == 2)
+    var charges: [Int] = []
+    for try await count in try await boxOffice.postgres.query(
+      "SELECT count(*)::int FROM payments WHERE kind = 'charge'"
+    )
+    .decode(Int.self) {
+      charges.append(count)
+    }
+    #expect(charges == [1])
+
+    // 5. The operator's dashboard: live numbers, then a new rate applied to every gateway.
+    let dashboard = try await chromium.newPage()
+    try await dashboard.navigate(adminBase + "/#token=\(adminToken)")
+    try await dashboard.waitFor("document.getElementById('room-\(room)')")
+    try await dashboard.evaluate(
+      """
+      (function () {
+        var form = document.querySelector('#room-\(room) form');
+        form.rate_per_minute.value = 1234;
+        form.rate_per_minute.dispatchEvent(new Event('input', {bubbles: true}));
+        form.querySelector('button').click();
+      })()
+      """)
+    try await dashboard.waitFor("document.querySelector('#room-\(room) .result').textContent === 'Applied.'")
+    try await dashboard.screenshot(to: Self.artifacts.appendingPathComponent("6-dashboard.png"))
+    #expect(try await store.settings(room).ratePerMinute == 1_234)
+
+    #expect(chromium.consoleErrors.isEmpty, "\(chromium.consoleErrors)")
+  }
+}

@@ -104,6 +104,13 @@ enum ShopPage {
           });
         }
         function seatById(seatId) { for (var i = 0; i < state.seats.length; i++) if (state.seats[i].id === seatId) return state.seats[i]; return null; }
+        // Available seats are green, darker the pricier (against the event's price range).
+        function tier(cents) {
+          var prices = state.seats.map(function (s) { return s.priceCents; });
+          var low = Math.min.apply(null, prices), high = Math.max.apply(null, prices);
+          var share = high > low ? (cents - low) / (high - low) : 0.5;
+          return "hsl(145, 55%, " + Math.round(52 - 22 * share) + "%)";
+        }
         function map() {
           var seats = state.seats.filter(function (s) { return s.section === state.section; });
           var rows = []; seats.forEach(function (s) { if (rows.indexOf(s.row) < 0) rows.push(s.row); });
@@ -111,7 +118,7 @@ enum ShopPage {
           var gap = 16, width = perRow * gap + 40, height = rows.length * gap + 30;
           var circles = seats.map(function (s) {
             var mine = state.selected.indexOf(s.id) >= 0;
-            var color = mine ? "var(--mine)" : s.status === "available" ? "var(--free)" : s.status === "held" ? "var(--held)" : "var(--sold)";
+            var color = mine ? "var(--mine)" : s.status === "available" ? tier(s.priceCents) : s.status === "held" ? "var(--held)" : "var(--sold)";
             return '<circle data-id="' + s.id + '" data-status="' + s.status + '" cx="' + (30 + (s.number - 1) * gap) + '" cy="' +
               (20 + rows.indexOf(s.row) * gap) + '" r="' + (mine ? 7 : 5.5) + '" fill="' + color + '"><title>Row ' + esc(s.row) +
               ' seat ' + s.number + ' · ' + money(s.priceCents) + ' · ' + s.status + '</title></circle>';
@@ -126,8 +133,13 @@ enum ShopPage {
           if (state.message) { html += notice(state.message); state.message = null; }
           if (state.hold) { app.innerHTML = html + holdView(); wireHold(); return; }
           html += '<div class="bar"><label>Section <select id="section">' + sections().map(function (name) {
-            return '<option' + (name === state.section ? " selected" : "") + '>' + esc(name) + '</option>'; }).join("") + '</select></label>' +
-            '<div class="legend"><span><i style="background:var(--free)"></i>available</span><span><i style="background:var(--mine)"></i>your choice</span>' +
+            var inSection = state.seats.filter(function (s) { return s.section === name; });
+            var free = inSection.filter(function (s) { return s.status === "available"; }).length;
+            var prices = inSection.map(function (s) { return s.priceCents; });
+            var low = Math.min.apply(null, prices), high = Math.max.apply(null, prices);
+            return '<option value="' + esc(name) + '"' + (name === state.section ? " selected" : "") + '>' + esc(name) + " — " +
+              money(low) + (high > low ? "–" + money(high) : "") + " · " + free + " free" + '</option>'; }).join("") + '</select></label>' +
+            '<div class="legend"><span><i style="background:var(--free)"></i>available (darker: pricier)</span><span><i style="background:var(--mine)"></i>your choice</span>' +
             '<span><i style="background:var(--held)"></i>held</span><span><i style="background:var(--sold)"></i>sold</span></div></div>' +
             map() + '<div class="bar card"><span>' + (chosen.length ? chosen.length + " seat" + (chosen.length > 1 ? "s" : "") + ": " +
             chosen.map(function (s) { return esc(s.section + " " + s.row + s.number); }).join(", ") + " · <strong>" + money(total) + "</strong>" :

@@ -3,7 +3,7 @@
 # PostgreSQL, BoxOffice with the demo on-sale (pre-queue open now, sale a minute later) and
 # the gateway in front of it.
 # Data in .run/ is kept between runs (Redis AOF, the PostgreSQL cluster, the orders);
-# `make clean` resets it. Each run moves the headliner's on-sale a minute ahead again.
+# `make clean` resets it. Each run opens a new pre-queue: the room's sale starts a minute later.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

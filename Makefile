@@ -8,7 +8,7 @@ SWIFT_TEST_FLAGS ?= --disable-xctest
 test:
 	@scripts/install-deps.sh chromium fonts-dejavu-core   # chromium: the journey test in a real browser
 	swift build --build-tests
-	scripts/services.sh swift test $(SWIFT_TEST_FLAGS)
+	scripts/services.sh scripts/run-tests.sh $(SWIFT_TEST_FLAGS)
 
 ## make demo: Redis, PostgreSQL, BoxOffice with the demo on-sale and the gateway in front of it.
 demo: deps

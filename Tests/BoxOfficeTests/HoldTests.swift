@@ -136,9 +136,9 @@ import Testing
       if lag.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
     }
     let took = ContinuousClock.now - created
-    // Alone the lag is a few milliseconds; the bound leaves room for the rest of the suite
+    // Alone the lag is about 1 ms (README); the bound leaves room for the rest of the suite
     // hammering the same two cores and database at the same time.
-    #expect(lag.count == 1 && lag[0] >= 0 && lag[0] < 1_000, "released \(lag) ms after the expiry")
+    #expect(lag.count == 1 && lag[0] >= 0 && lag[0] < 2_500, "released \(lag) ms after the expiry")
     #expect(took < .seconds(3), "observed after \(took)")
     // The hold itself is marked expired just after its seats.
     var expired: [Int64] = []

@@ -16,7 +16,12 @@ import Glibc
 
 /// A raw TCP client: sends exactly the given bytes and reads what comes back until the
 /// server closes or `timeout` passes (what a slowloris or a broken client would do).
-func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
+/// A raw exchange, off the cooperative pool (see `offPool`).
+func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) async -> String {
+  await offPool { rawExchangeBlocking(port: port, send: send, timeout: timeout) }
+}
+
+func rawExchangeBlocking(port: Int, send: [UInt8], timeout: Double = 3) -> String {
   guard let fd = connectLoopback(port: port) else { return "" }
   defer { close(fd) }
   var wait = timeval(
@@ -58,16 +63,18 @@ func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
     defer { channel.close(promise: nil) }
     let request =
       "GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 8_000))\r\n\r\n"
-    let answer = rawExchange(port: port, send: Array(request.utf8))
+    let answer = await rawExchange(port: port, send: Array(request.utf8))
     #expect(answer.hasPrefix("HTTP/1.1 431"))
-    #expect(rawExchange(port: port, send: Array("NOT HTTP AT ALL\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 400"))
+    #expect(
+      await rawExchange(port: port, send: Array("NOT HTTP AT ALL\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 400"))
   }
 
   @Test func slowHeadsGet408() async throws {
     let (port, channel) = try await gateway(limits: GatewayLimits(headerTimeout: .milliseconds(300)))
     defer { channel.close(promise: nil) }
     let started = Date()
-    let answer = rawExchange(port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n".utf8))
+    let answer = await rawExchange(
+      port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n".utf8))
     #expect(answer.hasPrefix("HTTP/1.1 408"))
     #expect(Date().timeIntervalSince(started) < 2.5)
   }
@@ -78,7 +85,7 @@ func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
     let started = Date()
     // One request, then silence: the gateway ends the connection well before the client's
     // own 10 s read timeout (the bound is loose: the machine running the suite is busy).
-    let answer = rawExchange(
+    let answer = await rawExchange(
       port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8), timeout: 10)
     #expect(answer.hasPrefix("HTTP/1.1 200"))
     #expect(Date().timeIntervalSince(started) < 6)
@@ -92,10 +99,10 @@ func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
     defer { channel.close(promise: nil) }
     let body = String(repeating: "b", count: 5_000)
     let request = "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-    #expect(rawExchange(port: port, send: Array(request.utf8)).hasPrefix("HTTP/1.1 413"))
+    #expect(await rawExchange(port: port, send: Array(request.utf8)).hasPrefix("HTTP/1.1 413"))
     let small =
       "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789"
-    #expect(rawExchange(port: port, send: Array(small.utf8)).hasPrefix("HTTP/1.1 200"))
+    #expect(await rawExchange(port: port, send: Array(small.utf8)).hasPrefix("HTTP/1.1 200"))
   }
 
   @Test func connectionsOverTheLimitAreClosed() async throws {
@@ -105,17 +112,23 @@ func rawExchange(port: Int, send: [UInt8], timeout: Double = 3) -> String {
     // Closed exactly once, below: a second close could hit a descriptor NIO reused.
     let holders = (0..<2).compactMap { _ in connectLoopback(port: port) }
     #expect(holders.count == 2)
-    try await Task.sleep(for: .milliseconds(200))
+    // Both are counted once the gateway has set them up (on a busy machine that takes a
+    // moment; a third connection set up first would take a holder's slot).
+    for _ in 0..<100 where !metrics.registry.emitToString().contains("foyer_open_connections 2.0\n") {
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    #expect(metrics.registry.emitToString().contains("foyer_open_connections 2.0\n"))
     // The third connection is accepted by the kernel and closed by the gateway at once.
     #expect(
-      rawExchange(port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)) == "")
+      await rawExchange(port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)) == ""
+    )
     for fd in holders { close(fd) }
     // The gateway frees the slots when it sees the closes; on a loaded machine that can take
     // a moment, so ask until it answers (or 5 s pass).
     var answer = ""
     for _ in 0..<50 where !answer.hasPrefix("HTTP/1.1 200") {
       try await Task.sleep(for: .milliseconds(100))
-      answer = rawExchange(
+      answer = await rawExchange(
         port: port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
     }
     #expect(

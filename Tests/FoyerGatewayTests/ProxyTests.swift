@@ -342,8 +342,11 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     // No new connections once draining started: the listener is closed. (Not checked by
     // connecting: a parallel test may already have been given the same port.)
     #expect(!channel.isActive)
-    var byte: UInt8 = 0
-    #expect(read(idle, &byte, 1) == 0)
+    let closed = await offPool {
+      var byte: UInt8 = 0
+      return read(idle, &byte, 1)
+    }
+    #expect(closed == 0)
   }
 
   @Test func shutdownGivesUpAfterTheDrainTimeout() async throws {
@@ -403,7 +406,11 @@ final class TestUpstreamHandler: ChannelInboundHandler {
   }
 
   /// Reads from `fd` until `marker` has arrived (or 3 s pass).
-  static func receive(_ fd: Int32, until marker: String) -> String {
+  static func receive(_ fd: Int32, until marker: String) async -> String {
+    await offPool { receiveBlocking(fd, until: marker) }
+  }
+
+  static func receiveBlocking(_ fd: Int32, until marker: String) -> String {
     var wait = timeval(tv_sec: 3, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
     var received: [UInt8] = []
@@ -438,10 +445,10 @@ final class TestUpstreamHandler: ChannelInboundHandler {
       fd,
       "POST /shop/upload HTTP/1.1\r\nHost: x\r\nFoyer-Pass: \(pass)\r\nExpect: 100-continue\r\n"
         + "Content-Length: 10\r\n\r\n")
-    let interim = Self.receive(fd, until: "\r\n\r\n")
+    let interim = await Self.receive(fd, until: "\r\n\r\n")
     #expect(interim.hasPrefix("HTTP/1.1 100 Continue\r\n"))
     Self.write(fd, "0123456789")
-    let final = Self.receive(fd, until: "}")
+    let final = await Self.receive(fd, until: "}")
     #expect(final.hasPrefix("HTTP/1.1 200 OK"))
     let body = final.split(separator: "\r\n\r\n", maxSplits: 1).last.map(String.init) ?? ""
     #expect(echo(Data(body.utf8))["received"] == "10")
@@ -454,7 +461,7 @@ final class TestUpstreamHandler: ChannelInboundHandler {
       other,
       "POST /shop/upload HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nExpect: 100-continue\r\n"
         + "Content-Length: 100000000\r\n\r\n")
-    let answer = Self.receive(other, until: "\u{0}")  // until closed
+    let answer = await Self.receive(other, until: "\u{0}")  // until closed
     #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
     #expect(!answer.contains("100 Continue"))
     #expect(answer.lowercased().contains("connection: close"))

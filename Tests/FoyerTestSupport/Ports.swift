@@ -85,3 +85,13 @@ public func connectLoopback(port: Int) -> Int32? {
   }
   return fd
 }
+
+/// Runs blocking work (socket reads with timeouts) on a thread of its own: Swift Testing's
+/// cooperative pool has as many threads as cores (two here), and a test blocking one starves
+/// every other test's tasks.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+  await withCheckedContinuation { continuation in
+    let thread = Thread { continuation.resume(returning: body()) }
+    thread.start()
+  }
+}

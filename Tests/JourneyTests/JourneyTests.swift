@@ -50,8 +50,10 @@ import WaitingRoom
         sections: [EventSpec.Section(name: "Stalls", rows: 6, seatsPerRow: 12, priceCents: 4_200)]))
 
     // The gateway in front of it; the sale starts in 4 seconds (the pre-queue first).
-    let redis = RedisClient(
-      configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
+    // A Redis of its own: the admission loop below ticks every room it finds, and must not
+    // admit other tests' visitors from the shared server.
+    let redisServer = try await RedisServer.start()
+    let redis = RedisClient(configuration: redisServer.configuration, eventLoopGroup: group)
     let store = RoomStore(redis: redis)
     let startsAt = Int64((Date().timeIntervalSince1970 + 4) * 1_000)
     try await store.createRoom(
@@ -83,6 +85,7 @@ import WaitingRoom
         await services.triggerGracefulShutdown()
         _ = try? await boxOfficeTask.value
         await redis.close()
+        await redisServer.stop()
       }
     }
     let page = try await chromium.newPage()

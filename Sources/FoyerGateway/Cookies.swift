@@ -19,10 +19,6 @@ enum Cookies {
     return nil
   }
 
-  static func value(named name: String, in headers: HTTPHeaders) -> Substring? {
-    value(prefix: name, room: "", in: headers)
-  }
-
   private static func value(prefix: String, room: String, inHeader header: String) -> Substring? {
     let bytes = header.utf8
     var index = bytes.startIndex

@@ -77,6 +77,13 @@ extension [RoomRoute] {
   }
 }
 
+/// Where a request goes: its path and query, and the protected room it belongs to.
+struct RequestTarget {
+  var path: Substring
+  var query: Substring
+  var room: RoomRoute?
+}
+
 /// Serves every request on the event loop, with no async hop: `/_foyer/*` endpoints; room
 /// paths (a valid pass is forwarded; anyone else joins or polls the queue and gets the
 /// waiting page or JSON); everything else is forwarded unprotected.
@@ -119,6 +126,8 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// The client's address for X-Forwarded-For, read once per connection.
   private var clientAddress = "unknown"
   private var forwardedBodyBytes: Int64 = 0
+  /// This request's path, query and room (see `target(_:)`).
+  private var requestTarget: RequestTarget?
   /// This request's pass check, once per request: (room, holder or nil).
   private var passChecked: (room: String, visitor: VisitorID?, pass: Substring?)?
   /// Per connection, for request ids: a random prefix and a count.
@@ -148,6 +157,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       answeredEarly = false
       forwardedBodyBytes = 0
       passChecked = nil
+      requestTarget = nil
       requestID = nil
       requestCount &+= 1
       // `Expect: 100-continue` is answered here, as nginx does, and never forwarded: the
@@ -232,46 +242,55 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-    let (path, query) = Self.split(head.uri)
-    switch path {
+    let target = self.target(head)
+    switch target.path {
     case "/_foyer/healthz":
       respond(context, head, status: .ok, contentType: "text/plain", body: "ok\n")
     case "/_foyer/readyz":
       ready(head, context: context)
-    case "/_foyer/status":
-      guard let roomID = Self.parameter("room", in: query), let route = shared.room(id: roomID) else {
-        respond(
-          context, head, status: .badRequest, contentType: "application/json",
-          body: "{\"error\":\"unknown_room\",\"message\":\"room must name a protected room\"}")
-        return
-      }
-      visit(route.id, head: head, context: context, page: false)
-    case "/_foyer/leave":
-      guard head.method == .POST else {
+    case "/_foyer/status", "/_foyer/leave":
+      let leaving = target.path == "/_foyer/leave"
+      if leaving && head.method != .POST {
         respond(
           context, head, status: .methodNotAllowed, contentType: "application/json",
           body: "{\"error\":\"method_not_allowed\",\"message\":\"leave with POST\"}",
           extraHeaders: ["allow": "POST"])
         return
       }
-      guard let roomID = Self.parameter("room", in: query), let route = shared.room(id: roomID) else {
+      guard let roomID = Self.parameter("room", in: target.query), let route = shared.room(id: roomID) else {
         respond(
           context, head, status: .badRequest, contentType: "application/json",
           body: "{\"error\":\"unknown_room\",\"message\":\"room must name a protected room\"}")
         return
       }
-      leave(route.id, head: head, context: context)
+      if leaving {
+        leave(route.id, head: head, context: context)
+      } else {
+        visit(route.id, head: head, context: context, page: false)
+      }
     default:
-      if path.hasPrefix("/_foyer/") {
+      if target.path.hasPrefix("/_foyer/") {
         respond(
           context, head, status: .notFound, contentType: "application/json",
           body: "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}")
-      } else if let route = shared.route(forPath: path, headers: head.headers) {
+      } else if let route = target.room {
         visit(route.id, head: head, context: context, page: true)
       } else {
         answerNoUpstream(head, context: context)
       }
     }
+  }
+
+  /// This request's path, query and room, worked out once per request: the forwarding
+  /// decision (at the head) and the local answer (at the end) both need them.
+  private func target(_ head: HTTPRequestHead) -> RequestTarget {
+    if let requestTarget { return requestTarget }
+    let (path, query) = Self.split(head.uri)
+    let room =
+      path.utf8.starts(with: "/_foyer/".utf8) ? nil : shared.route(forPath: path, headers: head.headers)
+    let target = RequestTarget(path: path, query: query, room: room)
+    requestTarget = target
+    return target
   }
 
   // MARK: Forwarding
@@ -280,9 +299,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// the request is forwarded, carrying the pass holder's visitor id if it had a pass.
   private func forwardingDecision(_ head: HTTPRequestHead) -> (room: String, visitor: VisitorID)?? {
     guard let context, shared.pool(on: context.eventLoop) != nil else { return nil }
-    let (path, _) = Self.split(head.uri)
-    if path.utf8.starts(with: "/_foyer/".utf8) { return nil }
-    guard let route = shared.route(forPath: path, headers: head.headers) else { return .some(nil) }  // not protected
+    let target = self.target(head)
+    if target.path.utf8.starts(with: "/_foyer/".utf8) { return nil }
+    guard let route = target.room else { return .some(nil) }  // not protected
     guard let visitor = pass(in: head, room: route.id, signer: shared.signer(on: context.eventLoop)) else {
       return nil
     }
@@ -807,7 +826,10 @@ final class GatewayHandler: ChannelDuplexHandler {
   )
     -> TokenVerification
   {
-    signer.verify(String(token), kind: kind, room: room, now: now)
+    // Straight from the header's bytes: no copy of the token into a new String.
+    token.utf8.withContiguousStorageIfAvailable {
+      signer.verify(utf8: UnsafeRawBufferPointer($0), kind: kind, room: room, now: now)
+    } ?? signer.verify(String(token), kind: kind, room: room, now: now)
   }
 
   static func split(_ uri: String) -> (path: Substring, query: Substring) {

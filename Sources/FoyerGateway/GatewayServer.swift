@@ -68,19 +68,22 @@ public final class GatewayServer: ListenerService, Sendable {
       .childChannelOption(ChannelOptions.maxMessagesPerRead, value: configuration.maxMessagesPerRead)
       .childChannelInitializer { channel in
         // Over the connection limit: close at once, before any work.
+        // One count: the limit reads it, the gauge shows it.
         let admitted = openConnections.withLockedValue { count -> Bool in
           guard count < limits.maxConnections else { return false }
           count += 1
+          metrics.openConnections.set(Int64(count))
           return true
         }
         guard admitted else {
           metrics.connectionsRejected.increment()
           return channel.close()
         }
-        metrics.openConnections.increment()
         channel.closeFuture.whenComplete { _ in
-          openConnections.withLockedValue { $0 -= 1 }
-          metrics.openConnections.decrement()
+          openConnections.withLockedValue {
+            $0 -= 1
+            metrics.openConnections.set(Int64($0))
+          }
         }
         return channel.eventLoop.makeCompletedFuture {
           var decoderLimits = NIOHTTPDecoderLimitConfiguration()

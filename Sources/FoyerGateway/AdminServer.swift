@@ -243,40 +243,22 @@ final class AdminHandler: ChannelInboundHandler {
       }
       return metrics.registry.emitToBuffer()
     }.assumeIsolated().whenSuccess { (bytes: [UInt8]) in
-      var headers = HTTPHeaders()
-      headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
-      headers.add(name: "content-length", value: String(bytes.count))
-      headers.add(name: "cache-control", value: "no-store")
-      if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
-      context.write(
-        self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
-        promise: nil)
-      context.write(
-        self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil
-      )
-      let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-      if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+      var body = context.channel.allocator.buffer(capacity: bytes.count)
+      body.writeBytes(bytes)
+      self.send(context, head, .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body)
     }
   }
 
   private func servePage(_ html: String, head: HTTPRequestHead, context: ChannelHandlerContext) {
-    var headers = HTTPHeaders()
-    headers.add(name: "content-type", value: "text/html; charset=utf-8")
-    headers.add(name: "content-length", value: String(html.utf8.count))
-    headers.add(name: "cache-control", value: "no-store")
     // Everything the page needs is inline; nothing may load from elsewhere or frame it.
-    headers.add(
-      name: "content-security-policy",
-      value: "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
-        + "frame-ancestors 'none'")
-    if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
-    context.write(
-      wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
-      promise: nil)
-    context.write(
-      wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: html)))), promise: nil)
-    let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-    if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    let policy: HTTPHeaders = [
+      "content-security-policy":
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+        + "frame-ancestors 'none'"
+    ]
+    send(
+      context, head, .ok, contentType: "text/html; charset=utf-8",
+      body: context.channel.allocator.buffer(string: html), extraHeaders: policy)
   }
 
   private func authorized(_ head: HTTPRequestHead) -> Bool {
@@ -335,19 +317,28 @@ final class AdminHandler: ChannelInboundHandler {
   private func respond(
     _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ data: Data
   ) {
-    var headers = HTTPHeaders()
-    headers.add(name: "content-type", value: "application/json")
-    headers.add(name: "content-length", value: String(data.count + 1))
+    var body = context.channel.allocator.buffer(capacity: data.count + 1)
+    body.writeBytes(data)
+    body.writeString("\n")
+    let challenge: HTTPHeaders = status == .unauthorized ? ["www-authenticate": "Bearer"] : [:]
+    send(context, request, status, contentType: "application/json", body: body, extraHeaders: challenge)
+  }
+
+  /// Every admin answer goes out here: one complete response, then the connection closes
+  /// if the request asked for that.
+  private func send(
+    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus,
+    contentType: String, body: ByteBuffer, extraHeaders: HTTPHeaders = [:]
+  ) {
+    var headers = extraHeaders
+    headers.add(name: "content-type", value: contentType)
+    headers.add(name: "content-length", value: String(body.readableBytes))
     headers.add(name: "cache-control", value: "no-store")
-    if status == .unauthorized { headers.add(name: "www-authenticate", value: "Bearer") }
     if !request.isKeepAlive { headers.add(name: "connection", value: "close") }
     context.write(
       wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
       promise: nil)
-    var buffer = context.channel.allocator.buffer(capacity: data.count + 1)
-    buffer.writeBytes(data)
-    buffer.writeString("\n")
-    context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
     let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
     if !request.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
   }

@@ -51,18 +51,15 @@ public final class GatewayMetrics: Sendable {
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
         .seconds(2.5), .seconds(5), .seconds(10),
       ])
-    upstreamConnectErrors = registry.makeCounter(
-      descriptor: .foyer(
-        "foyer_upstream_errors_total", "Upstream failures answered 502/504 or cut off, by kind."),
-      labels: [("kind", "connect")])
-    upstreamTimeouts = registry.makeCounter(
-      descriptor: .foyer(
-        "foyer_upstream_errors_total", "Upstream failures answered 502/504 or cut off, by kind."),
-      labels: [("kind", "timeout")])
-    upstreamResets = registry.makeCounter(
-      descriptor: .foyer(
-        "foyer_upstream_errors_total", "Upstream failures answered 502/504 or cut off, by kind."),
-      labels: [("kind", "closed")])
+    func upstreamErrors(_ kind: String) -> Counter {
+      registry.makeCounter(
+        descriptor: .foyer(
+          "foyer_upstream_errors_total", "Upstream failures answered 502/504 or cut off, by kind."),
+        labels: [("kind", kind)])
+    }
+    upstreamConnectErrors = upstreamErrors("connect")
+    upstreamTimeouts = upstreamErrors("timeout")
+    upstreamResets = upstreamErrors("closed")
     redisErrors = registry.makeCounter(
       descriptor: .foyer(
         "foyer_redis_errors_total",

@@ -55,19 +55,14 @@ public struct BoxOfficeAPI: Sendable {
     }
     router.get("/events/{id}") { request, context in
       if Self.wantsPage(request) { return Self.page(ShopPage.html) }
-      guard let event = try await inventory.event(try Self.uuid(context, "id")) else {
-        throw APIError.notFound("event")
-      }
-      return try Self.json(event)
+      return try Self.json(try await inventory.event(try Self.uuid(context, "id")), orNotFound: "event")
     }
     router.get("/events/{id}/seats") { request, context in try await seats(request, context) }
     router.post("/events/{id}/holds") { request, context in try await createHold(request, context) }
     router.get("/holds/{id}") { request, context in
       let visitor = try visitor(request)
-      guard let hold = try await inventory.hold(try Self.uuid(context, "id"), visitor: visitor) else {
-        throw APIError.notFound("hold")
-      }
-      return try Self.json(hold)
+      return try Self.json(
+        try await inventory.hold(try Self.uuid(context, "id"), visitor: visitor), orNotFound: "hold")
     }
     router.delete("/holds/{id}") { request, context in
       let visitor = try visitor(request)
@@ -86,10 +81,8 @@ public struct BoxOfficeAPI: Sendable {
     }
     router.get("/orders/{id}") { request, context in
       let visitor = try visitor(request)
-      guard let order = try await inventory.order(try Self.uuid(context, "id"), visitor: visitor) else {
-        throw APIError.notFound("order")
-      }
-      return try Self.json(order)
+      return try Self.json(
+        try await inventory.order(try Self.uuid(context, "id"), visitor: visitor), orNotFound: "order")
     }
     router.post("/admin/events") { request, context in
       try admin(request)
@@ -258,7 +251,7 @@ public struct BoxOfficeAPI: Sendable {
   func runCheckout(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
     let visitor = try visitor(request)
     let hold = try Self.uuid(context, "id")
-    guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else {
+    guard let key = request.headers[.idempotencyKey] else {
       throw APIError(.badRequest, "missing_idempotency_key", "checkout needs an Idempotency-Key header")
     }
     let body = try await Self.body(request, maxBytes: configuration.maxBodyBytes)
@@ -266,7 +259,7 @@ public struct BoxOfficeAPI: Sendable {
     var headers = HTTPFields()
     headers[.contentType] = "application/json"
     headers[.cacheControl] = "no-store"
-    if answer.releasesSlot { headers[HTTPField.Name("Foyer-Release")!] = "done" }
+    if answer.releasesSlot { headers[.foyerRelease] = "done" }
     return Response(
       status: answer.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
   }
@@ -277,14 +270,14 @@ public struct BoxOfficeAPI: Sendable {
   func visitor(_ request: Request) throws -> String {
     switch configuration.identity {
     case .gateway:
-      guard let visitor = request.headers[HTTPField.Name("Foyer-Visitor")!], VisitorID(visitor) != nil else {
+      guard let visitor = request.headers[.foyerVisitor], VisitorID(visitor) != nil else {
         throw APIError(.unauthorized, "no_visitor", "this API is only reachable through the Foyer gateway")
       }
       return visitor
     case .pass:
       let room = configuration.room
       let presented =
-        request.headers[HTTPField.Name("Foyer-Pass")!] ?? request.cookies["foyer_p_\(room)"]?.value
+        request.headers[.foyerPass] ?? request.cookies["foyer_p_\(room)"]?.value
       guard let presented else {
         throw APIError(
           .unauthorized, "no_pass", "a valid Foyer pass is required: wait your turn in the queue")
@@ -383,10 +376,23 @@ public struct BoxOfficeAPI: Sendable {
     return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
   }
 
+  /// The value as JSON, or `404` naming `what` (someone else's counts as not found).
+  static func json(_ value: (some Encodable)?, orNotFound what: String) throws -> Response {
+    guard let value else { throw APIError.notFound(what) }
+    return try json(value)
+  }
+
   static func text(_ text: String) -> Response {
     Response(
       status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
   }
+}
+
+extension HTTPField.Name {
+  static let idempotencyKey = Self("Idempotency-Key")!
+  static let foyerPass = Self("Foyer-Pass")!
+  static let foyerVisitor = Self("Foyer-Visitor")!
+  static let foyerRelease = Self("Foyer-Release")!
 }
 
 extension JSONEncoder {

@@ -219,9 +219,7 @@ public final class Checkout: Sendable {
             code: tickets.code(ticket: id, seat: seat)))
       }
       guard sold.count == hold.seatIds.count else { throw HoldLost() }
-      sold.sort {
-        ($0.section, $0.row.count, $0.row, $0.number) < ($1.section, $1.row.count, $1.row, $1.number)
-      }
+      sold.sort { $0.seatOrder < $1.seatOrder }
       var createdAt = Date()
       for try await created in try await connection.query(
         """
@@ -362,11 +360,12 @@ public final class TicketCodes: Sendable {
     return text + "." + Base64URL.encode(mac.prefix(16))
   }
 
+  /// `TK1.<ticket>.<seat>.<kid>.<mac>` made by this key ring.
   public func isValid(_ code: String) -> Bool {
-    guard let dot = code.lastIndex(of: ".") else { return false }
-    let expected = self.code(
-      ticket: UUID(uuidString: String(code.split(separator: ".").dropFirst().first ?? "")) ?? UUID(),
-      seat: Int64(code.split(separator: ".").dropFirst(2).first ?? "") ?? -1)
-    return constantTimeEquals(Array(expected.utf8), Array(code.utf8)) && code[..<dot].hasPrefix("TK1.")
+    let fields = code.split(separator: ".", omittingEmptySubsequences: false)
+    guard fields.count == 5, fields[0] == "TK1", let ticket = UUID(uuidString: String(fields[1])),
+      let seat = Int64(fields[2])
+    else { return false }
+    return constantTimeEquals(Array(self.code(ticket: ticket, seat: seat).utf8), Array(code.utf8))
   }
 }

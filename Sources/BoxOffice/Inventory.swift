@@ -246,9 +246,7 @@ public final class Inventory: Sendable {
       guard seats.count == seatIds.count else {
         throw Unavailable(seatIds: Set(seatIds).subtracting(seats.map(\.id)).sorted())
       }
-      seats.sort {
-        ($0.section, $0.row.count, $0.row, $0.number) < ($1.section, $1.row.count, $1.row, $1.number)
-      }
+      seats.sort { $0.seatOrder < $1.seatOrder }
       let total = seats.reduce(0) { $0 + $1.priceCents }
       try await connection.query(
         """

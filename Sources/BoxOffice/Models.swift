@@ -27,7 +27,20 @@ public struct SeatView: Sendable, Hashable, Codable {
   public var status: String
 }
 
-public struct HeldSeat: Sendable, Hashable, Codable {
+/// Anything in a seat sorts the way the seat map reads: section, then row (A…Z before
+/// AA…), then number — the same order the SQL uses (`section, length(row_label), row_label,
+/// number`).
+protocol SeatOrdered {
+  var section: String { get }
+  var row: String { get }
+  var number: Int { get }
+}
+
+extension SeatOrdered {
+  var seatOrder: (String, Int, String, Int) { (section, row.count, row, number) }
+}
+
+public struct HeldSeat: Sendable, Hashable, Codable, SeatOrdered {
   public var id: Int64
   public var section: String
   public var row: String
@@ -44,7 +57,7 @@ public struct Hold: Sendable, Hashable, Codable {
   public var status: String
 }
 
-public struct Ticket: Sendable, Hashable, Codable {
+public struct Ticket: Sendable, Hashable, Codable, SeatOrdered {
   public var id: UUID
   public var seatId: Int64
   public var section: String

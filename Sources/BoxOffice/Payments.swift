@@ -74,8 +74,6 @@ public actor SimulatedPaymentProvider: PaymentProvider {
   private var charges: [String: ChargeOutcome] = [:]
   private var refunded: Set<String> = []
   private var counter = 0
-  /// Charges that succeeded, by key (for tests: one charge per order).
-  public private(set) var succeededCharges = 0
 
   public init(settings: PaymentSettings = PaymentSettings()) {
     self.settings = settings
@@ -101,7 +99,6 @@ public actor SimulatedPaymentProvider: PaymentProvider {
     default:
       if card.isWellFormed && card.passesLuhn {
         counter += 1
-        succeededCharges += 1
         outcome = .succeeded(reference: "sim_ch_\(counter)")
       } else {
         outcome = .declined(reason: "invalid_number")
@@ -114,6 +111,5 @@ public actor SimulatedPaymentProvider: PaymentProvider {
   public func refund(chargeKey: String, idempotencyKey: String) async throws {
     guard case .succeeded = charges[chargeKey], !refunded.contains(chargeKey) else { return }
     refunded.insert(chargeKey)
-    succeededCharges -= 1
   }
 }

@@ -139,7 +139,7 @@ import Testing
     // Alone the lag is about 1 ms (README); the bound leaves room for the rest of the suite
     // hammering the same two cores and database at the same time.
     #expect(lag.count == 1 && lag[0] >= 0 && lag[0] < 2_500, "released \(lag) ms after the expiry")
-    #expect(took < .seconds(3), "observed after \(took)")
+    #expect(took < .seconds(5), "observed after \(took)")  // the polling window above
     // The hold itself is marked expired just after its seats.
     var expired: [Int64] = []
     for _ in 0..<100 where expired != [1] {

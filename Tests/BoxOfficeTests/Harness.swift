@@ -84,31 +84,17 @@ final class TestBoxOffice: @unchecked Sendable {
         kind: .pass, room: "onsale", visitor: visitor, time: Int64(Date().timeIntervalSince1970) + seconds))
   }
 
-  struct Reply: Sendable {
-    let status: Int
-    let headers: [String: String]
-    let body: Data
-    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
-    var text: String { String(decoding: body, as: UTF8.self) }
-  }
+  typealias Reply = HTTPReply
 
   func request(
     _ method: String, _ path: String, pass: String? = nil, headers: [String: String] = [:],
     body: String? = nil
   ) async throws -> Reply {
-    var request = URLRequest(url: URL(string: base + path)!)
-    request.httpMethod = method
-    if let pass { request.setValue(pass, forHTTPHeaderField: "Foyer-Pass") }
-    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-    if let body {
-      request.httpBody = Data(body.utf8)
-      request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-    }
-    let (data, response) = try await session.data(for: request)
-    let http = response as! HTTPURLResponse
-    var fields: [String: String] = [:]
-    for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
-    return Reply(status: http.statusCode, headers: fields, body: data)
+    var headers = headers
+    if let pass { headers["Foyer-Pass"] = pass }
+    if body != nil { headers["Content-Type"] = "application/json" }
+    return try await httpRequest(
+      method, base + path, headers: headers, body: body.map { Data($0.utf8) }, session: session)
   }
 
   /// The event's seat ids, in seat-map order.

@@ -30,16 +30,11 @@ import FoundationNetworking
   func call(
     _ method: String, _ url: String, token: String?, body: String? = nil
   ) async throws -> (Int, [String: Any]) {
-    var request = URLRequest(url: URL(string: url)!)
-    request.httpMethod = method
-    if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-    if let body {
-      request.httpBody = Data(body.utf8)
-      request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-    }
-    let (data, response) = try await URLSession(configuration: .ephemeral).data(for: request)
-    let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-    return ((response as! HTTPURLResponse).statusCode, json)
+    var headers: [String: String] = [:]
+    if let token { headers["Authorization"] = "Bearer \(token)" }
+    if body != nil { headers["Content-Type"] = "application/json" }
+    let reply = try await httpRequest(method, url, headers: headers, body: body.map { Data($0.utf8) })
+    return (reply.status, reply.json)
   }
 
   @Test func theDashboardPageNeedsNoTokenButItsDataDoes() async throws {

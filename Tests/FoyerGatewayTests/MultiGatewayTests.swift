@@ -32,18 +32,8 @@ import FoundationNetworking
   static func request(
     _ url: String, method: String = "GET", headers: [String: String] = [:], body: String? = nil
   ) async throws -> Reply {
-    var request = URLRequest(url: URL(string: url)!)
-    request.httpMethod = method
-    request.httpShouldHandleCookies = false
-    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-    request.httpBody = body.map { Data($0.utf8) }
-    let configuration = URLSessionConfiguration.ephemeral
-    configuration.httpCookieStorage = nil
-    let (data, response) = try await URLSession(configuration: configuration).data(for: request)
-    let http = response as! HTTPURLResponse
-    var fields: [String: String] = [:]
-    for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
-    return Reply(status: http.statusCode, headers: fields, body: String(decoding: data, as: UTF8.self))
+    let reply = try await httpRequest(method, url, headers: headers, body: body.map { Data($0.utf8) })
+    return Reply(status: reply.status, headers: reply.headers, body: reply.text)
   }
 
   /// The value of cookie `name` among a response's Set-Cookie headers.

@@ -163,18 +163,8 @@ final class TestUpstreamHandler: ChannelInboundHandler {
   )
     async throws -> (Int, [String: String], Data)
   {
-    var request = URLRequest(url: URL(string: url)!)
-    request.httpMethod = method
-    request.httpShouldHandleCookies = false
-    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-    request.httpBody = body
-    let configuration = URLSessionConfiguration.ephemeral
-    configuration.httpCookieStorage = nil
-    let (data, response) = try await (session ?? URLSession(configuration: configuration)).data(for: request)
-    let http = response as! HTTPURLResponse
-    var fields: [String: String] = [:]
-    for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
-    return (http.statusCode, fields, data)
+    let reply = try await httpRequest(method, url, headers: headers, body: body, session: session)
+    return (reply.status, reply.headers, reply.body)
   }
 
   func echo(_ data: Data) -> [String: String] {

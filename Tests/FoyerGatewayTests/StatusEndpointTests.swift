@@ -41,27 +41,16 @@ import FoundationNetworking
   func get(
     _ url: String, cookies: [String: String] = [:]
   ) async throws -> (Int, [String: String], [String: String], String) {
-    var request = URLRequest(url: URL(string: url)!)
-    request.httpShouldHandleCookies = false
-    if !cookies.isEmpty {
-      request.setValue(
-        cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; "), forHTTPHeaderField: "Cookie")
-    }
-    let configuration = URLSessionConfiguration.ephemeral
-    configuration.httpCookieStorage = nil
-    let session = URLSession(configuration: configuration)
-    let (data, response) = try await session.data(for: request)
-    let http = response as! HTTPURLResponse
-    var headers: [String: String] = [:]
-    for (name, value) in http.allHeaderFields { headers["\(name)".lowercased()] = "\(value)" }
+    let cookie = cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")
+    let reply = try await httpRequest("GET", url, headers: cookies.isEmpty ? [:] : ["Cookie": cookie])
     var set: [String: String] = [:]
-    for cookie in (headers["set-cookie"] ?? "").split(separator: ",") {
+    for cookie in (reply.headers["set-cookie"] ?? "").split(separator: ",") {
       let pair = cookie.split(separator: ";")[0].trimmingCharacters(in: .whitespaces)
       if let equals = pair.firstIndex(of: "=") {
         set[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
       }
     }
-    return (http.statusCode, headers, set, String(decoding: data, as: UTF8.self))
+    return (reply.status, reply.headers, set, reply.text)
   }
 
   func json(_ text: String) -> [String: Any] {

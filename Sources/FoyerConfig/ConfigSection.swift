@@ -69,6 +69,32 @@ public struct ConfigSection {
     return value
   }
 
+  /// A number such as a share (`0.25`) or a factor.
+  public mutating func double(
+    _ key: String, in range: ClosedRange<Double>
+  ) throws(ConfigurationError) -> Double? {
+    guard let node = node(key) else { return nil }
+    guard let value = node.float else { throw error(key, "must be a number") }
+    guard range.contains(value) else {
+      throw error(key, "must be between \(range.lowerBound) and \(range.upperBound) (got \(value))")
+    }
+    return value
+  }
+
+  /// A list of integers, each in `range`.
+  public mutating func ints(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> [Int]? {
+    guard let node = node(key) else { return nil }
+    guard let sequence = node.sequence else { throw error(key, "must be a list of integers") }
+    var values: [Int] = []
+    for item in sequence {
+      guard let value = item.int, range.contains(value) else {
+        throw error(key, "must list integers between \(range.lowerBound) and \(range.upperBound)")
+      }
+      values.append(value)
+    }
+    return values
+  }
+
   public mutating func milliseconds(
     _ key: String, in range: ClosedRange<Int>
   ) throws(ConfigurationError)

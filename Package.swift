@@ -25,6 +25,7 @@ let package = Package(
     .executable(name: "foyer", targets: ["foyer"]),
     .executable(name: "foyer-bench", targets: ["foyer-bench"]),
     .executable(name: "boxoffice", targets: ["boxoffice"]),
+    .executable(name: "foyer-load", targets: ["foyer-load"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -38,6 +39,8 @@ let package = Package(
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.5.0"),
     .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.25.0"),
+    .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
   ],
   targets: [
     // C libraries from Debian packages; see README "Requirements".
@@ -133,10 +136,36 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
 
+    // The on-sale simulator (#6): a crowd of virtual visitors through gateway and BoxOffice.
+    .target(
+      name: "FoyerLoad",
+      dependencies: [
+        "FoyerCore", "FoyerConfig", "FoyerGateway", "BoxOffice", nioCore, logging,
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+      ],
+      path: "loadtest/FoyerLoad",
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "foyer-load",
+      dependencies: [
+        "FoyerLoad", logging,
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "loadtest/foyer-load",
+      swiftSettings: swiftSettings
+    ),
+
     // Shared by every test target: starts throwaway services, finds free ports.
     .target(
       name: "FoyerTestSupport",
-      dependencies: ["RedisNIO", nioCore, nioPosix, logging, .product(name: "PostgresNIO", package: "postgres-nio")],
+      dependencies: [
+        "RedisNIO", nioCore, nioPosix, logging, .product(name: "PostgresNIO", package: "postgres-nio"),
+      ],
       path: "Tests/FoyerTestSupport",
       swiftSettings: swiftSettings
     ),
@@ -172,8 +201,18 @@ let package = Package(
     .testTarget(
       name: "JourneyTests",
       dependencies: [
-        "BoxOffice", "FoyerGateway", "WaitingRoom", "FoyerCore", "FoyerTestSupport", "RedisNIO", nioCore, nioPosix,
+        "BoxOffice", "FoyerGateway", "WaitingRoom", "FoyerCore", "FoyerTestSupport", "RedisNIO", nioCore,
+        nioPosix,
         logging, .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "LoadTests",
+      dependencies: [
+        "FoyerLoad", "BoxOffice", "FoyerGateway", "WaitingRoom", "FoyerCore", "FoyerTestSupport", "RedisNIO",
+        nioCore, nioPosix, logging,
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: swiftSettings

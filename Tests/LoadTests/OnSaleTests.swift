@@ -1,0 +1,223 @@
+import BoxOffice
+import Foundation
+import FoyerCore
+import FoyerGateway
+import FoyerTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import RedisNIO
+import ServiceLifecycle
+import Testing
+import WaitingRoom
+
+@testable import FoyerLoad
+
+/// The small on-sale (`loadtest/onsale-small.yaml`, 2,000 visitors) through a real gateway in
+/// front of a real BoxOffice, on a real Redis and PostgreSQL: fails on any broken promise.
+@Suite(.timeLimit(.minutes(5))) struct OnSaleTests {
+  static let scenarioPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../loadtest/onsale-small.yaml").standardizedFileURL.path
+
+  @Test func aSmallOnSaleKeepsEveryPromise() async throws {
+    let scenario = try Scenario.parse(yaml: String(contentsOfFile: Self.scenarioPath, encoding: .utf8))
+    let keyRing = try KeyRing([SigningKey(id: "load", secret: Array(repeating: 7, count: 32))])
+    let group = MultiThreadedEventLoopGroup.singleton
+    let adminToken = "load-admin-token-0123456789"
+    let room = "load" + UUID().uuidString.prefix(6).lowercased()
+    let logger = Logger(label: "load")
+
+    // BoxOffice on a fresh database; it checks passes for the room itself, so a request the
+    // gateway forwarded without one is answered 401 (and counted by the simulator).
+    let databaseURL = try await PostgresDatabase.create()
+    var configuration = BoxOfficeConfiguration(
+      host: "127.0.0.1", port: 0, databaseURL: databaseURL, databaseConnections: 10,
+      holdDuration: .seconds(10), keyRing: keyRing)
+    configuration.room = room
+    let boxOffice = try BoxOfficeServer(configuration: configuration, adminToken: nil, logger: logger)
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let services = ServiceGroup(
+      configuration: .init(
+        services: boxOffice.services { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger))
+    let boxOfficeTask = Task { try await services.run() }
+    var iterator = ports.makeAsyncIterator()
+    let boxOfficePort = try #require(await iterator.next())
+    try await boxOffice.migrate()
+    // 1,200 seats for a crowd that wants about 5,000: it sells out, as on-sales do, and the
+    // operator closes the room. (Sized for a debug build sharing 2 cores with everything.)
+    let event = try await boxOffice.inventory.createEvent(
+      EventSpec(
+        name: "Load Night", category: "concert", city: "Lisbon", venue: "Load Arena",
+        startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(),
+        sections: ["North", "South", "East", "West"].map {
+          EventSpec.Section(name: $0, rows: 15, seatsPerRow: 20, priceCents: 5_000)
+        }))
+
+    // The gateway, its admin API and the admission loop, on a Redis of their own.
+    let redisServer = try await RedisServer.start()
+    let redis = RedisClient(configuration: redisServer.configuration, eventLoopGroup: group)
+    let store = RoomStore(redis: redis)
+    try await store.createRoom(room, settings: RoomSettings())
+    var gatewayConfiguration = GatewayConfiguration(
+      host: "127.0.0.1", port: 0, keyRing: keyRing,
+      rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
+      upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOfficePort))
+    gatewayConfiguration.drainTimeout = .seconds(1)
+    let gateway = try await GatewayServer(
+      configuration: gatewayConfiguration, store: store, eventLoopGroup: group
+    )
+    .start()
+    let admin = try await AdminServer(
+      configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: adminToken), store: store,
+      eventLoopGroup: group
+    ).start()
+    let admission = Task { try? await AdmissionLoop(store: store).run() }
+    defer {
+      admission.cancel()
+      gateway.close(promise: nil)
+      admin.close(promise: nil)
+      Task {
+        await services.triggerGracefulShutdown()
+        _ = try? await boxOfficeTask.value
+        await redis.close()
+        await redisServer.stop()
+      }
+    }
+
+    let report = try await Simulation(
+      scenario: scenario,
+      target: Target(
+        gateway: "http://127.0.0.1:\(gateway.localAddress!.port!)",
+        admin: "http://127.0.0.1:\(admin.localAddress!.port!)", adminToken: adminToken, room: room,
+        event: event.id, databaseURL: databaseURL),
+      logger: logger
+    ).run()
+    print(report.text)
+
+    // Every promise: no double sale, cap, rate, nobody forwarded without a pass, no 5xx.
+    #expect(report.passed, "\(report.violations.map { "\($0.kind): \($0.examples)" })")
+    #expect(report.transportErrors.isEmpty, "\(report.transportErrors)")
+    #expect(report.rate.worstExcess <= 0)
+    #expect(report.maxActiveSampled <= report.cap && report.maxActiveVisitors <= report.cap)
+    #expect(report.maxActiveSampled > 0)
+    // The books match what the visitors were told.
+    #expect(report.ledger.orders > 0 && report.ledger.orders == report.ordersSeen)
+    #expect(report.ledger.tickets == report.ticketsSeen && report.ledger.seatsSold == report.ledger.tickets)
+    #expect(report.ledger.seatsHeld == 0)
+    #expect(report.ledger.declines > 0 && report.ledger.charges == report.ledger.orders)
+    // The crowd did what the scenario says: everyone came, cheaters tried, the rate doubled.
+    #expect(report.visitors == scenario.visitors)
+    #expect((report.outcomes["cheater"] ?? 0) > 0 && (report.statuses["cheat"]?.values.reduce(0, +) ?? 0) > 0)
+    #expect((report.outcomes["bought"] ?? 0) > 0)
+    #expect((report.outcomes["unfinished"] ?? 0) == 0)
+    #expect(report.admissions.contains { $0.configuredPerMinute == 4_800 })
+    #expect(report.soldOutSeconds != nil && (report.outcomes["closed"] ?? 0) > 0)
+    // Fair: first come first served after the start; a uniform shuffle before it.
+    let fairness = report.fairness
+    #expect(fairness.postStartVisitors > 100 && (fairness.postStartSpearman ?? 0) > 0.9)
+    #expect(fairness.prequeueVisitors > 200)
+    #expect(abs(fairness.prequeueSpearman ?? 1) < 4 / Double(fairness.prequeueVisitors).squareRoot())
+    #expect((fairness.prequeueChiSquare ?? 100) < 33.7)  // p = 0.0001 for 9 degrees of freedom
+  }
+}
+
+/// The sums behind the report, on inputs whose answers are known.
+@Suite struct AnalysisTests {
+  @Test func rateCheckAllowsTheBucketAndCatchesMore() {
+    let settings = Analysis.Settings(entries: [(0, 600, 100)])  // 10 a second, bucket 10
+    // 10 s at exactly the rate, plus the full bucket at the start: kept.
+    let kept = (0...10).map {
+      Analysis.Sample(sent: Double($0), received: Double($0), admitted: 10 + $0 * 10, active: 0, waiting: 0)
+    }
+    #expect(
+      Analysis.rateCheck(
+        [Analysis.Sample(sent: 0, received: 0, admitted: 0, active: 0, waiting: 0)] + kept.dropFirst(),
+        settings
+      ).worstExcess <= 0)
+    // 30 admitted in one second: 10 over the bucket + refill.
+    let burst = [
+      Analysis.Sample(sent: 5, received: 5, admitted: 0, active: 0, waiting: 0),
+      Analysis.Sample(sent: 6, received: 6, admitted: 30, active: 0, waiting: 0),
+    ]
+    let check = Analysis.rateCheck(burst, settings)
+    #expect(abs(check.worstExcess - 10) < 0.2)
+  }
+
+  @Test func rateCheckFollowsALiveChange() {
+    // 600/min until t=10, then 1,200/min: 20 a second after the change is within the rate.
+    let settings = Analysis.Settings(entries: [(0, 600, 100), (10, 1_200, 100)])
+    let samples = (12...20).map {
+      Analysis.Sample(sent: Double($0), received: Double($0), admitted: ($0 - 12) * 20, active: 0, waiting: 0)
+    }
+    #expect(Analysis.rateCheck(samples, settings).worstExcess <= 0)
+    let before = (0...8).map {
+      Analysis.Sample(sent: Double($0), received: Double($0), admitted: $0 * 20, active: 0, waiting: 0)
+    }
+    #expect(Analysis.rateCheck(before, settings).worstExcess > 30)
+  }
+
+  @Test func concurrencyCountsOverlapsAndNotTouchingEnds() {
+    #expect(Analysis.maxConcurrent([(0, 2), (1, 3), (2, 4)]).count == 2)
+    #expect(Analysis.maxConcurrent([(0, 10), (1, 3), (2, 4), (3.5, 5)]).count == 3)
+    #expect(Analysis.maxConcurrent([]).count == 0)
+  }
+
+  @Test func rankCorrelationAndShuffleUniformity() {
+    let order = (0..<400).map(Double.init)
+    #expect(Analysis.spearman(order, order.map { $0 * 2 + 1 }) == 1)
+    #expect(abs(Analysis.spearman(order, order.reversed())! + 1) < 1e-9)
+    #expect(Analysis.ranks([3, 1, 3, 2]) == [3.5, 1, 3.5, 2])
+    // Admitted in join order: nothing like a shuffle.
+    #expect(Analysis.quartileChiSquare(order, order)! > 1_000)
+    // A seeded shuffle: uniform.
+    var generator = SplitMix64(seed: 42)
+    let shuffled = order.shuffled(using: &generator)
+    #expect(Analysis.quartileChiSquare(order, shuffled)! < Analysis.chiSquareCritical)
+    #expect(abs(Analysis.spearman(order, shuffled)!) < 0.2)
+  }
+
+  @Test func scenarioErrorsNameTheKeyAndLine() throws {
+    #expect(throws: (any Error).self) { try Scenario.parse(yaml: "visitors: 10\nvisiters: 3\n") }
+    do {
+      _ = try Scenario.parse(yaml: "visitors: 100\nwaiting:\n  abandon: 1.5\n")
+      Issue.record("a share above 1 was accepted")
+    } catch {
+      #expect("\(error)".contains("waiting.abandon") && "\(error)".contains("line 3"))
+    }
+    do {
+      _ = try Scenario.parse(yaml: "visitors: 10\narrivals:\n  prequeue: 8\n  burst: 8\n")
+      Issue.record("more arrivals than visitors were accepted")
+    } catch {
+      #expect("\(error)".contains("exceeds visitors"))
+    }
+    do {
+      _ = try Scenario.parse(yaml: "room:\n  starts_at: 5\n")
+      Issue.record("starts_at was accepted")
+    } catch {
+      #expect("\(error)".contains("starts_at"))
+    }
+    let small = try Scenario.parse(yaml: String(contentsOfFile: OnSaleTests.scenarioPath, encoding: .utf8))
+    #expect(
+      small.visitors == 2_000 && small.changes.count == 1
+        && small.changes[0].settings[0].0 == "rate_per_minute")
+  }
+
+  @Test func theArrivalCurveIsPrequeueThenBurstThenTail() throws {
+    var scenario = Scenario()
+    scenario.visitors = 100
+    scenario.prequeue = 20
+    scenario.burst = 50
+    scenario.startInSeconds = 5
+    scenario.burstSeconds = 2
+    scenario.tailSeconds = 10
+    let simulation = Simulation(
+      scenario: scenario,
+      target: Target(gateway: "", admin: "", adminToken: "", room: "r", event: UUID(), databaseURL: ""),
+      logger: Logger(label: "t"))
+    let times = (0..<100).map(simulation.arrival)
+    #expect(times == times.sorted())
+    #expect(times[..<20].allSatisfy { $0 < 4.5 })
+    #expect(times[20..<70].allSatisfy { $0 > 5 && $0 < 7 })
+    #expect(times[70...].allSatisfy { $0 > 7 && $0 < 17 })
+  }
+}

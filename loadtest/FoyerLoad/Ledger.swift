@@ -1,0 +1,205 @@
+internal import BoxOffice
+internal import Foundation
+internal import Logging
+internal import PostgresNIO
+
+/// BoxOffice's books for the event after the run, read straight from PostgreSQL, and the
+/// invariants they must keep whatever happened over HTTP (DESIGN §6).
+public struct Ledger: Sendable, Codable {
+  public var seatsTotal = 0
+  public var seatsSold = 0
+  public var seatsHeld = 0
+  public var seatsAvailable = 0
+  public var orders = 0
+  public var revenueCents = 0
+  public var tickets = 0
+  public var holds = 0
+  public var holdsExpired = 0
+  public var holdsReleased = 0
+  public var charges = 0
+  public var declines = 0
+  public var refunds = 0
+  public var voids = 0
+  /// Seats with more than one live ticket, or sold more than once in the audit trail.
+  public var seatsSoldTwice = 0
+  /// Sold seats without a live ticket, and live tickets on seats not sold.
+  public var ticketMismatches = 0
+  /// Confirmed orders whose hold was charged other than exactly once.
+  public var ordersNotChargedOnce = 0
+  /// Holds without an order whose successful charges were not all refunded.
+  public var unrefundedCharges = 0
+  /// Ordered holds with a seat not sold to that order.
+  public var ordersMissingSeats = 0
+  /// Holds still active after their expiry (plus the worker's grace), and seats held by a
+  /// hold that ended.
+  public var heldSeatLeaks = 0
+
+  /// Runs `body` with a client of the database, closed afterwards.
+  static func withDatabase<T: Sendable>(
+    _ url: String, _ body: (PostgresClient) async throws -> T
+  ) async throws -> T {
+    let client = PostgresClient(configuration: try postgresConfiguration(url: url, maximumConnections: 2))
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await client.run() }
+      defer { group.cancelAll() }
+      return try await body(client)
+    }
+  }
+
+  /// The seconds until the last active hold of the event runs out (0 when none is left).
+  static func secondsUntilHoldsEnd(
+    _ client: PostgresClient, event: UUID, logger: Logger
+  ) async throws -> Double {
+    var seconds = 0.0
+    for try await value in try await client.query(
+      """
+      SELECT coalesce(extract(epoch FROM max(expires_at) - now()), 0)::float8
+      FROM holds WHERE event_id = \(event) AND status = 'active'
+      """, logger: logger
+    ).decode(Double.self) {
+      seconds = max(value, 0)
+    }
+    return seconds
+  }
+
+  /// The sections of the event, for the visitors to choose from.
+  static func sections(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> [String] {
+    var sections: [String] = []
+    for try await section in try await client.query(
+      "SELECT DISTINCT section FROM seats WHERE event_id = \(event) ORDER BY section", logger: logger
+    ).decode(String.self) {
+      sections.append(section)
+    }
+    return sections
+  }
+
+  /// Seats not sold yet (available or held).
+  static func unsoldSeats(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> Int {
+    var count = 0
+    for try await value in try await client.query(
+      "SELECT count(*)::int8 FROM seats WHERE event_id = \(event) AND status <> 'sold'", logger: logger
+    ).decode(Int.self) {
+      count = value
+    }
+    return count
+  }
+
+  /// The ids of the event's orders (lowercase), to find any a visitor was given and the
+  /// database does not have.
+  static func orderIDs(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> Set<String> {
+    var ids: Set<String> = []
+    for try await id in try await client.query(
+      "SELECT id FROM orders WHERE event_id = \(event)", logger: logger
+    ).decode(UUID.self) {
+      ids.insert(id.uuidString.lowercased())
+    }
+    return ids
+  }
+
+  /// Reads the books of one event.
+  static func read(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> Ledger {
+    func count(_ query: PostgresQuery) async throws -> Int {
+      var result = 0
+      for try await value in try await client.query(query, logger: logger).decode(Int.self) { result = value }
+      return result
+    }
+    var ledger = Ledger()
+    for try await (status, number) in try await client.query(
+      "SELECT status, count(*)::int8 FROM seats WHERE event_id = \(event) GROUP BY status", logger: logger
+    ).decode((String, Int).self) {
+      ledger.seatsTotal += number
+      switch status {
+      case "sold": ledger.seatsSold = number
+      case "held": ledger.seatsHeld = number
+      default: ledger.seatsAvailable = number
+      }
+    }
+    for try await (orders, revenue) in try await client.query(
+      """
+      SELECT count(*)::int8, coalesce(sum(total_cents), 0)::int8 FROM orders
+      WHERE event_id = \(event) AND status = 'confirmed'
+      """, logger: logger
+    ).decode((Int, Int).self) {
+      ledger.orders = orders
+      ledger.revenueCents = revenue
+    }
+    ledger.tickets = try await count(
+      """
+      SELECT count(*)::int8 FROM tickets t JOIN orders o ON o.id = t.order_id
+      WHERE o.event_id = \(event) AND t.live
+      """)
+    for try await (status, number) in try await client.query(
+      "SELECT status, count(*)::int8 FROM holds WHERE event_id = \(event) GROUP BY status", logger: logger
+    ).decode((String, Int).self) {
+      ledger.holds += number
+      if status == "expired" { ledger.holdsExpired = number }
+      if status == "released" { ledger.holdsReleased = number }
+    }
+    for try await (kind, outcome, number) in try await client.query(
+      """
+      SELECT p.kind, p.outcome, count(*)::int8 FROM payments p JOIN holds h ON h.id = p.hold_id
+      WHERE h.event_id = \(event) GROUP BY p.kind, p.outcome
+      """, logger: logger
+    ).decode((String, String, Int).self) {
+      switch (kind, outcome) {
+      case ("charge", "succeeded"): ledger.charges = number
+      case ("charge", "declined"): ledger.declines = number
+      case ("refund", "succeeded"): ledger.refunds = number
+      case ("void", _): ledger.voids += number
+      default: break
+      }
+    }
+
+    // The invariants.
+    ledger.seatsSoldTwice =
+      try await count(
+        """
+        SELECT count(*)::int8 FROM (
+          SELECT t.seat_id FROM tickets t JOIN seats s ON s.id = t.seat_id
+          WHERE s.event_id = \(event) AND t.live GROUP BY t.seat_id HAVING count(*) > 1) twice
+        """)
+      + (try await count(
+        """
+        SELECT count(*)::int8 FROM (
+          SELECT seat_id FROM seat_audit WHERE event_id = \(event) AND to_status = 'sold'
+          GROUP BY seat_id HAVING count(*) > 1) twice
+        """))
+    ledger.ticketMismatches = try await count(
+      """
+      SELECT count(*)::int8 FROM seats s WHERE s.event_id = \(event)
+        AND (s.status = 'sold') <> EXISTS (SELECT 1 FROM tickets t WHERE t.seat_id = s.id AND t.live)
+      """)
+    ledger.ordersNotChargedOnce = try await count(
+      """
+      SELECT count(*)::int8 FROM orders o WHERE o.event_id = \(event) AND o.status = 'confirmed'
+        AND (SELECT count(*) FROM payments p WHERE p.hold_id = o.hold_id
+             AND p.kind = 'charge' AND p.outcome = 'succeeded') <> 1
+      """)
+    ledger.unrefundedCharges = try await count(
+      """
+      SELECT count(*)::int8 FROM holds h WHERE h.event_id = \(event)
+        AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = h.id)
+        AND (SELECT count(*) FROM payments p WHERE p.hold_id = h.id AND p.kind = 'charge' AND p.outcome = 'succeeded')
+         <> (SELECT count(*) FROM payments p WHERE p.hold_id = h.id AND p.kind = 'refund' AND p.outcome = 'succeeded')
+      """)
+    ledger.ordersMissingSeats = try await count(
+      """
+      SELECT count(*)::int8 FROM holds h JOIN orders o ON o.hold_id = h.id, unnest(h.seat_ids) AS seat(id)
+      WHERE h.event_id = \(event) AND o.status = 'confirmed'
+        AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.order_id = o.id AND t.seat_id = seat.id AND t.live)
+      """)
+    ledger.heldSeatLeaks =
+      try await count(
+        """
+        SELECT count(*)::int8 FROM holds WHERE event_id = \(event) AND status = 'active'
+          AND expires_at < now() - interval '5 seconds'
+        """)
+      + (try await count(
+        """
+        SELECT count(*)::int8 FROM seats s WHERE s.event_id = \(event) AND s.status = 'held'
+          AND (s.held_until < now() - interval '5 seconds'
+               OR NOT EXISTS (SELECT 1 FROM holds h WHERE h.id = s.hold_id AND h.status = 'active'))
+        """))
+    return ledger
+  }
+}

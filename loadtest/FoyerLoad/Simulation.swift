@@ -1,0 +1,370 @@
+internal import AsyncHTTPClient
+public import Foundation
+internal import FoyerConfig
+internal import FoyerGateway
+internal import Histogram
+public import Logging
+internal import NIOConcurrencyHelpers
+internal import NIOCore
+internal import PostgresNIO
+
+/// Where the crowd goes: a running gateway (with its admin API) in front of BoxOffice, and
+/// BoxOffice's database for the books.
+public struct Target: Sendable {
+  public var gateway: String
+  public var admin: String
+  public var adminToken: String
+  public var room: String
+  public var event: UUID
+  public var databaseURL: String
+
+  public init(
+    gateway: String, admin: String, adminToken: String, room: String, event: UUID, databaseURL: String
+  ) {
+    self.gateway = gateway
+    self.admin = admin
+    self.adminToken = adminToken
+    self.room = room
+    self.event = event
+    self.databaseURL = databaseURL
+  }
+}
+
+public struct SimulationError: Error, CustomStringConvertible {
+  public let description: String
+}
+
+/// Runs a scenario against a target: sets the room up as an operator would, lets the crowd
+/// in on its arrival curve, samples the admin API, applies the live changes, then reads the
+/// books and checks every promise.
+public struct Simulation: Sendable {
+  public let scenario: Scenario
+  public let target: Target
+  let logger: Logger
+
+  public init(scenario: Scenario, target: Target, logger: Logger) {
+    self.scenario = scenario
+    self.target = target
+    self.logger = logger
+  }
+
+  /// `progress` gets a line every few seconds (for the CLI).
+  public func run(progress: (@Sendable (String) -> Void)? = nil) async throws -> Report {
+    let seed = scenario.seed != 0 ? scenario.seed : UInt64.random(in: 1...UInt64.max)
+    let recorder = Recorder()
+    guard let adminURL = URL(string: target.admin) else {
+      throw SimulationError(description: "the admin URL '\(target.admin)' is not a URL")
+    }
+    let admin = AdminClient(baseURL: adminURL, token: target.adminToken)
+    let (sections, existingOrders) = try await Ledger.withDatabase(target.databaseURL) { client in
+      (
+        try await Ledger.sections(client, event: target.event, logger: logger),
+        try await Ledger.orderIDs(client, event: target.event, logger: logger).count
+      )
+    }
+    guard !sections.isEmpty else {
+      throw SimulationError(description: "event \(target.event) has no seats in the database")
+    }
+    if existingOrders > 0 {
+      logger.warning(
+        "the event already has orders; the books include them", metadata: ["orders": "\(existingOrders)"])
+    }
+
+    // The room, as the operator sets it before the doors open.
+    let origin = ContinuousClock.now
+    let wallOrigin = Date().timeIntervalSince1970
+    let startsAt = scenario.startInSeconds
+    var initial: [String: Any] = ["state": "queue"]
+    for (key, value) in scenario.room { initial[key] = value }
+    initial["starts_at"] = String(Int64((wallOrigin + startsAt) * 1_000))
+    let room = try await admin.update(target.room, initial)
+    guard let rate = Int(room.settings["rate_per_minute"] ?? ""),
+      let cap = Int(room.settings["max_active"] ?? "")
+    else { throw SimulationError(description: "the admin API did not show the room's rate and cap") }
+    let settings = NIOLockedValueBox(Analysis.Settings(entries: [(0, rate, cap)]))
+    let samples = NIOLockedValueBox<[Analysis.Sample]>([])
+    let soldOutAt = NIOLockedValueBox<Double?>(nil)
+
+    var configuration = HTTPClient.Configuration()
+    configuration.redirectConfiguration = .disallow
+    configuration.httpVersion = .http1Only
+    configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+    configuration.connectionPool = .init(
+      idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: scenario.connections)
+    let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    let crowd = Crowd(
+      client: client, base: target.gateway, room: target.room, event: target.event.uuidString.lowercased(),
+      sections: sections, scenario: scenario, recorder: recorder, origin: origin, wallOrigin: wallOrigin,
+      startsAt: startsAt)
+
+    let records = await withTaskGroup(of: Void.self) { group in
+      // The admin API's live numbers, for rate and cap.
+      group.addTask {
+        while !Task.isCancelled {
+          await sample(admin, crowd, samples)
+          try? await Task.sleep(for: .milliseconds(scenario.sampleMilliseconds))
+        }
+      }
+      // The operator's live changes.
+      group.addTask {
+        for change in scenario.changes {
+          try? await Task.sleep(for: .milliseconds(Int((startsAt + change.atSeconds - crowd.now()) * 1_000)))
+          if Task.isCancelled { return }
+          let sent = crowd.now()
+          do {
+            let room = try await admin.update(target.room, Dictionary(change.settings) { $1 })
+            if let rate = Int(room.settings["rate_per_minute"] ?? ""),
+              let cap = Int(room.settings["max_active"] ?? "")
+            {
+              settings.withLockedValue { $0.entries.append((sent, rate, cap)) }
+            }
+            progress?(
+              "t=\(Int(sent - startsAt)) s: applied \(change.settings.map { "\($0.0)=\($0.1)" }.joined(separator: " "))"
+            )
+          } catch {
+            recorder.violation(.unexpectedAnswer, "the admin API refused a change: \(error)")
+          }
+        }
+      }
+      if let progress {
+        group.addTask {
+          while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            if let last = samples.withLockedValue({ $0.last }), !Task.isCancelled {
+              progress(
+                "t=\(Int(crowd.now() - startsAt)) s: waiting \(last.waiting), active \(last.active), admitted \(last.admitted)"
+              )
+            }
+          }
+        }
+      }
+      // The operator closes the room once every seat is sold: the line goes home.
+      if scenario.closeWhenSoldOut {
+        group.addTask {
+          do {
+            try await Ledger.withDatabase(target.databaseURL) { client in
+              while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(1))
+                guard try await Ledger.unsoldSeats(client, event: target.event, logger: logger) == 0 else {
+                  continue
+                }
+                _ = try await admin.update(target.room, ["state": "closed"])
+                soldOutAt.withLockedValue { $0 = crowd.now() }
+                progress?("t=\(Int(crowd.now() - startsAt)) s: sold out; room closed")
+                return
+              }
+            }
+          } catch is CancellationError {
+          } catch {
+            recorder.violation(.unexpectedAnswer, "closing the sold-out room failed: \(error)")
+          }
+        }
+      }
+      // The crowd, cut off at the deadline.
+      let crowdTask = Task { await arrive(crowd, seed: seed) }
+      let deadline = Task {
+        try await Task.sleep(for: .seconds(scenario.deadlineSeconds))
+        crowdTask.cancel()
+      }
+      let records = await withTaskCancellationHandler {
+        await crowdTask.value
+      } onCancel: {
+        crowdTask.cancel()
+      }
+      deadline.cancel()
+      group.cancelAll()
+      return records
+    }
+    await sample(admin, crowd, samples)
+    try await client.shutdown()
+
+    // Held seats run out by themselves; wait for that (bounded) before checking them.
+    progress?("the crowd is done; letting the last holds run out")
+    let settleUntil = crowd.now() + scenario.settleSeconds
+    let (ledger, orderIDs) = try await Ledger.withDatabase(target.databaseURL) { client in
+      while crowd.now() < settleUntil {
+        let remaining = try await Ledger.secondsUntilHoldsEnd(client, event: target.event, logger: logger)
+        if remaining <= 0 { break }
+        try await Task.sleep(
+          for: .milliseconds(Int(min(remaining + 2, settleUntil - crowd.now()) * 1_000) + 1))
+      }
+      return (
+        try await Ledger.read(client, event: target.event, logger: logger),
+        try await Ledger.orderIDs(client, event: target.event, logger: logger)
+      )
+    }
+    var report = report(
+      seed: seed, records: records, samples: samples.withLockedValue { $0 },
+      settings: settings.withLockedValue { $0 },
+      recorder: recorder, ledger: ledger, orderIDs: orderIDs, crowd: crowd)
+    report.soldOutSeconds = soldOutAt.withLockedValue { $0 }.map { $0 - startsAt }
+    return report
+  }
+
+  /// Lets each visitor in at its arrival time; returns when all are done (or cut off).
+  private func arrive(_ crowd: Crowd, seed: UInt64) async -> [VisitorRecord] {
+    await withTaskGroup(of: VisitorRecord.self) { group in
+      for index in 0..<scenario.visitors {
+        let wait = arrival(index) - crowd.now()
+        if wait > 0.002 { try? await Task.sleep(for: .milliseconds(Int(wait * 1_000))) }
+        if Task.isCancelled { break }
+        group.addTask {
+          var visitor = VirtualVisitor(index: index, crowd: crowd, seed: seed)
+          return await visitor.run()
+        }
+      }
+      var records: [VisitorRecord] = []
+      records.reserveCapacity(scenario.visitors)
+      for await record in group { records.append(record) }
+      return records
+    }
+  }
+
+  /// The arrival curve: the pre-queue spread over the lead-in (ending half a second before
+  /// the start), the burst over its seconds after the start, the rest over the tail.
+  func arrival(_ index: Int) -> Double {
+    let start = scenario.startInSeconds
+    if index < scenario.prequeue {
+      let leadIn = max(start - 0.5, 0)
+      return leadIn * (Double(index) + 0.5) / Double(scenario.prequeue)
+    }
+    let afterPrequeue = index - scenario.prequeue
+    if afterPrequeue < scenario.burst {
+      return start + scenario.burstSeconds * (Double(afterPrequeue) + 0.5) / Double(scenario.burst)
+    }
+    let tail = scenario.visitors - scenario.prequeue - scenario.burst
+    let position = afterPrequeue - scenario.burst
+    return start + scenario.burstSeconds + scenario.tailSeconds * (Double(position) + 0.5)
+      / Double(max(tail, 1))
+  }
+
+  private func sample(
+    _ admin: AdminClient, _ crowd: Crowd, _ samples: NIOLockedValueBox<[Analysis.Sample]>
+  ) async {
+    let sent = crowd.now()
+    guard let room = try? await admin.room(target.room) else {
+      crowd.recorder.transportError(.admin)
+      return
+    }
+    let received = crowd.now()
+    crowd.recorder.request(.admin, status: 200, microseconds: UInt64((received - sent) * 1_000_000))
+    samples.withLockedValue {
+      $0.append(
+        Analysis.Sample(
+          sent: sent, received: received, admitted: room.live["admitted"] ?? 0,
+          active: room.live["active"] ?? 0,
+          waiting: room.live["waiting"] ?? 0))
+    }
+  }
+
+  // MARK: The report
+
+  private func report(
+    seed: UInt64, records: [VisitorRecord], samples: [Analysis.Sample], settings: Analysis.Settings,
+    recorder: Recorder, ledger: Ledger, orderIDs: Set<String>, crowd: Crowd
+  ) -> Report {
+    let recorded = recorder.snapshot
+    let end = crowd.now()
+
+    // Rate: every window between two samples.
+    let rate = Analysis.rateCheck(samples, settings)
+    if rate.worstExcess > 0 {
+      recorder.violation(
+        .rateExceeded,
+        "\(String(format: "%.1f", rate.worstExcess)) admissions above the allowance between t=\(String(format: "%.1f", rate.worstFrom)) s and t=\(String(format: "%.1f", rate.worstTo)) s"
+      )
+    }
+
+    // Cap: the admin API's count, and the visitors' own.
+    let sampledPeak = samples.max { $0.active < $1.active }
+    for sample in samples where sample.active > settings.cap(at: sample.received) {
+      recorder.violation(
+        .capExceeded,
+        "the admin API showed \(sample.active) active at t=\(String(format: "%.1f", sample.received)) s")
+    }
+    let intervals = records.compactMap { record -> (start: Double, end: Double)? in
+      guard let start = record.admittedAt else { return nil }
+      return (start, record.endedAt ?? record.passExpiresAt ?? end)
+    }
+    let counted = Analysis.maxConcurrent(intervals)
+    if counted.count > settings.cap(at: counted.at) {
+      recorder.violation(
+        .capExceeded, "\(counted.count) visitors held slots at t=\(String(format: "%.1f", counted.at)) s")
+    }
+
+    // Fairness.
+    let admitted = records.filter { $0.admittedAt != nil && $0.joinedAt != nil && $0.outcome != .cheater }
+    let after = admitted.filter { $0.joinedBeforeStart == false }
+    let before = admitted.filter { $0.joinedBeforeStart == true }
+    let fairness = Report.Fairness(
+      postStartVisitors: after.count,
+      postStartSpearman: Analysis.spearman(after.map { $0.joinedAt! }, after.map { $0.admittedAt! }),
+      prequeueVisitors: before.count,
+      prequeueSpearman: Analysis.spearman(before.map { $0.joinedAt! }, before.map { $0.admittedAt! }),
+      prequeueChiSquare: Analysis.quartileChiSquare(
+        before.map { $0.joinedAt! }, before.map { $0.admittedAt! }),
+      chiSquareCritical: Analysis.chiSquareCritical)
+
+    // The books against what the visitors were told.
+    let seen = Set(records.compactMap { $0.orderID?.lowercased() })
+    let lost = seen.subtracting(orderIDs)
+    recorder.violation(
+      .lostOrder, "orders \(lost.prefix(3).joined(separator: ", ")) are not in the database",
+      count: lost.count)
+    recorder.violation(
+      .doubleSale, "\(ledger.seatsSoldTwice) seats sold twice", count: ledger.seatsSoldTwice)
+    recorder.violation(
+      .doubleSale, "\(ledger.ticketMismatches) seats whose status and tickets disagree",
+      count: ledger.ticketMismatches)
+    recorder.violation(
+      .doubleSale, "\(ledger.ordersMissingSeats) ordered seats without their ticket",
+      count: ledger.ordersMissingSeats)
+    recorder.violation(
+      .charges, "\(ledger.ordersNotChargedOnce) orders not charged exactly once",
+      count: ledger.ordersNotChargedOnce)
+    recorder.violation(
+      .charges, "\(ledger.unrefundedCharges) charges for unsold holds not refunded",
+      count: ledger.unrefundedCharges)
+    recorder.violation(
+      .heldSeatLeak, "\(ledger.heldSeatLeaks) seats or holds still held after their hold ended",
+      count: ledger.heldSeatLeaks)
+
+    let final = recorder.snapshot
+    var latency: [String: Report.Latency] = [:]
+    for (kind, histogram) in recorded.latency {
+      func ms(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1_000 }
+      latency[kind.rawValue] = Report.Latency(
+        count: Int(histogram.totalCount), p50Ms: ms(50), p90Ms: ms(90), p99Ms: ms(99),
+        maxMs: Double(histogram.max) / 1_000)
+    }
+    var outcomes: [String: Int] = [:]
+    for record in records { outcomes[record.outcome.rawValue, default: 0] += 1 }
+    let admittedCount = records.filter { $0.admittedAt != nil }.count
+    let polls = recorded.statuses[.status]?.values.reduce(0, +) ?? 0
+    return Report(
+      seed: seed, visitors: records.count, durationSeconds: end,
+      admissions: Analysis.windows(
+        samples, settings, startsAt: crowd.startsAt, length: scenario.reportSeconds),
+      rate: rate,
+      admittedByGateway: (samples.last?.admitted ?? 0) - (samples.first?.admitted ?? 0),
+      admittedVisitors: admittedCount,
+      maxActiveSampled: sampledPeak?.active ?? 0, maxActiveVisitors: counted.count,
+      cap: settings.entries.map(\.maxActive).max() ?? 0,
+      fairness: fairness,
+      latency: latency,
+      statuses: Dictionary(
+        uniqueKeysWithValues: recorded.statuses.map { kind, codes in
+          (kind.rawValue, Dictionary(uniqueKeysWithValues: codes.map { (String($0.key), $0.value) }))
+        }),
+      transportErrors: Dictionary(
+        uniqueKeysWithValues: recorded.transportErrors.map { ($0.key.rawValue, $0.value) }),
+      pollsPerAdmittedVisitor: admittedCount > 0 ? Double(polls) / Double(admittedCount) : 0,
+      outcomes: outcomes,
+      ordersSeen: seen.count,
+      ticketsSeen: records.map(\.tickets).reduce(0, +),
+      ledger: ledger,
+      violations: final.violations.sorted { $0.key < $1.key }.map {
+        Report.Violation(kind: $0.key.rawValue, count: $0.value, examples: final.examples[$0.key] ?? [])
+      })
+  }
+}

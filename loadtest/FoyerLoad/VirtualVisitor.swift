@@ -1,0 +1,501 @@
+internal import AsyncHTTPClient
+internal import Foundation
+internal import NIOHTTP1
+
+/// What happened to one visitor, in seconds since the run began.
+struct VisitorRecord: Sendable {
+  enum Outcome: String, Codable, CaseIterable, Sendable {
+    case bought
+    case soldOut = "sold_out"
+    case leftWaiting = "left_waiting"
+    case vanishedWaiting = "vanished_waiting"
+    case abandonedHold = "abandoned_hold"
+    case holdLost = "hold_lost"
+    case closed
+    case cheater
+    case failed
+    case unfinished
+  }
+
+  var index: Int
+  /// When the join request was sent.
+  var joinedAt: Double?
+  /// Whether the join reached the gateway before the on-sale start; `nil` when too close to call.
+  var joinedBeforeStart: Bool?
+  /// When the visitor learned it was admitted (a little after the admission itself).
+  var admittedAt: Double?
+  /// The pass's expiry: the end of the slot for a visitor who walks away.
+  var passExpiresAt: Double?
+  /// When the visitor saw its slot given back (the order's answer, or leaving).
+  var endedAt: Double?
+  var polls = 0
+  var outcome = Outcome.unfinished
+  var orderID: String?
+  var tickets = 0
+}
+
+/// Everything the visitors share: the connection pool, the target, the clock.
+struct Crowd: Sendable {
+  let client: HTTPClient
+  let base: String
+  let room: String
+  let event: String
+  let sections: [String]
+  let scenario: Scenario
+  let recorder: Recorder
+  let origin: ContinuousClock.Instant
+  /// The wall clock at `origin`, to place pass expiries (unix seconds) on the run's clock.
+  let wallOrigin: Double
+  /// The on-sale start, on the run's clock.
+  let startsAt: Double
+
+  func now() -> Double { seconds(ContinuousClock.now - origin) }
+
+  func runTime(unixSeconds: Double) -> Double { unixSeconds - wallOrigin }
+}
+
+func seconds(_ duration: Duration) -> Double {
+  let (whole, attoseconds) = duration.components
+  return Double(whole) + Double(attoseconds) / 1e18
+}
+
+/// A small seeded generator (SplitMix64), written here because the standard library has no
+/// seedable one: a scenario with a seed must make the same crowd again.
+struct SplitMix64: RandomNumberGenerator {
+  private var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// One visitor's journey: open the event page, wait in line polling the status, hold seats,
+/// pay, leave. Its personality (abandons, reads the map, double-clicks…) is drawn from the
+/// scenario's shares with its own seeded generator.
+struct VirtualVisitor {
+  let crowd: Crowd
+  var browser: Browser
+  var record: VisitorRecord
+  var random: SplitMix64
+
+  private var scenario: Scenario { crowd.scenario }
+  private var passCookie: String { "foyer_p_\(crowd.room)" }
+  private var visitorCookie: String { "foyer_v_\(crowd.room)" }
+
+  init(index: Int, crowd: Crowd, seed: UInt64) {
+    self.crowd = crowd
+    browser = Browser(client: crowd.client, base: crowd.base, recorder: crowd.recorder)
+    record = VisitorRecord(index: index)
+    random = SplitMix64(seed: seed ^ (UInt64(index) &* 0x2545_F491_4F6C_DD1D))
+  }
+
+  private mutating func chance(_ share: Double) -> Bool { Double.random(in: 0..<1, using: &random) < share }
+
+  mutating func run() async -> VisitorRecord {
+    if chance(scenario.cheaters) {
+      await cheat()
+    } else if await join(), await waitForTurn() {
+      await shop()
+    }
+    return record
+  }
+
+  // MARK: Waiting
+
+  /// Opens the event page as a browser does: the waiting page and the visitor cookie, or a
+  /// 307 with the pass when the join admits at once.
+  private mutating func join() async -> Bool {
+    for attempt in 0..<5 {
+      let sent = crowd.now()
+      record.joinedAt = sent
+      guard
+        let reply = await browser.send(
+          .page, .GET, "/events/\(crowd.event)", headers: [("accept", "text/html")])
+      else {
+        guard await pause(seconds: 1 + Double(attempt)) else { return false }
+        continue
+      }
+      let received = crowd.now()
+      if received < crowd.startsAt - 0.1 {
+        record.joinedBeforeStart = true
+      } else if sent > crowd.startsAt + 0.1 {
+        record.joinedBeforeStart = false
+      }
+      switch reply.status {
+      case 200 where browser.cookies[visitorCookie] != nil:
+        return true
+      case 307 where browser.cookies[passCookie] != nil:
+        admitted()
+        return true
+      case 503:
+        guard await pause(seconds: Double(reply.headers.first(name: "retry-after") ?? "") ?? 1) else {
+          return false
+        }
+      default:
+        return unexpected("the event page answered \(reply.status) without the gateway's cookie")
+      }
+    }
+    record.outcome = .failed
+    return false
+  }
+
+  /// Polls `/_foyer/status` at the interval the server asks for until admitted.
+  private mutating func waitForTurn() async -> Bool {
+    let abandons = chance(scenario.abandonWaiting)
+    let polite = chance(0.5)
+    let abandonAfter = Int.random(in: 1...4, using: &random)
+    var pollAfter = 1.0
+    while record.admittedAt == nil {
+      if abandons && record.polls >= abandonAfter {
+        if polite {
+          await leave()
+          record.outcome = .leftWaiting
+        } else {
+          record.outcome = .vanishedWaiting
+        }
+        return false
+      }
+      guard await pause(seconds: pollAfter * scenario.pollFactor) else { return false }
+      record.polls += 1
+      guard let reply = await browser.send(.status, .GET, "/_foyer/status?room=\(crowd.room)") else {
+        pollAfter = 1
+        continue
+      }
+      if reply.status == 503 {
+        pollAfter = Double(reply.headers.first(name: "retry-after") ?? "") ?? 1
+        continue
+      }
+      guard reply.status == 200, let status = reply.decode(GatewayStatus.self) else {
+        return unexpected("status poll answered \(reply.status): \(reply.text.prefix(100))")
+      }
+      if status.admitted {
+        if browser.cookies[passCookie] == nil, let pass = status.pass { browser.cookies[passCookie] = pass }
+        admitted()
+      } else if status.state == "closed" {
+        record.outcome = .closed
+        return false
+      } else {
+        pollAfter = Double(max(status.pollAfterMs, 50)) / 1_000
+      }
+    }
+    return true
+  }
+
+  private mutating func admitted() {
+    record.admittedAt = crowd.now()
+    // `v1.p.<room>.<visitor>.<expiry>.<kid>.<mac>` (DESIGN §4).
+    if let pass = browser.cookies[passCookie] {
+      let fields = pass.split(separator: ".")
+      if fields.count == 7, let expiry = Double(fields[4]) {
+        record.passExpiresAt = crowd.runTime(unixSeconds: expiry)
+      }
+    }
+  }
+
+  // MARK: Shopping
+
+  private struct SeatMap: Decodable {
+    struct Seat: Decodable {
+      var id: Int64
+      var row: String
+      var number: Int
+      var status: String
+    }
+    var seats: [Seat]
+  }
+
+  private struct HoldAnswer: Decodable {
+    struct Seat: Decodable { var id: Int64 }
+    var id: String
+    var seats: [Seat]
+  }
+
+  private struct OrderAnswer: Decodable {
+    struct Ticket: Decodable { var seatId: Int64 }
+    var id: String
+    var tickets: [Ticket]
+  }
+
+  private mutating func shop() async {
+    let quantity = pickQuantity()
+    let readsMap = chance(scenario.readMap)
+    var hold: HoldAnswer?
+    var sections = crowd.sections.shuffled(using: &random)
+    for _ in 0..<scenario.holdAttempts where hold == nil && !sections.isEmpty {
+      let section = sections.removeFirst()
+      let encodedSection = section.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? section
+      let body: String
+      if readsMap {
+        guard
+          let reply = await browser.send(
+            .seats, .GET, "/events/\(crowd.event)/seats?section=\(encodedSection)"),
+          forwarded(reply, "seat map")
+        else { return }
+        guard reply.status == 200, let map = reply.decode(SeatMap.self) else {
+          _ = unexpected("seat map answered \(reply.status): \(reply.text.prefix(100))")
+          return
+        }
+        guard let seats = choose(quantity, from: map.seats) else { continue }
+        body = "{\"seatIds\":[\(seats.map(String.init).joined(separator: ","))]}"
+      } else {
+        body = "{\"section\":\(Self.jsonString(section)),\"quantity\":\(quantity)}"
+      }
+      guard let reply = await browser.send(.hold, .POST, "/events/\(crowd.event)/holds", body: body),
+        forwarded(reply, "hold")
+      else { return }
+      switch reply.status {
+      case 201:
+        guard let answer = reply.decode(HoldAnswer.self), answer.seats.count == quantity else {
+          _ = unexpected("a hold answered 201 with \(reply.text.prefix(100))")
+          return
+        }
+        hold = answer
+      case 409:
+        continue
+      default:
+        _ = unexpected("a hold answered \(reply.status): \(reply.text.prefix(100))")
+        return
+      }
+    }
+    guard let hold else {
+      await leave()
+      record.outcome = .soldOut
+      return
+    }
+
+    guard
+      await pause(
+        seconds: Double(scenario.thinkMilliseconds) / 1_000 * Double.random(in: 0.5...1.5, using: &random))
+    else { return }
+    if chance(scenario.abandonHold) {
+      record.outcome = .abandonedHold
+      if chance(0.5) {
+        if let reply = await browser.send(.release, .DELETE, "/holds/\(hold.id)"),
+          forwarded(reply, "release"),
+          !(200..<300).contains(reply.status)
+        {
+          _ = unexpected("releasing a hold answered \(reply.status)")
+        }
+        await leave()
+      } else {
+        record.endedAt = record.passExpiresAt
+      }
+      return
+    }
+    await checkout(hold)
+  }
+
+  private mutating func checkout(_ hold: HoldAnswer) async {
+    let path = "/holds/\(hold.id)/checkout"
+    let good = "{\"card\":{\"number\":\"4242 4242 4242 4242\"}}"
+    if chance(scenario.declineFirst) {
+      let declined = "{\"card\":{\"number\":\"4000 0000 0000 0002\"}}"
+      guard
+        let reply = await browser.send(
+          .checkout, .POST, path, headers: [("idempotency-key", UUID().uuidString)], body: declined),
+        forwarded(reply, "checkout")
+      else { return }
+      guard reply.status == 402 else {
+        _ = unexpected("a declined card answered \(reply.status): \(reply.text.prefix(100))")
+        return
+      }
+    }
+    let key = [("idempotency-key", UUID().uuidString)]
+    // Kept before the answer clears it: a client that never saw the answer still has it.
+    let before = browser
+    // The slot is given back after this request is sent, never before: ending the visitor's
+    // count of it here keeps that count a lower bound of the gateway's.
+    let sent = crowd.now()
+    var answers: [Reply] = []
+    if chance(scenario.doubleSubmit) {
+      let jar = browser
+      async let first = jar.sendCopy(.checkout, .POST, path, headers: key, body: good)
+      async let second = jar.sendCopy(.checkout, .POST, path, headers: key, body: good)
+      let replies = await [first, second].compactMap { $0 }
+      // Two clicks at once: one order; the other click sees "in flight" (409) or the replay.
+      let created = replies.filter { $0.status == 201 }
+      let others = replies.filter { $0.status != 201 }
+      if created.isEmpty || others.contains(where: { $0.status != 409 }) {
+        crowd.recorder.violation(
+          .idempotency, "double submit answered \(replies.map(\.status)) for hold \(hold.id)")
+      }
+      if Set(created.compactMap { $0.decode(OrderAnswer.self)?.id }).count > 1 {
+        crowd.recorder.violation(.idempotency, "double submit made two orders for hold \(hold.id)")
+      }
+      for reply in replies { browser.store(reply.headers) }
+      answers = created.isEmpty ? replies : [created[0]]
+    } else if let reply = await browser.send(.checkout, .POST, path, headers: key, body: good) {
+      answers = [reply]
+    }
+    guard let reply = answers.first, forwarded(reply, "checkout") else { return }
+    switch reply.status {
+    case 201:
+      guard let order = reply.decode(OrderAnswer.self), order.tickets.count == hold.seats.count else {
+        _ = unexpected("checkout answered 201 with \(reply.text.prefix(100))")
+        return
+      }
+      record.endedAt = sent
+      record.outcome = .bought
+      record.orderID = order.id
+      record.tickets = order.tickets.count
+      if browser.cookies[passCookie] != nil {
+        crowd.recorder.violation(
+          .unexpectedAnswer, "the order's answer did not clear the pass (Foyer-Release)")
+      }
+      if chance(scenario.retrySameKey) {
+        // The answer was "lost": the same request again, with the pass still in the jar.
+        if let replay = await before.sendCopy(.checkout, .POST, path, headers: key, body: good),
+          forwarded(replay, "checkout replay")
+        {
+          if replay.status != 201 || replay.decode(OrderAnswer.self)?.id != order.id {
+            crowd.recorder.violation(
+              .idempotency,
+              "a replay answered \(replay.status) \(replay.text.prefix(80)), not order \(order.id)")
+          }
+        }
+      }
+    case 410:
+      record.outcome = .holdLost
+      await leave()
+    default:
+      _ = unexpected("checkout answered \(reply.status): \(reply.text.prefix(100))")
+    }
+  }
+
+  /// `n` seats side by side in one row if there are any, else any `n` available seats.
+  private mutating func choose(_ quantity: Int, from seats: [SeatMap.Seat]) -> [Int64]? {
+    let available = seats.filter { $0.status == "available" }
+    guard available.count >= quantity else { return nil }
+    var runs: [[Int64]] = []
+    for row in Dictionary(grouping: available, by: \.row).values {
+      let sorted = row.sorted { $0.number < $1.number }
+      var start = 0
+      while start + quantity <= sorted.count {
+        let window = sorted[start..<start + quantity]
+        if window.last!.number - window.first!.number == quantity - 1 {
+          runs.append(window.map(\.id))
+          start += quantity
+        } else {
+          start += 1
+        }
+      }
+    }
+    if let run = runs.randomElement(using: &random) { return run }
+    return Array(available.shuffled(using: &random).prefix(quantity).map(\.id))
+  }
+
+  private mutating func pickQuantity() -> Int {
+    let weights = scenario.seatWeights
+    var draw = Int.random(in: 0..<weights.reduce(0, +), using: &random)
+    for (index, weight) in weights.enumerated() {
+      if draw < weight { return index + 1 }
+      draw -= weight
+    }
+    return 1
+  }
+
+  // MARK: Helpers
+
+  /// `POST /_foyer/leave`: gives the slot or the place back.
+  private mutating func leave() async {
+    let sent = crowd.now()
+    if let reply = await browser.send(.leave, .POST, "/_foyer/leave?room=\(crowd.room)"), reply.status == 200
+    {
+      if record.admittedAt != nil { record.endedAt = sent }
+    } else if record.admittedAt != nil {
+      record.endedAt = record.passExpiresAt
+    }
+  }
+
+  /// Checks that an answer to a request made with the pass came from upstream. BoxOffice
+  /// checks passes itself: a 401 from it means the gateway forwarded without a valid pass. A
+  /// gateway status answer means the pass was refused (it ran out): the journey ends.
+  private mutating func forwarded(_ reply: Reply, _ what: String) -> Bool {
+    if reply.status == 401 {
+      crowd.recorder.violation(
+        .forwardedWithoutPass, "\(what): upstream refused the pass: \(reply.text.prefix(100))")
+      record.outcome = .failed
+      return false
+    }
+    if reply.isGatewayStatus {
+      return unexpected("\(what): the gateway did not accept a pass it issued")
+    }
+    return true
+  }
+
+  private mutating func unexpected(_ detail: String) -> Bool {
+    crowd.recorder.violation(.unexpectedAnswer, detail)
+    record.outcome = .failed
+    return false
+  }
+
+  /// Sleeps; false when the run was cut off meanwhile.
+  private mutating func pause(seconds: Double) async -> Bool {
+    try? await Task.sleep(for: .milliseconds(Int(seconds * 1_000)))
+    if Task.isCancelled {
+      record.outcome = .unfinished
+      return false
+    }
+    return true
+  }
+
+  static func jsonString(_ text: String) -> String {
+    let data = (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8)
+    return String(decoding: data, as: UTF8.self)
+  }
+
+  // MARK: Cheating
+
+  /// Skips the line with forged passes, each of which must get the gateway's own answer and
+  /// never reach BoxOffice; then gives the place it was given back.
+  private mutating func cheat() async {
+    record.outcome = .cheater
+    guard
+      let page = await browser.send(
+        .page, .GET, "/events/\(crowd.event)", headers: [("accept", "text/html")]),
+      page.status == 200 || page.status == 307
+    else { return }
+    let room = crowd.room
+    let expiry = Int(Date().timeIntervalSince1970) + 600
+    let noise = (0..<22).map { _ in "abcdefghijklmnopqrstuvwxyzABCDEF".randomElement(using: &random)! }
+    var forgeries = [
+      "v1.p.\(room).\(String(noise)).\(expiry).k1.\(String(noise))\(String(noise))",
+      "v1.p.other-room.\(String(noise)).\(expiry).k1.\(String(noise))",
+      "garbage",
+    ]
+    if let token = browser.cookies[visitorCookie] {
+      var fields = token.split(separator: ".").map(String.init)
+      forgeries.append(token)  // a visitor token presented as a pass: wrong kind
+      if fields.count == 7 {
+        fields[1] = "p"
+        fields[4] = String(expiry)
+        forgeries.append(fields.joined(separator: "."))  // the MAC no longer matches
+      }
+    }
+    let section = crowd.sections.first ?? "A"
+    let encodedSection = section.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? section
+    for (index, forged) in forgeries.enumerated() {
+      var jar = browser
+      let headers: [(String, String)]
+      if index.isMultiple(of: 2) {
+        headers = [("foyer-pass", forged)]
+      } else {
+        jar.cookies[passCookie] = forged
+        headers = []
+      }
+      guard
+        let reply = await jar.sendCopy(
+          .cheat, .GET, "/events/\(crowd.event)/seats?section=\(encodedSection)", headers: headers)
+      else { continue }
+      if reply.status == 307 || reply.isGatewayStatus { continue }
+      crowd.recorder.violation(
+        .forwardedWithoutPass,
+        "a forged pass (\(forged.prefix(30))…) got \(reply.status): \(reply.text.prefix(80))")
+    }
+    await leave()
+  }
+}

@@ -88,7 +88,7 @@ public struct Simulation: Sendable {
     var configuration = HTTPClient.Configuration()
     configuration.redirectConfiguration = .disallow
     configuration.httpVersion = .http1Only
-    configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+    configuration.timeout = .init(connect: .seconds(10))
     configuration.connectionPool = .init(
       idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: scenario.connections)
     let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)

@@ -79,7 +79,8 @@ struct FoyerLoadCommand: AsyncParsableCommand {
       logger: logger)
     let report: Report
     do {
-      report = try await simulation.run { line in print(line) }
+      // Unbuffered, so progress shows as it happens also through a pipe.
+      report = try await simulation.run { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
     } catch {
       print("foyer-load: the run could not start: \(error)")
       throw ExitCode(2)

@@ -4,7 +4,7 @@ internal import NIOHTTP1
 /// Sits between the HTTP codec and the pipelining handler and answers what the request
 /// handler never sees: requests the decoder rejects (431 for oversized headers, 400 for
 /// anything else) and heads that do not arrive in time (408 on a fresh connection, a quiet
-/// close for an idle keep-alive one). Being below `HTTPServerPipelineHandler`, its answers
+/// close for an idle keep-alive one). Being below `RequestSequencer`, its answers
 /// go straight to the encoder, outside the request/response pairing.
 final class ConnectionGuard: ChannelDuplexHandler {
   typealias InboundIn = HTTPServerRequestPart

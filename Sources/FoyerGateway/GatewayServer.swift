@@ -89,14 +89,14 @@ public final class GatewayServer: ListenerService, Sendable {
           var decoderLimits = NIOHTTPDecoderLimitConfiguration()
           decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
           decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
-          // codec, then the guard (answers what never becomes a request), then pipelining,
-          // then the gateway.
+          // codec, then the guard (answers what never becomes a request), then pipelining
+          // and draining, then the gateway.
           let pipeline = channel.pipeline.syncOperations
           try pipeline.addHandler(ConnectionGuard(limits: limits))
           try pipeline.configureHTTPServerPipeline(
             position: .first, withPipeliningAssistance: false, withErrorHandling: false,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
-          try pipeline.addHandler(HTTPServerPipelineHandler())
+          try pipeline.addHandler(RequestSequencer())
           try pipeline.addHandler(GatewayHandler(shared: shared))
         }
       }

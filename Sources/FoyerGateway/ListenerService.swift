@@ -8,7 +8,7 @@ public import ServiceLifecycle
 /// (idle keep-alive connections close at once), and gives up waiting after `drainTimeout`.
 ///
 /// Draining is NIO's `ServerQuiescingHelper`: it sends `ChannelShouldQuiesceEvent` to each
-/// connection, which `HTTPServerPipelineHandler` turns into "close after this response".
+/// connection, which `RequestSequencer` turns into "close after this response".
 public protocol ListenerService: Service {
   func start() async throws -> any Channel
   /// Collects accepted connections; its handler must be on the server channel.

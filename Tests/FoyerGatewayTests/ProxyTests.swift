@@ -417,6 +417,33 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     _ = Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
   }
 
+  /// Pipelined requests, some answered by the gateway and some forwarded (one with a body),
+  /// come back in order on the one connection.
+  @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (_, _, room, channel) = try await gateway(upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    let pass = signer.sign(
+      Token(kind: .pass, room: room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 60))
+    let requests = [
+      "GET /shop/first HTTP/1.1\r\nHost: x\r\nFoyer-Pass: \(pass)\r\n\r\n",
+      "GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST /shop/second HTTP/1.1\r\nHost: x\r\nFoyer-Pass: \(pass)\r\nContent-Length: 5\r\n\r\nhello",
+      "GET /public/third HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /_foyer/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ]
+    let answer = await rawExchange(port: channel.localAddress!.port!, send: Array(requests.joined().utf8))
+    let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+    #expect(statuses == ["200", "200", "200", "200", "200"], "\(answer.prefix(600))")
+    // The upstream echoes the URI as JSON (`\/shop\/first`).
+    let first = try #require(answer.range(of: "first\""))
+    let second = try #require(answer.range(of: "second\""))
+    let third = try #require(answer.range(of: "third\""))
+    #expect(first.lowerBound < second.lowerBound && second.lowerBound < third.lowerBound)
+    #expect(answer.contains("\"received\":\"5\""))
+  }
+
   @Test func expectContinueIsAnsweredByTheGateway() async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }

@@ -45,6 +45,9 @@ public struct Scenario: Sendable {
   public var abandonHold = 0.05
   /// Share whose first card is declined; they pay again with a good one.
   public var declineFirst = 0.1
+  /// Share who pay with the slow test card (it answers after BoxOffice's `payments.slow_ms`):
+  /// their slot and hold stay busy meanwhile, as with a real 3-D Secure detour.
+  public var slowCard = 0.02
   /// Share who send the same checkout again after it succeeded (a lost answer): the replay
   /// must return the same order.
   public var retrySameKey = 0.1
@@ -120,6 +123,7 @@ public struct Scenario: Sendable {
       if let value = try shopping.int("think_ms", in: 0...600_000) { scenario.thinkMilliseconds = value }
       if let value = try shopping.double("abandon_hold", in: 0...1) { scenario.abandonHold = value }
       if let value = try shopping.double("decline_first", in: 0...1) { scenario.declineFirst = value }
+      if let value = try shopping.double("slow_card", in: 0...1) { scenario.slowCard = value }
       if let value = try shopping.double("retry_same_key", in: 0...1) { scenario.retrySameKey = value }
       if let value = try shopping.double("double_submit", in: 0...1) { scenario.doubleSubmit = value }
       try shopping.finish()

@@ -291,9 +291,10 @@ struct VirtualVisitor {
 
   private mutating func checkout(_ hold: HoldAnswer) async {
     let path = "/holds/\(hold.id)/checkout"
-    let good = "{\"card\":{\"number\":\"4242 4242 4242 4242\"}}"
+    // BoxOffice's simulated provider's test cards: success, slow success, and two declines.
+    let good = chance(scenario.slowCard) ? Self.card("4000 0000 0000 0077") : Self.card("4242 4242 4242 4242")
     if chance(scenario.declineFirst) {
-      let declined = "{\"card\":{\"number\":\"4000 0000 0000 0002\"}}"
+      let declined = chance(0.5) ? Self.card("4000 0000 0000 0002") : Self.card("4000 0000 0000 9995")
       guard
         let reply = await browser.send(
           .checkout, .POST, path, headers: [("idempotency-key", UUID().uuidString)], body: declined),
@@ -442,6 +443,8 @@ struct VirtualVisitor {
     }
     return true
   }
+
+  static func card(_ number: String) -> String { "{\"card\":{\"number\":\"\(number)\"}}" }
 
   static func jsonString(_ text: String) -> String {
     let data = (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8)

@@ -164,7 +164,9 @@ let package = Package(
     .target(
       name: "FoyerTestSupport",
       dependencies: [
-        "RedisNIO", nioCore, nioPosix, logging, .product(name: "PostgresNIO", package: "postgres-nio"),
+        "RedisNIO", "BoxOffice", "FoyerGateway", "WaitingRoom", "FoyerCore", nioCore, nioPosix, logging,
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       path: "Tests/FoyerTestSupport",
       swiftSettings: swiftSettings

@@ -22,70 +22,26 @@ import WaitingRoom
 
   @Test func aVisitorWaitsBuysAndTheOperatorChangesTheRate() async throws {
     let keyRing = try KeyRing([SigningKey(id: "journey", secret: Array(repeating: 5, count: 32))])
-    let group = MultiThreadedEventLoopGroup.singleton
     let adminToken = "journey-admin-token-0123456789"
 
     let room = "journey" + UUID().uuidString.prefix(6)
 
-    // BoxOffice on a fresh database, with a small hall; it checks passes for the room.
-    var configuration = BoxOfficeConfiguration(
-      host: "127.0.0.1", port: 0, databaseURL: try await PostgresDatabase.create(), databaseConnections: 5,
-      keyRing: keyRing)
-    configuration.room = room
-    let boxOffice = try BoxOfficeServer(
-      configuration: configuration, adminToken: nil, logger: Logger(label: "t"))
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let services = ServiceGroup(
-      configuration: .init(
-        services: boxOffice.services { continuation.yield($0.localAddress?.port ?? 0) },
-        logger: Logger(label: "t")))
-    let boxOfficeTask = Task { try await services.run() }
-    var iterator = ports.makeAsyncIterator()
-    let boxOfficePort = try #require(await iterator.next())
-    try await boxOffice.migrate()
-    let event = try await boxOffice.inventory.createEvent(
-      EventSpec(
-        name: "Journey Night", category: "concert", city: "Lisbon", venue: "Test Hall",
-        startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(),
-        sections: [EventSpec.Section(name: "Stalls", rows: 6, seatsPerRow: 12, priceCents: 4_200)]))
-
-    // The gateway in front of it; the sale starts in 4 seconds (the pre-queue first).
-    // A Redis of its own: the admission loop below ticks every room it finds, and must not
-    // admit other tests' visitors from the shared server.
-    let redisServer = try await RedisServer.start()
-    let redis = RedisClient(configuration: redisServer.configuration, eventLoopGroup: group)
-    let store = RoomStore(redis: redis)
+    // BoxOffice with a small hall behind the gateway; the sale starts in 4 seconds (the
+    // pre-queue first).
     let startsAt = Int64((Date().timeIntervalSince1970 + 4) * 1_000)
-    try await store.createRoom(
-      room, settings: RoomSettings(ratePerMinute: 600, maxActive: 50, startsAtMilliseconds: startsAt))
-    var gatewayConfiguration = GatewayConfiguration(
-      host: "127.0.0.1", port: 0, keyRing: keyRing,
-      rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
-      upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOfficePort))
-    gatewayConfiguration.drainTimeout = .seconds(1)
-    let gateway = try await GatewayServer(
-      configuration: gatewayConfiguration, store: store, eventLoopGroup: group
+    let stack = try await OnSaleStack.start(
+      room: room, keyRing: keyRing, adminToken: adminToken,
+      sections: [EventSpec.Section(name: "Stalls", rows: 6, seatsPerRow: 12, priceCents: 4_200)],
+      settings: RoomSettings(ratePerMinute: 600, maxActive: 50, startsAtMilliseconds: startsAt))
+    let (event, store, boxOffice, base, adminBase) = (
+      stack.event, stack.store, stack.boxOffice, stack.base, stack.adminBase
     )
-    .start()
-    let admin = try await AdminServer(
-      configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: adminToken), store: store,
-      eventLoopGroup: group
-    ).start()
-    let admission = Task { try? await AdmissionLoop(store: store).run() }
-    let base = "http://127.0.0.1:\(gateway.localAddress!.port!)"
-    let adminBase = "http://127.0.0.1:\(admin.localAddress!.port!)"
 
     let chromium = try Chromium.start()
     defer {
-      admission.cancel()
-      gateway.close(promise: nil)
-      admin.close(promise: nil)
       Task {
         await chromium.stop()
-        await services.triggerGracefulShutdown()
-        _ = try? await boxOfficeTask.value
-        await redis.close()
-        await redisServer.stop()
+        await stack.stop()
       }
     }
     let page = try await chromium.newPage()

@@ -22,74 +22,29 @@ import WaitingRoom
   @Test func aSmallOnSaleKeepsEveryPromise() async throws {
     let scenario = try Scenario.parse(yaml: String(contentsOfFile: Self.scenarioPath, encoding: .utf8))
     let keyRing = try KeyRing([SigningKey(id: "load", secret: Array(repeating: 7, count: 32))])
-    let group = MultiThreadedEventLoopGroup.singleton
     let adminToken = "load-admin-token-0123456789"
     let room = "load" + UUID().uuidString.prefix(6).lowercased()
     let logger = Logger(label: "load")
 
-    // BoxOffice on a fresh database; it checks passes for the room itself, so a request the
-    // gateway forwarded without one is answered 401 (and counted by the simulator).
-    let databaseURL = try await PostgresDatabase.create()
-    var configuration = BoxOfficeConfiguration(
-      host: "127.0.0.1", port: 0, databaseURL: databaseURL, databaseConnections: 10,
-      holdDuration: .seconds(10), keyRing: keyRing)
-    configuration.room = room
-    let boxOffice = try BoxOfficeServer(configuration: configuration, adminToken: nil, logger: logger)
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let services = ServiceGroup(
-      configuration: .init(
-        services: boxOffice.services { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger))
-    let boxOfficeTask = Task { try await services.run() }
-    var iterator = ports.makeAsyncIterator()
-    let boxOfficePort = try #require(await iterator.next())
-    try await boxOffice.migrate()
-    // 1,200 seats for a crowd that wants about 5,000: it sells out, as on-sales do, and the
-    // operator closes the room. (Sized for a debug build sharing 2 cores with everything.)
-    let event = try await boxOffice.inventory.createEvent(
-      EventSpec(
-        name: "Load Night", category: "concert", city: "Lisbon", venue: "Load Arena",
-        startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(),
-        sections: ["North", "South", "East", "West"].map {
-          EventSpec.Section(name: $0, rows: 15, seatsPerRow: 20, priceCents: 5_000)
-        }))
-
-    // The gateway, its admin API and the admission loop, on a Redis of their own.
-    let redisServer = try await RedisServer.start()
-    let redis = RedisClient(configuration: redisServer.configuration, eventLoopGroup: group)
-    let store = RoomStore(redis: redis)
-    try await store.createRoom(room, settings: RoomSettings())
-    var gatewayConfiguration = GatewayConfiguration(
-      host: "127.0.0.1", port: 0, keyRing: keyRing,
-      rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
-      upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOfficePort))
-    gatewayConfiguration.drainTimeout = .seconds(1)
-    let gateway = try await GatewayServer(
-      configuration: gatewayConfiguration, store: store, eventLoopGroup: group
-    )
-    .start()
-    let admin = try await AdminServer(
-      configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: adminToken), store: store,
-      eventLoopGroup: group
-    ).start()
-    let admission = Task { try? await AdmissionLoop(store: store).run() }
-    defer {
-      admission.cancel()
-      gateway.close(promise: nil)
-      admin.close(promise: nil)
-      Task {
-        await services.triggerGracefulShutdown()
-        _ = try? await boxOfficeTask.value
-        await redis.close()
-        await redisServer.stop()
-      }
-    }
+    // BoxOffice checks passes for the room itself, so a request the gateway forwarded without
+    // one is answered 401 (and counted by the simulator). 1,200 seats for a crowd that wants
+    // about 5,000: it sells out, as on-sales do, and the operator closes the room. (Sized for
+    // a debug build sharing 2 cores with everything.) The room's settings come from the
+    // scenario.
+    let stack = try await OnSaleStack.start(
+      room: room, keyRing: keyRing, adminToken: adminToken,
+      sections: ["North", "South", "East", "West"].map {
+        EventSpec.Section(name: $0, rows: 15, seatsPerRow: 20, priceCents: 5_000)
+      },
+      holdDuration: .seconds(10), databaseConnections: 10, settings: RoomSettings())
+    defer { Task { await stack.stop() } }
 
     let report = try await Simulation(
       scenario: scenario,
       target: Target(
-        gateway: "http://127.0.0.1:\(gateway.localAddress!.port!)",
-        admin: "http://127.0.0.1:\(admin.localAddress!.port!)", adminToken: adminToken, room: room,
-        event: event.id, databaseURL: databaseURL),
+        gateway: stack.base, admin: stack.adminBase, adminToken: adminToken, room: room,
+        event: stack.event.id,
+        databaseURL: stack.databaseURL),
       logger: logger
     ).run()
     print(report.text)

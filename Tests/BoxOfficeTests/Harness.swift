@@ -18,8 +18,7 @@ final class TestBoxOffice: @unchecked Sendable {
   let server: BoxOfficeServer
   let base: String
   let event: Event
-  private let task: Task<Void, any Error>
-  private let group: ServiceGroup
+  private let boxOffice: InProcessBoxOffice
   let signer = try! TokenSigner(keyRing: TestBoxOffice.keyRing)
   let session: URLSession
 
@@ -36,45 +35,26 @@ final class TestBoxOffice: @unchecked Sendable {
       host: "127.0.0.1", port: 0, databaseURL: try await PostgresDatabase.create(), databaseConnections: 10,
       redisURL: redisURL, holdDuration: hold, keyRing: keyRing, payments: payments)
     configuration.maxBodyBytes = 4_096
-    let server = try BoxOfficeServer(
-      configuration: configuration, adminToken: "boxoffice-test-admin-token", logger: Logger(label: "test"))
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    var services = server.services { channel in
-      continuation.yield(channel.localAddress?.port ?? 0)
-    }
-    if !expiryWorker { services.removeAll { $0 is ExpiryWorker } }
-    let group = ServiceGroup(configuration: .init(services: services, logger: Logger(label: "test")))
-    let task = Task { try await group.run() }
-    var iterator = ports.makeAsyncIterator()
-    guard let port = await iterator.next() else { throw TestServiceError("BoxOffice did not start") }
-    // Migrations run beside the server: wait for the schema before creating the event.
-    try await server.migrate()
-    let event = try await server.inventory.createEvent(
-      EventSpec(
+    let boxOffice = try await InProcessBoxOffice.start(
+      configuration, adminToken: "boxoffice-test-admin-token", expiryWorker: expiryWorker,
+      event: EventSpec(
         name: "Test Night", category: "concert", city: "Lisbon", venue: "Test Hall",
         startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(), sections: sections))
-    return TestBoxOffice(
-      server: server, base: "http://127.0.0.1:\(port)", event: event, task: task, group: group)
+    return TestBoxOffice(boxOffice)
   }
 
-  private init(
-    server: BoxOfficeServer, base: String, event: Event, task: Task<Void, any Error>, group: ServiceGroup
-  ) {
-    self.server = server
-    self.base = base
-    self.event = event
-    self.task = task
-    self.group = group
+  private init(_ boxOffice: InProcessBoxOffice) {
+    self.boxOffice = boxOffice
+    server = boxOffice.server
+    base = "http://127.0.0.1:\(boxOffice.port)"
+    event = boxOffice.event
     let configuration = URLSessionConfiguration.ephemeral
     configuration.httpMaximumConnectionsPerHost = 256
     configuration.timeoutIntervalForRequest = 60
     session = URLSession(configuration: configuration)
   }
 
-  func stop() async {
-    await group.triggerGracefulShutdown()
-    _ = try? await task.value
-  }
+  func stop() async { await boxOffice.stop() }
 
   /// A valid pass for a new (or the given) visitor. A signer per call: tests sign from many
   /// tasks at once, and a signer's OpenSSL context is not thread-safe.

@@ -6,13 +6,13 @@ internal import Logging
 public import NIOCore
 internal import NIOPosix
 public import RedisNIO
-internal import ServiceLifecycle
 public import WaitingRoom
 
 /// A whole on-sale in this process, as operators run it: BoxOffice on a fresh database with
 /// one event (checking passes for the room itself), and the gateway in front of it with its
 /// admin API and admission loop, on a Redis of its own — the admission loop ticks every room
-/// it finds, and must not admit other tests' visitors from the shared server.
+/// it finds, and must not admit other tests' visitors from the shared server. `startsIn`
+/// sets the room's on-sale start that many seconds after the stack is up.
 public final class OnSaleStack: @unchecked Sendable {
   public let room: String
   public let event: Event
@@ -23,8 +23,7 @@ public final class OnSaleStack: @unchecked Sendable {
   public let base: String
   public let adminBase: String
   public let adminToken: String
-  private let services: ServiceGroup
-  private let boxOfficeTask: Task<Void, any Error>
+  private let running: InProcessBoxOffice
   private let admission: Task<Void, Never>
   private let gateway: any Channel
   private let admin: any Channel
@@ -33,25 +32,17 @@ public final class OnSaleStack: @unchecked Sendable {
 
   public static func start(
     room: String, keyRing: KeyRing, adminToken: String, sections: [EventSpec.Section],
-    holdDuration: Duration = .seconds(600), databaseConnections: Int = 5, settings: RoomSettings
+    holdDuration: Duration = .seconds(600), databaseConnections: Int = 5, settings: RoomSettings,
+    startsIn seconds: Double? = nil
   ) async throws -> OnSaleStack {
-    let logger = Logger(label: "on-sale")
     let databaseURL = try await PostgresDatabase.create()
     var configuration = BoxOfficeConfiguration(
       host: "127.0.0.1", port: 0, databaseURL: databaseURL, databaseConnections: databaseConnections,
       holdDuration: holdDuration, keyRing: keyRing)
     configuration.room = room
-    let boxOffice = try BoxOfficeServer(configuration: configuration, adminToken: nil, logger: logger)
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let services = ServiceGroup(
-      configuration: .init(
-        services: boxOffice.services { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger))
-    let boxOfficeTask = Task { try await services.run() }
-    var iterator = ports.makeAsyncIterator()
-    guard let boxOfficePort = await iterator.next() else { throw TestServiceError("BoxOffice did not start") }
-    try await boxOffice.migrate()
-    let event = try await boxOffice.inventory.createEvent(
-      EventSpec(
+    let boxOffice = try await InProcessBoxOffice.start(
+      configuration,
+      event: EventSpec(
         name: "Test Night", category: "concert", city: "Lisbon", venue: "Test Hall",
         startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(), sections: sections))
 
@@ -59,11 +50,14 @@ public final class OnSaleStack: @unchecked Sendable {
     let redisServer = try await RedisServer.start()
     let redis = RedisClient(configuration: redisServer.configuration, eventLoopGroup: group)
     let store = RoomStore(redis: redis)
+    var settings = settings
+    // The on-sale start counts from here, when everything else is ready.
+    if let seconds { settings.startsAtMilliseconds = Int64((Date().timeIntervalSince1970 + seconds) * 1_000) }
     try await store.createRoom(room, settings: settings)
     var gatewayConfiguration = GatewayConfiguration(
       host: "127.0.0.1", port: 0, keyRing: keyRing,
       rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
-      upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOfficePort))
+      upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOffice.port))
     gatewayConfiguration.drainTimeout = .seconds(1)
     let gateway = try await GatewayServer(
       configuration: gatewayConfiguration, store: store, eventLoopGroup: group
@@ -75,30 +69,28 @@ public final class OnSaleStack: @unchecked Sendable {
     ).start()
     let admission = Task { _ = try? await AdmissionLoop(store: store).run() }
     return OnSaleStack(
-      room: room, event: event, boxOffice: boxOffice, databaseURL: databaseURL, store: store,
+      room: room, boxOffice: boxOffice, databaseURL: databaseURL, store: store,
       base: "http://127.0.0.1:\(gateway.localAddress!.port!)",
-      adminBase: "http://127.0.0.1:\(admin.localAddress!.port!)", adminToken: adminToken, services: services,
-      boxOfficeTask: boxOfficeTask, admission: admission, gateway: gateway, admin: admin, redis: redis,
+      adminBase: "http://127.0.0.1:\(admin.localAddress!.port!)", adminToken: adminToken,
+      admission: admission, gateway: gateway, admin: admin, redis: redis,
       redisServer: redisServer)
   }
 
   private init(
-    room: String, event: Event, boxOffice: BoxOfficeServer, databaseURL: String, store: RoomStore,
-    base: String,
-    adminBase: String, adminToken: String, services: ServiceGroup, boxOfficeTask: Task<Void, any Error>,
-    admission: Task<Void, Never>, gateway: any Channel, admin: any Channel, redis: RedisClient,
+    room: String, boxOffice: InProcessBoxOffice, databaseURL: String, store: RoomStore, base: String,
+    adminBase: String, adminToken: String, admission: Task<Void, Never>, gateway: any Channel,
+    admin: any Channel, redis: RedisClient,
     redisServer: RedisServer
   ) {
     self.room = room
-    self.event = event
-    self.boxOffice = boxOffice
+    self.event = boxOffice.event
+    self.boxOffice = boxOffice.server
+    self.running = boxOffice
     self.databaseURL = databaseURL
     self.store = store
     self.base = base
     self.adminBase = adminBase
     self.adminToken = adminToken
-    self.services = services
-    self.boxOfficeTask = boxOfficeTask
     self.admission = admission
     self.gateway = gateway
     self.admin = admin
@@ -111,8 +103,7 @@ public final class OnSaleStack: @unchecked Sendable {
     admission.cancel()
     gateway.close(promise: nil)
     admin.close(promise: nil)
-    await services.triggerGracefulShutdown()
-    _ = try? await boxOfficeTask.value
+    await running.stop()
     await redis.close()
     await redisServer.stop()
   }

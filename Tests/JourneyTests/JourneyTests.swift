@@ -28,11 +28,10 @@ import WaitingRoom
 
     // BoxOffice with a small hall behind the gateway; the sale starts in 4 seconds (the
     // pre-queue first).
-    let startsAt = Int64((Date().timeIntervalSince1970 + 4) * 1_000)
     let stack = try await OnSaleStack.start(
       room: room, keyRing: keyRing, adminToken: adminToken,
       sections: [EventSpec.Section(name: "Stalls", rows: 6, seatsPerRow: 12, priceCents: 4_200)],
-      settings: RoomSettings(ratePerMinute: 600, maxActive: 50, startsAtMilliseconds: startsAt))
+      settings: RoomSettings(ratePerMinute: 600, maxActive: 50), startsIn: 4)
     let (event, store, boxOffice, base, adminBase) = (
       stack.event, stack.store, stack.boxOffice, stack.base, stack.adminBase
     )

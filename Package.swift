@@ -140,7 +140,7 @@ let package = Package(
     .target(
       name: "FoyerLoad",
       dependencies: [
-        "FoyerCore", "FoyerConfig", "FoyerGateway", "BoxOffice", nioCore, logging,
+        "FoyerCore", "FoyerConfig", "FoyerGateway", "BoxOffice", nioCore, nioPosix, logging,
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "AsyncHTTPClient", package: "async-http-client"),

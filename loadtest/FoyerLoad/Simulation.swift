@@ -6,6 +6,8 @@ internal import Histogram
 public import Logging
 internal import NIOConcurrencyHelpers
 internal import NIOCore
+internal import NIOHTTP1
+internal import NIOPosix
 internal import PostgresNIO
 
 /// Where the crowd goes: a running gateway (with its admin API) in front of BoxOffice, and
@@ -92,6 +94,8 @@ public struct Simulation: Sendable {
     configuration.connectionPool = .init(
       idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: scenario.connections)
     let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    let samplerLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let sampler = HTTPClient(eventLoopGroup: samplerLoop)
     let crowd = Crowd(
       client: client, base: target.gateway, room: target.room, event: target.event.uuidString.lowercased(),
       sections: sections, scenario: scenario, recorder: recorder, origin: origin, wallOrigin: wallOrigin,
@@ -101,7 +105,7 @@ public struct Simulation: Sendable {
       // The admin API's live numbers, for rate and cap.
       group.addTask {
         while !Task.isCancelled {
-          await sample(admin, crowd, samples)
+          await sample(sampler, crowd, samples)
           try? await Task.sleep(for: .milliseconds(scenario.sampleMilliseconds))
         }
       }
@@ -175,8 +179,10 @@ public struct Simulation: Sendable {
       group.cancelAll()
       return records
     }
-    await sample(admin, crowd, samples)
+    await sample(sampler, crowd, samples)
     try await client.shutdown()
+    try await sampler.shutdown()
+    try await samplerLoop.shutdownGracefully()
 
     // Held seats run out by themselves; wait for that (bounded) before checking them.
     progress?("the crowd is done; letting the last holds run out")
@@ -238,22 +244,31 @@ public struct Simulation: Sendable {
       / Double(max(tail, 1))
   }
 
+  /// One reading of the admin API's live numbers, through a client of its own on its own
+  /// thread: Foundation's URLSession (`AdminClient`) and the crowd's event loops both queue
+  /// behind the crowd under load, which spread the readings seconds apart.
   private func sample(
-    _ admin: AdminClient, _ crowd: Crowd, _ samples: NIOLockedValueBox<[Analysis.Sample]>
+    _ client: HTTPClient, _ crowd: Crowd, _ samples: NIOLockedValueBox<[Analysis.Sample]>
   ) async {
     let sent = crowd.now()
-    guard let room = try? await admin.room(target.room) else {
+    var request = HTTPClientRequest(url: target.admin + "/rooms/" + target.room)
+    request.headers.add(name: "authorization", value: "Bearer \(target.adminToken)")
+    guard let response = try? await client.execute(request, timeout: .seconds(10)), response.status == .ok,
+      let body = try? await response.body.collect(upTo: 1 << 20),
+      let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+      let live = object["live"] as? [String: Any]
+    else {
       crowd.recorder.transportError(.admin)
       return
     }
     let received = crowd.now()
     crowd.recorder.request(.admin, status: 200, microseconds: UInt64((received - sent) * 1_000_000))
+    func number(_ key: String) -> Int { (live[key] as? NSNumber)?.intValue ?? 0 }
     samples.withLockedValue {
       $0.append(
         Analysis.Sample(
-          sent: sent, received: received, admitted: room.live["admitted"] ?? 0,
-          active: room.live["active"] ?? 0,
-          waiting: room.live["waiting"] ?? 0))
+          sent: sent, received: received, admitted: number("admitted"), active: number("active"),
+          waiting: number("waiting")))
     }
   }
 

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT_TEST_FLAGS ?= --disable-xctest
 
-.PHONY: test demo build release deps format bench-redis bench-tokens bench-room bench-proxy bench-status bench-boxoffice clean
+.PHONY: test demo build release deps format bench-redis bench-tokens bench-room bench-proxy bench-status bench-boxoffice onsale clean
 
 ## make test: install what is missing, start throwaway Redis + PostgreSQL, build, run every test.
 test:
@@ -44,6 +44,10 @@ bench-status:
 
 bench-boxoffice:
 	loadtest/bench-boxoffice
+
+## make onsale: the 50,000-visitor on-sale through gateway and BoxOffice (release builds).
+onsale:
+	loadtest/onsale loadtest/onsale-large.yaml
 
 clean:
 	rm -rf .build .run

@@ -58,11 +58,20 @@ public struct Simulation: Sendable {
       throw SimulationError(description: "the admin URL '\(target.admin)' is not a URL")
     }
     let admin = AdminClient(baseURL: adminURL, token: target.adminToken)
-    let (sections, existingOrders) = try await Ledger.withDatabase(target.databaseURL) { client in
-      (
-        try await Ledger.sections(client, event: target.event, logger: logger),
-        try await Ledger.orderIDs(client, event: target.event, logger: logger).count
-      )
+    let sections: [String]
+    let existingOrders: Int
+    do {
+      (sections, existingOrders) = try await Ledger.withDatabase(target.databaseURL) { client in
+        (
+          try await Ledger.sections(client, event: target.event, logger: logger),
+          try await Ledger.orderIDs(client, event: target.event, logger: logger).count
+        )
+      }
+    } catch {
+      // postgres-nio hides details from `description`; the reflection has them.
+      throw SimulationError(
+        description: "cannot read the event from BoxOffice's database \(Self.redacted(target.databaseURL)) "
+          + "(is PostgreSQL running there, with BoxOffice's schema?): \(String(reflecting: error))")
     }
     guard !sections.isEmpty else {
       throw SimulationError(description: "event \(target.event) has no seats in the database")
@@ -205,6 +214,13 @@ public struct Simulation: Sendable {
       recorder: recorder, ledger: ledger, orderIDs: orderIDs, crowd: crowd)
     report.soldOutSeconds = soldOutAt.withLockedValue { $0 }.map { $0 - startsAt }
     return report
+  }
+
+  /// The database URL without its password, for messages.
+  static func redacted(_ url: String) -> String {
+    guard var components = URLComponents(string: url) else { return "(an invalid URL)" }
+    if components.password != nil { components.password = "redacted" }
+    return components.string ?? "(an invalid URL)"
   }
 
   /// Lets each visitor in at its arrival time; returns when all are done (or cut off).

@@ -15,7 +15,8 @@ struct FoyerLoadCommand: AsyncParsableCommand {
     discussion: """
       Secrets come from the environment: FOYER_ADMIN_TOKEN (the gateway's admin API) and
       BOXOFFICE_DATABASE_URL (BoxOffice's PostgreSQL, read after the run for the books).
-      Exit status: 0 every invariant held, 1 one was broken, 2 the run could not start.
+      Exit status: 0 every invariant held, 1 one was broken, 2 the run could not start (a target
+      unreachable or refusing), 64 a bad argument or scenario file.
       """)
 
   @Argument(help: "The scenario file (see loadtest/onsale-small.yaml).")

@@ -59,13 +59,11 @@ public final class OnSaleStack: @unchecked Sendable {
       rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
       upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOffice.port))
     gatewayConfiguration.drainTimeout = .seconds(1)
-    let gateway = try await GatewayServer(
-      configuration: gatewayConfiguration, store: store, eventLoopGroup: group
-    )
-    .start()
+    let server = GatewayServer(configuration: gatewayConfiguration, store: store, eventLoopGroup: group)
+    let gateway = try await server.start()
     let admin = try await AdminServer(
       configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: adminToken), store: store,
-      eventLoopGroup: group
+      eventLoopGroup: group, metrics: server.metrics
     ).start()
     let admission = Task { _ = try? await AdmissionLoop(store: store).run() }
     return OnSaleStack(

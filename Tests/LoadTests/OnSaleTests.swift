@@ -67,6 +67,8 @@ import WaitingRoom
     #expect((report.outcomes["unfinished"] ?? 0) == 0)
     #expect(report.admissions.contains { $0.configuredPerMinute == 4_800 })
     #expect(report.soldOutSeconds != nil && (report.outcomes["closed"] ?? 0) > 0)
+    // The gateway timed the forwarded requests too (its /metrics).
+    #expect((report.gatewayProxy?.count ?? 0) > 0)
     // Fair: first come first served after the start; a uniform shuffle before it.
     let fairness = report.fairness
     #expect(fairness.postStartVisitors > 100 && (fairness.postStartSpearman ?? 0) > 0.9)
@@ -109,6 +111,22 @@ import WaitingRoom
       Analysis.Sample(sent: Double($0), received: Double($0), admitted: $0 * 20, active: 0, waiting: 0)
     }
     #expect(Analysis.rateCheck(before, settings).worstExcess > 30)
+  }
+
+  @Test func gatewayHistogramPercentiles() throws {
+    let text = """
+      # TYPE foyer_proxy_duration_seconds histogram
+      foyer_proxy_duration_seconds_bucket{le="0.001"} 10
+      foyer_proxy_duration_seconds_bucket{le="0.005"} 80
+      foyer_proxy_duration_seconds_bucket{le="0.05"} 99
+      foyer_proxy_duration_seconds_bucket{le="+Inf"} 100
+      foyer_proxy_duration_seconds_sum 1.5
+      foyer_proxy_duration_seconds_count 100
+      """
+    let (count, bounds) = try #require(
+      Analysis.histogramPercentiles(text, name: "foyer_proxy_duration_seconds", percentiles: [50, 99, 100]))
+    #expect(count == 100 && bounds == [0.005, 0.05, .infinity])
+    #expect(Analysis.histogramPercentiles(text, name: "other", percentiles: [50]) == nil)
   }
 
   @Test func concurrencyCountsOverlapsAndNotTouchingEnds() {

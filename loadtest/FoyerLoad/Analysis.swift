@@ -1,3 +1,5 @@
+internal import Foundation
+
 /// The sums behind the report, as plain functions over what was recorded (times are seconds
 /// since the run began), so each one can be checked on its own.
 public enum Analysis {
@@ -194,6 +196,31 @@ public enum Analysis {
       }
     }
     return chiSquare
+  }
+
+  // MARK: The gateway's own view
+
+  /// Upper bounds of a Prometheus histogram's percentiles, from its cumulative buckets in the
+  /// text exposition format: the smallest `le` whose count reaches the share. `nil` when the
+  /// histogram is absent or empty.
+  static func histogramPercentiles(
+    _ text: String, name: String, percentiles: [Double]
+  ) -> (count: Int, bounds: [Double])? {
+    var buckets: [(le: Double, count: Double)] = []
+    let prefix = name + "_bucket{"
+    for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
+      guard let leStart = line.range(of: "le=\""), let space = line.lastIndex(of: " ") else { continue }
+      let leText = line[leStart.upperBound...].prefix { $0 != "\"" }
+      guard let count = Double(line[line.index(after: space)...]) else { continue }
+      let le = leText == "+Inf" ? Double.infinity : Double(leText) ?? .nan
+      if !le.isNaN { buckets.append((le, count)) }
+    }
+    buckets.sort { $0.le < $1.le }
+    guard let total = buckets.last?.count, total > 0 else { return nil }
+    let bounds = percentiles.map { share in
+      buckets.first { $0.count >= share / 100 * total }?.le ?? .infinity
+    }
+    return (Int(total), bounds)
   }
 
   /// The 99.9 % point of χ² with 9 degrees of freedom.

@@ -10,6 +10,14 @@ public struct Report: Sendable, Codable {
     public var maxMs: Double
   }
 
+  /// Percentile bounds from the gateway's histogram buckets (1, 2, 5, 10, 25 … ms).
+  public struct GatewayLatency: Sendable, Codable {
+    public var count: Int
+    public var p50AtMostMs: Double
+    public var p90AtMostMs: Double
+    public var p99AtMostMs: Double
+  }
+
   public struct Fairness: Sendable, Codable {
     /// Visitors who joined after the start and were admitted.
     public var postStartVisitors: Int
@@ -49,6 +57,8 @@ public struct Report: Sendable, Codable {
   public var transportErrors: [String: Int]
   public var pollsPerAdmittedVisitor: Double
   public var outcomes: [String: Int]
+  /// Forwarded requests as the gateway timed them (its `/metrics`), when it could be read.
+  public var gatewayProxy: GatewayLatency? = nil
   /// When the room was closed as sold out, seconds after the start.
   public var soldOutSeconds: Double? = nil
   public var ordersSeen: Int
@@ -113,6 +123,12 @@ public struct Report: Sendable, Codable {
       })
     if let soldOutSeconds {
       out += "\nsold out \(format(soldOutSeconds, 1)) s after the start; the room was closed\n"
+    }
+    if let proxy = gatewayProxy {
+      out +=
+        "the gateway's own timing of \(proxy.count) forwarded requests (head in to response end, its /metrics): "
+      out += "p50 ≤ \(format(proxy.p50AtMostMs, 0)) ms, p90 ≤ \(format(proxy.p90AtMostMs, 0)) ms, "
+      out += "p99 ≤ \(format(proxy.p99AtMostMs, 0)) ms\n"
     }
     out +=
       "\nVisitors: "

@@ -189,6 +189,7 @@ public struct Simulation: Sendable {
       return records
     }
     await sample(sampler, crowd, samples)
+    let gatewayProxy = await proxyDurations(sampler)
     try await client.shutdown()
     try await sampler.shutdown()
     try await samplerLoop.shutdownGracefully()
@@ -213,6 +214,7 @@ public struct Simulation: Sendable {
       settings: settings.withLockedValue { $0 },
       recorder: recorder, ledger: ledger, orderIDs: orderIDs, crowd: crowd)
     report.soldOutSeconds = soldOutAt.withLockedValue { $0 }.map { $0 - startsAt }
+    report.gatewayProxy = gatewayProxy
     return report
   }
 
@@ -286,6 +288,21 @@ public struct Simulation: Sendable {
           sent: sent, received: received, admitted: number("admitted"), active: number("active"),
           waiting: number("waiting")))
     }
+  }
+
+  /// The gateway's own timing of forwarded requests (head in to response end), from its
+  /// `/metrics`: unlike the crowd's latencies, it does not include the client's queueing.
+  private func proxyDurations(_ client: HTTPClient) async -> Report.GatewayLatency? {
+    var request = HTTPClientRequest(url: target.admin + "/metrics")
+    request.headers.add(name: "authorization", value: "Bearer \(target.adminToken)")
+    guard let response = try? await client.execute(request, timeout: .seconds(10)), response.status == .ok,
+      let body = try? await response.body.collect(upTo: 16 << 20),
+      let (count, bounds) = Analysis.histogramPercentiles(
+        String(buffer: body), name: "foyer_proxy_duration_seconds", percentiles: [50, 90, 99])
+    else { return nil }
+    return Report.GatewayLatency(
+      count: count, p50AtMostMs: bounds[0] * 1_000, p90AtMostMs: bounds[1] * 1_000,
+      p99AtMostMs: bounds[2] * 1_000)
   }
 
   // MARK: The report

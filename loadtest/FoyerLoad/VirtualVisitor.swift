@@ -11,6 +11,7 @@ struct VisitorRecord: Sendable {
     case vanishedWaiting = "vanished_waiting"
     case abandonedHold = "abandoned_hold"
     case holdLost = "hold_lost"
+    case passExpired = "pass_expired"
     case closed
     case cheater
     case failed
@@ -423,6 +424,11 @@ struct VirtualVisitor {
       return false
     }
     if reply.isGatewayStatus {
+      // A pass that ran out (a session longer than `session_seconds`) is refused rightly.
+      if let expiry = record.passExpiresAt, crowd.now() >= expiry - 1 {
+        record.outcome = .passExpired
+        return false
+      }
       return unexpected("\(what): the gateway did not accept a pass it issued")
     }
     return true

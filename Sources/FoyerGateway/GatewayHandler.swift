@@ -772,8 +772,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       "refreshSeconds": String(max(2, body.pollAfterMilliseconds / 1_000)),
       "startsAt": String(body.startsAtMilliseconds),
       "progress": String(progress),
-      "eta": body.etaSeconds.map { $0 < 60 ? "less than a minute" : "about \(($0 + 30) / 60) minutes" }
-        ?? "unknown while the sale is paused",
+      "eta": body.etaSeconds.map(Self.waitText) ?? "unknown while the sale is paused",
     ]
     if let position = body.position {
       values["position"] = String(position)
@@ -846,6 +845,14 @@ final class GatewayHandler: ChannelDuplexHandler {
       return pair.dropFirst(name.count + 1)
     }
     return nil
+  }
+
+  /// The wait in words, as the page's script words it when it updates (WaitingPageTemplate).
+  static func waitText(seconds: Int) -> String {
+    guard seconds >= 60 else { return "less than a minute" }
+    let minutes = (seconds + 30) / 60
+    if minutes < 90 { return "about \(minutes) minute" + (minutes == 1 ? "" : "s") }
+    return "about \((minutes + 30) / 60) hours"
   }
 
   static func unixSeconds() -> Int64 {

@@ -57,6 +57,14 @@ import FoundationNetworking
     (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
   }
 
+  @Test func theWaitInWords() {
+    #expect(GatewayHandler.waitText(seconds: 59) == "less than a minute")
+    #expect(GatewayHandler.waitText(seconds: 75) == "about 1 minute")
+    #expect(GatewayHandler.waitText(seconds: 100) == "about 2 minutes")
+    #expect(GatewayHandler.waitText(seconds: 89 * 60) == "about 89 minutes")
+    #expect(GatewayHandler.waitText(seconds: 3 * 3_600) == "about 3 hours")
+  }
+
   @Test func healthAndUnknownPaths() async throws {
     let gateway = try await gateway(settings: RoomSettings())
     defer { gateway.channel.close(promise: nil) }

@@ -20,31 +20,55 @@ enum Cookies {
   }
 
   private static func value(prefix: String, room: String, inHeader header: String) -> Substring? {
-    let bytes = header.utf8
-    var index = bytes.startIndex
-    while index < bytes.endIndex {
-      // At the start of a pair: skip spaces.
-      while index < bytes.endIndex && bytes[index] == UInt8(ascii: " ") { index = bytes.index(after: index) }
-      let end = bytes[index...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
-      var cursor = index
-      if skip(prefix.utf8, in: bytes, at: &cursor, before: end),
-        skip(room.utf8, in: bytes, at: &cursor, before: end),
-        cursor < end, bytes[cursor] == UInt8(ascii: "=")
+    for pair in Pairs(header: header) {
+      let bytes = pair.utf8
+      var cursor = bytes.startIndex
+      if skip(prefix.utf8, in: bytes, at: &cursor), skip(room.utf8, in: bytes, at: &cursor),
+        cursor < bytes.endIndex, bytes[cursor] == UInt8(ascii: "=")
       {
-        return header[bytes.index(after: cursor)..<end]
+        return pair[bytes.index(after: cursor)...]
       }
-      index = end < bytes.endIndex ? bytes.index(after: end) : end
     }
     return nil
   }
 
-  /// Advances `cursor` past `expected` if the bytes there (before `end`) are exactly it.
+  /// Whether a `name=value` pair is one of the gateway's own cookies (any room).
+  static func isGatewayCookie(_ pair: Substring) -> Bool {
+    pair.utf8.starts(with: passPrefix.utf8) || pair.utf8.starts(with: visitorPrefix.utf8)
+  }
+
+  /// The non-empty `name=value` pairs of one `Cookie` header, leading spaces skipped, on
+  /// UTF-8 bytes: the one scan behind finding the gateway's cookies and stripping them.
+  struct Pairs: Sequence, IteratorProtocol {
+    let header: String
+    private var index: String.Index
+
+    init(header: String) {
+      self.header = header
+      index = header.utf8.startIndex
+    }
+
+    mutating func next() -> Substring? {
+      let bytes = header.utf8
+      while index < bytes.endIndex {
+        while index < bytes.endIndex && bytes[index] == UInt8(ascii: " ") {
+          index = bytes.index(after: index)
+        }
+        let end = bytes[index...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
+        let pair = header[index..<end]
+        index = end < bytes.endIndex ? bytes.index(after: end) : end
+        if !pair.isEmpty { return pair }
+      }
+      return nil
+    }
+  }
+
+  /// Advances `cursor` past `expected` if the bytes there are exactly it.
   private static func skip(
-    _ expected: String.UTF8View, in bytes: String.UTF8View, at cursor: inout String.Index,
-    before end: String.Index
+    _ expected: String.UTF8View, in bytes: Substring.UTF8View, at cursor: inout String.Index
   ) -> Bool {
     for byte in expected {
-      guard cursor < end, bytes[cursor] == byte else { return false }
+      guard cursor < bytes.endIndex, bytes[cursor] == byte else { return false }
       cursor = bytes.index(after: cursor)
     }
     return true

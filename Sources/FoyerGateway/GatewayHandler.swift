@@ -81,6 +81,8 @@ extension [RoomRoute] {
 struct RequestTarget {
   var path: Substring
   var query: Substring
+  /// A `/_foyer/…` endpoint: always answered by the gateway, never in a room.
+  var isGatewayEndpoint: Bool
   var room: RoomRoute?
 }
 
@@ -272,7 +274,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         visit(route.id, head: head, context: context, page: false)
       }
     default:
-      if target.path.hasPrefix("/_foyer/") {
+      if target.isGatewayEndpoint {
         respond(
           context, head, status: .notFound, contentType: "application/json",
           body: "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}")
@@ -289,9 +291,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   private func target(_ head: HTTPRequestHead) -> RequestTarget {
     if let requestTarget { return requestTarget }
     let (path, query) = Self.split(head.uri)
-    let room =
-      path.utf8.starts(with: "/_foyer/".utf8) ? nil : shared.route(forPath: path, headers: head.headers)
-    let target = RequestTarget(path: path, query: query, room: room)
+    let isGatewayEndpoint = path.utf8.starts(with: "/_foyer/".utf8)
+    let room = isGatewayEndpoint ? nil : shared.route(forPath: path, headers: head.headers)
+    let target = RequestTarget(path: path, query: query, isGatewayEndpoint: isGatewayEndpoint, room: room)
     requestTarget = target
     return target
   }
@@ -303,7 +305,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   private func forwardingDecision(_ head: HTTPRequestHead) -> (room: String, visitor: VisitorID)?? {
     guard let context, shared.pool(on: context.eventLoop) != nil else { return nil }
     let target = self.target(head)
-    if target.path.utf8.starts(with: "/_foyer/".utf8) { return nil }
+    if target.isGatewayEndpoint { return nil }
     guard let route = target.room else { return .some(nil) }  // not protected
     guard let visitor = pass(in: head, room: route.id, signer: shared.signer(on: context.eventLoop)) else {
       return nil
@@ -601,9 +603,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     let visitor: VisitorID
-    if let token = Cookies.value(prefix: Cookies.visitorPrefix, room: room, in: head.headers),
-      case .valid(let known, _) = Self.verify(signer, token, kind: .visitor, room: room, now: wallNow)
-    {
+    if let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow) {
       visitor = known
     } else {
       visitor = .random()
@@ -647,13 +647,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// waiting visitor) back at once, and clears the gateway's cookies for the room.
   private func leave(_ room: String, head: HTTPRequestHead, context: ChannelHandlerContext) {
     let signer = shared.signer(on: context.eventLoop)
-    var visitor = pass(in: head, room: room, signer: signer)
-    if visitor == nil, let token = Cookies.value(prefix: Cookies.visitorPrefix, room: room, in: head.headers),
-      case .valid(let known, _) = Self.verify(
-        signer, token, kind: .visitor, room: room, now: Self.unixSeconds())
-    {
-      visitor = known
-    }
+    let visitor =
+      pass(in: head, room: room, signer: signer)
+      ?? Self.visitorCookie(in: head, room: room, signer: signer, now: Self.unixSeconds())
     var headers = HTTPHeaders()
     for name in [Cookies.passName(room: room), Cookies.visitorName(room: room)] {
       headers.add(
@@ -832,6 +828,16 @@ final class GatewayHandler: ChannelDuplexHandler {
     token.utf8.withContiguousStorageIfAvailable {
       signer.verify(utf8: UnsafeRawBufferPointer($0), kind: kind, room: room, now: now)
     } ?? signer.verify(String(token), kind: kind, room: room, now: now)
+  }
+
+  /// The visitor proven by the request's visitor cookie for `room`, if it is valid.
+  private static func visitorCookie(
+    in head: HTTPRequestHead, room: String, signer: TokenSigner, now: Int64
+  ) -> VisitorID? {
+    guard let token = Cookies.value(prefix: Cookies.visitorPrefix, room: room, in: head.headers),
+      case .valid(let known, _) = verify(signer, token, kind: .visitor, room: room, now: now)
+    else { return nil }
+    return known
   }
 
   static func split(_ uri: String) -> (path: Substring, query: Substring) {

@@ -269,10 +269,7 @@ public struct Simulation: Sendable {
     _ client: HTTPClient, _ crowd: Crowd, _ samples: NIOLockedValueBox<[Analysis.Sample]>
   ) async {
     let sent = crowd.now()
-    var request = HTTPClientRequest(url: target.admin + "/rooms/" + target.room)
-    request.headers.add(name: "authorization", value: "Bearer \(target.adminToken)")
-    guard let response = try? await client.execute(request, timeout: .seconds(10)), response.status == .ok,
-      let body = try? await response.body.collect(upTo: 1 << 20),
+    guard let body = await adminGet(client, "/rooms/" + target.room),
       let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
       let live = object["live"] as? [String: Any]
     else {
@@ -290,13 +287,19 @@ public struct Simulation: Sendable {
     }
   }
 
+  /// A `GET` on the admin API with the token; the body of a 200, else `nil`.
+  private func adminGet(_ client: HTTPClient, _ path: String) async -> ByteBuffer? {
+    var request = HTTPClientRequest(url: target.admin + path)
+    request.headers.add(name: "authorization", value: "Bearer \(target.adminToken)")
+    guard let response = try? await client.execute(request, timeout: .seconds(10)), response.status == .ok
+    else { return nil }
+    return try? await response.body.collect(upTo: 16 << 20)
+  }
+
   /// The gateway's own timing of forwarded requests (head in to response end), from its
   /// `/metrics`: unlike the crowd's latencies, it does not include the client's queueing.
   private func proxyDurations(_ client: HTTPClient) async -> Report.GatewayLatency? {
-    var request = HTTPClientRequest(url: target.admin + "/metrics")
-    request.headers.add(name: "authorization", value: "Bearer \(target.adminToken)")
-    guard let response = try? await client.execute(request, timeout: .seconds(10)), response.status == .ok,
-      let body = try? await response.body.collect(upTo: 16 << 20),
+    guard let body = await adminGet(client, "/metrics"),
       let (count, bounds) = Analysis.histogramPercentiles(
         String(buffer: body), name: "foyer_proxy_duration_seconds", percentiles: [50, 90, 99])
     else { return nil }
@@ -311,7 +314,6 @@ public struct Simulation: Sendable {
     seed: UInt64, records: [VisitorRecord], samples: [Analysis.Sample], settings: Analysis.Settings,
     recorder: Recorder, ledger: Ledger, orderIDs: Set<String>, crowd: Crowd
   ) -> Report {
-    let recorded = recorder.snapshot
     let end = crowd.now()
 
     // Rate: every window between two samples.
@@ -377,7 +379,7 @@ public struct Simulation: Sendable {
       .heldSeatLeak, "\(ledger.heldSeatLeaks) seats or holds still held after their hold ended",
       count: ledger.heldSeatLeaks)
 
-    let final = recorder.snapshot
+    let recorded = recorder.snapshot
     var latency: [String: Report.Latency] = [:]
     for (kind, histogram) in recorded.latency {
       func ms(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1_000 }
@@ -411,8 +413,8 @@ public struct Simulation: Sendable {
       ordersSeen: seen.count,
       ticketsSeen: records.map(\.tickets).reduce(0, +),
       ledger: ledger,
-      violations: final.violations.sorted { $0.key < $1.key }.map {
-        Report.Violation(kind: $0.key.rawValue, count: $0.value, examples: final.examples[$0.key] ?? [])
+      violations: recorded.violations.sorted { $0.key < $1.key }.map {
+        Report.Violation(kind: $0.key.rawValue, count: $0.value, examples: recorded.examples[$0.key] ?? [])
       })
   }
 }

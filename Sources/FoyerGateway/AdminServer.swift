@@ -245,7 +245,8 @@ final class AdminHandler: ChannelInboundHandler {
     }.assumeIsolated().whenSuccess { (bytes: [UInt8]) in
       var body = context.channel.allocator.buffer(capacity: bytes.count)
       body.writeBytes(bytes)
-      self.send(context, head, .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body)
+      LocalResponse.write(
+        context, to: head, status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body)
     }
   }
 
@@ -256,8 +257,8 @@ final class AdminHandler: ChannelInboundHandler {
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
         + "frame-ancestors 'none'"
     ]
-    send(
-      context, head, .ok, contentType: "text/html; charset=utf-8",
+    LocalResponse.write(
+      context, to: head, status: .ok, contentType: "text/html; charset=utf-8",
       body: context.channel.allocator.buffer(string: html), extraHeaders: policy)
   }
 
@@ -321,25 +322,8 @@ final class AdminHandler: ChannelInboundHandler {
     body.writeBytes(data)
     body.writeString("\n")
     let challenge: HTTPHeaders = status == .unauthorized ? ["www-authenticate": "Bearer"] : [:]
-    send(context, request, status, contentType: "application/json", body: body, extraHeaders: challenge)
-  }
-
-  /// Every admin answer goes out here: one complete response, then the connection closes
-  /// if the request asked for that.
-  private func send(
-    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus,
-    contentType: String, body: ByteBuffer, extraHeaders: HTTPHeaders = [:]
-  ) {
-    var headers = extraHeaders
-    headers.add(name: "content-type", value: contentType)
-    headers.add(name: "content-length", value: String(body.readableBytes))
-    headers.add(name: "cache-control", value: "no-store")
-    if !request.isKeepAlive { headers.add(name: "connection", value: "close") }
-    context.write(
-      wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
-      promise: nil)
-    context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-    let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-    if !request.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    LocalResponse.write(
+      context, to: request, status: status, contentType: "application/json", body: body,
+      extraHeaders: challenge)
   }
 }

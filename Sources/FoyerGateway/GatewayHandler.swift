@@ -801,20 +801,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     contentType: String,
     body: String, extraHeaders: HTTPHeaders = [:]
   ) {
-    var headers = extraHeaders
-    headers.add(name: "content-type", value: contentType)
-    headers.add(name: "content-length", value: String(body.utf8.count))
-    headers.add(name: "cache-control", value: "no-store")
-    let keepAlive = request.isKeepAlive
-    if !keepAlive { headers.add(name: "connection", value: "close") }
-    let head = HTTPResponseHead(version: request.version, status: status, headers: headers)
-    context.write(wrapOutboundOut(.head(head)), promise: nil)
-    if request.method != .HEAD {
-      context.write(
-        wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-    }
-    let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-    if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    LocalResponse.write(
+      context, to: request, status: status, contentType: contentType,
+      body: context.channel.allocator.buffer(string: body), extraHeaders: extraHeaders)
   }
 
   // MARK: Helpers

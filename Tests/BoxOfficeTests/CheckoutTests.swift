@@ -20,6 +20,16 @@ import Testing
     return try #require(reply.json["id"] as? String)
   }
 
+  /// `POST /holds/{id}/checkout` with an `Idempotency-Key`.
+  func checkout(
+    _ box: TestBoxOffice, _ id: String, pass: String, key: String, body: String
+  ) async throws
+    -> TestBoxOffice.Reply
+  {
+    try await box.request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": key], body: body)
+  }
+
   func charges(
     _ box: TestBoxOffice, _ kind: String = "charge", outcome: String = "succeeded"
   ) async throws -> Int64 {
@@ -33,8 +43,7 @@ import Testing
     let pass = box.pass()
     let id = try await hold(box, pass: pass)
     let key = UUID().uuidString
-    let first = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": key], body: Self.good)
+    let first = try await checkout(box, id, pass: pass, key: key, body: Self.good)
     #expect(first.status == 201)
     #expect(first.headers["foyer-release"] == "done")
     let tickets = first.json["tickets"] as? [[String: Any]] ?? []
@@ -44,17 +53,13 @@ import Testing
     #expect(!codes.isValid((tickets.first?["code"] as? String ?? "") + "x"))
     #expect(try await box.integers("SELECT count(*) FROM seats WHERE status = 'sold'") == [2])
     // A replay answers the same, without charging again.
-    let replay = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": key], body: Self.good)
+    let replay = try await checkout(box, id, pass: pass, key: key, body: Self.good)
     #expect(replay.status == 201 && replay.text == first.text)
     #expect(try await charges(box) == 1)
     // Same key, other body: 422. New key on an ordered hold: 409.
-    let other = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": key], body: Self.declined)
+    let other = try await checkout(box, id, pass: pass, key: key, body: Self.declined)
     #expect(other.status == 422)
-    let again = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": UUID().uuidString],
-      body: Self.good)
+    let again = try await checkout(box, id, pass: pass, key: UUID().uuidString, body: Self.good)
     #expect(again.status == 409 && again.json["error"] as? String == "already_ordered")
     // The order is the visitor's and nobody else's.
     let orderID = try #require(first.json["id"] as? String)
@@ -71,13 +76,11 @@ import Testing
     defer { Task { await box.stop() } }
     let pass = box.pass()
     let id = try await hold(box, pass: pass)
-    let declined = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "k1"], body: Self.declined)
+    let declined = try await checkout(box, id, pass: pass, key: "k1", body: Self.declined)
     #expect(declined.status == 402 && declined.json["error"] as? String == "payment_declined")
     #expect(declined.headers["foyer-release"] == nil)
     #expect(try await box.integers("SELECT count(*) FROM seats WHERE status = 'held'") == [2])
-    let paid = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "k2"], body: Self.good)
+    let paid = try await checkout(box, id, pass: pass, key: "k2", body: Self.good)
     #expect(paid.status == 201)
     #expect(try await charges(box) == 1)
     #expect(try await charges(box, outcome: "declined") == 1)
@@ -91,10 +94,7 @@ import Testing
     let statuses = try await withThrowingTaskGroup(of: Int.self) { tasks in
       for _ in 0..<5 {
         tasks.addTask {
-          try await box.request(
-            "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "double"],
-            body: Self.slow
-          ).status
+          try await checkout(box, id, pass: pass, key: "double", body: Self.slow).status
         }
       }
       return try await tasks.reduce(into: [Int]()) { $0.append($1) }.sorted()
@@ -110,16 +110,14 @@ import Testing
     defer { Task { await box.stop() } }
     let pass = box.pass()
     let id = try await hold(box, pass: pass)
-    let reply = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "slow"], body: Self.slow)
+    let reply = try await checkout(box, id, pass: pass, key: "slow", body: Self.slow)
     #expect(reply.status == 410 && reply.json["error"] as? String == "hold_expired")
     #expect(try await charges(box) == 1)
     #expect(try await charges(box, "refund") == 1)
     #expect(try await box.integers("SELECT count(*) FROM orders") == [0])
     #expect(try await box.integers("SELECT count(*) FROM seats WHERE status = 'sold'") == [0])
     // An expired hold answers 410 without charging.
-    let late = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "late"], body: Self.good)
+    let late = try await checkout(box, id, pass: pass, key: "late", body: Self.good)
     #expect(late.status == 410)
     #expect(try await charges(box) == 1)
   }
@@ -129,8 +127,7 @@ import Testing
     defer { Task { await box.stop() } }
     let pass = box.pass()
     let id = try await hold(box, pass: pass, count: 1)
-    let paid = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": "k"], body: Self.good)
+    let paid = try await checkout(box, id, pass: pass, key: "k", body: Self.good)
     #expect(paid.status == 201)
     let seat = try await box.seatIds()[0]
     let order = try #require(paid.json["id"] as? String)

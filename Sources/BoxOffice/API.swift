@@ -194,13 +194,17 @@ public struct BoxOfficeAPI: Sendable {
       guard (1...maxSeats).contains(quantity) else {
         throw APIError(.badRequest, "invalid_quantity", "quantity must be 1-\(maxSeats)")
       }
-      guard try await inventory.seatMapTag(event: event, section: section) != nil else {
-        throw APIError.notFound("section")
-      }
       metrics.claimAttempts.increment()
       result = try await inventory.claimBest(
         event: event, section: section, quantity: quantity, visitor: visitor,
         duration: configuration.holdDuration)
+      // Only an empty answer can mean there is no such section: asked then, not before every
+      // hold (the seat-map tag is an aggregate over the section).
+      if case .unavailable(let seats) = result, seats.isEmpty,
+        try await inventory.seatMapTag(event: event, section: section) == nil
+      {
+        throw APIError.notFound("section")
+      }
     default:
       throw APIError(
         .badRequest, "invalid_hold_request",

@@ -46,62 +46,58 @@ public struct Ledger: Sendable, Codable {
     }
   }
 
+  /// One column of a query's rows: the shape of every small question below.
+  private static func column<T: PostgresDecodable & Sendable>(
+    _ client: PostgresClient, _ query: PostgresQuery, as type: T.Type, logger: Logger
+  ) async throws -> [T] {
+    var values: [T] = []
+    for try await value in try await client.query(query, logger: logger).decode(T.self) {
+      values.append(value)
+    }
+    return values
+  }
+
   /// The seconds until the last active hold of the event runs out (0 when none is left).
   static func secondsUntilHoldsEnd(
     _ client: PostgresClient, event: UUID, logger: Logger
   ) async throws -> Double {
-    var seconds = 0.0
-    for try await value in try await client.query(
+    let seconds = try await column(
+      client,
       """
       SELECT coalesce(extract(epoch FROM max(expires_at) - now()), 0)::float8
       FROM holds WHERE event_id = \(event) AND status = 'active'
-      """, logger: logger
-    ).decode(Double.self) {
-      seconds = max(value, 0)
-    }
-    return seconds
+      """, as: Double.self, logger: logger)
+    return max(seconds.first ?? 0, 0)
   }
 
   /// The sections of the event, for the visitors to choose from.
   static func sections(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> [String] {
-    var sections: [String] = []
-    for try await section in try await client.query(
-      "SELECT DISTINCT section FROM seats WHERE event_id = \(event) ORDER BY section", logger: logger
-    ).decode(String.self) {
-      sections.append(section)
-    }
-    return sections
+    try await column(
+      client, "SELECT DISTINCT section FROM seats WHERE event_id = \(event) ORDER BY section",
+      as: String.self,
+      logger: logger)
   }
 
   /// Seats not sold yet (available or held).
   static func unsoldSeats(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> Int {
-    var count = 0
-    for try await value in try await client.query(
-      "SELECT count(*)::int8 FROM seats WHERE event_id = \(event) AND status <> 'sold'", logger: logger
-    ).decode(Int.self) {
-      count = value
-    }
-    return count
+    try await column(
+      client, "SELECT count(*)::int8 FROM seats WHERE event_id = \(event) AND status <> 'sold'", as: Int.self,
+      logger: logger
+    ).first ?? 0
   }
 
   /// The ids of the event's orders (lowercase), to find any a visitor was given and the
   /// database does not have.
   static func orderIDs(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> Set<String> {
-    var ids: Set<String> = []
-    for try await id in try await client.query(
-      "SELECT id FROM orders WHERE event_id = \(event)", logger: logger
-    ).decode(UUID.self) {
-      ids.insert(id.uuidString.lowercased())
-    }
-    return ids
+    let ids = try await column(
+      client, "SELECT id FROM orders WHERE event_id = \(event)", as: UUID.self, logger: logger)
+    return Set(ids.map { $0.uuidString.lowercased() })
   }
 
   /// Reads the books of one event.
   static func read(_ client: PostgresClient, event: UUID, logger: Logger) async throws -> Ledger {
     func count(_ query: PostgresQuery) async throws -> Int {
-      var result = 0
-      for try await value in try await client.query(query, logger: logger).decode(Int.self) { result = value }
-      return result
+      try await column(client, query, as: Int.self, logger: logger).first ?? 0
     }
     var ledger = Ledger()
     for try await (status, number) in try await client.query(

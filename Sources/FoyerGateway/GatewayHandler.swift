@@ -131,7 +131,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// This request's path, query and room (see `target(_:)`).
   private var requestTarget: RequestTarget?
   /// This request's pass check, once per request: (room, holder or nil).
-  private var passChecked: (room: String, visitor: VisitorID?, pass: Substring?)?
+  private var passChecked: (room: String, holder: (visitor: VisitorID, pass: Substring)?)?
   /// Per connection, for request ids: a random prefix and a count.
   private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
   private var requestCount = 0
@@ -330,19 +330,19 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// request (the forwarding decision and the queue path both ask); a presented pass that
   /// fails is counted by reason.
   private func pass(in head: HTTPRequestHead, room: String, signer: TokenSigner) -> VisitorID? {
-    if let checked = passChecked, checked.room == room { return checked.visitor }
-    var visitor: VisitorID?
+    if let checked = passChecked, checked.room == room { return checked.holder?.visitor }
+    var holder: (visitor: VisitorID, pass: Substring)?
     let presented =
       Cookies.value(prefix: Cookies.passPrefix, room: room, in: head.headers)
       ?? head.headers.first(name: "foyer-pass")?[...]
     if let presented {
       switch Self.verify(signer, presented, kind: .pass, room: room, now: Self.unixSeconds()) {
-      case .valid(let holder, _): visitor = holder
+      case .valid(let visitor, _): holder = (visitor, presented)
       case .rejected(let reason): shared.metrics.passRejections[reason]?.increment()
       }
     }
-    passChecked = (room, visitor, visitor == nil ? nil : presented)
-    return visitor
+    passChecked = (room, holder)
+    return holder?.visitor
   }
 
   private func startForwarding(
@@ -406,7 +406,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       headers.add(name: "foyer-visitor", value: visitor.description)
       // The verified pass goes along (never a client's unverified copy), so an upstream
       // that checks passes itself (BoxOffice's bypass protection) accepts the request.
-      if let pass = passChecked?.pass { headers.add(name: "foyer-pass", value: String(pass)) }
+      if let pass = passChecked?.holder?.pass { headers.add(name: "foyer-pass", value: String(pass)) }
     }
     let client = clientAddress
     let prior = headers["x-forwarded-for"].joined(separator: ", ")

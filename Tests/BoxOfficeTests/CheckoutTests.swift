@@ -106,7 +106,7 @@ import Testing
 
   @Test func aHoldLostDuringPaymentIsRefundedAnd410() async throws {
     let box = try await TestBoxOffice.start(
-      hold: .seconds(5), payments: PaymentSettings(slow: .seconds(7)))  // the hold runs out mid-charge
+      hold: .seconds(3), payments: PaymentSettings(slow: .seconds(4)))  // the hold runs out mid-charge
     defer { Task { await box.stop() } }
     let pass = box.pass()
     let id = try await hold(box, pass: pass)

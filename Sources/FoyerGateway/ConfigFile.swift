@@ -64,6 +64,7 @@ public struct GatewayFile: Sendable {
       let connect = try upstream.milliseconds("connect_timeout_ms", in: 1...600_000)
       let response = try upstream.milliseconds("response_timeout_ms", in: 1...3_600_000)
       let idle = try upstream.int("max_idle_per_loop", in: 0...10_000)
+      gateway.expressLane = try upstream.bool("express_lane") ?? gateway.expressLane
       try upstream.finish()
       if let url, !url.isEmpty {
         var configuration = try UpstreamConfiguration(url: url)

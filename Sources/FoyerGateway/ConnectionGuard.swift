@@ -13,6 +13,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
   typealias OutboundOut = HTTPServerResponsePart
 
   private let limits: GatewayLimits
+  private var context: ChannelHandlerContext?
   private var timer: Scheduled<Void>?
   private var inRequest = false
   private var closing = false
@@ -22,11 +23,26 @@ final class ConnectionGuard: ChannelDuplexHandler {
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
     arm(context, idle: false)
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
     timer?.cancel()
+    self.context = nil
+  }
+
+  /// The express lane took a request this handler never sees: as a head would.
+  func exchangeStarted() {
+    timer?.cancel()
+    timer = nil
+    inRequest = true
+  }
+
+  /// The express lane's answer is out: as a response's end would.
+  func exchangeEnded() {
+    inRequest = false
+    if let context { arm(context, idle: true) }
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -46,14 +46,18 @@ public struct GatewayConfiguration: Sendable {
   /// While Redis is unreachable: the `Retry-After` (and page refresh) for visitors without
   /// a pass. Pass holders keep being forwarded; nobody else is.
   public var unavailableRetrySeconds: Int
+  /// Forward body-less pass-holder `GET`/`HEAD`s on the byte-level express lane
+  /// (`ExpressLane`); off, every request takes the NIOHTTP1 path.
+  public var expressLane: Bool
 
   public init(
     host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,
     rooms: [RoomRoute] = [], backlog: Int32 = 4_096, maxMessagesPerRead: UInt = 16,
     redisTimeout: TimeAmount = .milliseconds(500), upstream: UpstreamConfiguration? = nil,
     limits: GatewayLimits = GatewayLimits(), drainTimeout: TimeAmount = .seconds(30),
-    waitingPageTemplate: String? = nil, unavailableRetrySeconds: Int = 2
+    waitingPageTemplate: String? = nil, unavailableRetrySeconds: Int = 2, expressLane: Bool = true
   ) {
+    self.expressLane = expressLane
     self.waitingPageTemplate = waitingPageTemplate
     self.unavailableRetrySeconds = unavailableRetrySeconds
     self.drainTimeout = drainTimeout

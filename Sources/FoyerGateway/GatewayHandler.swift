@@ -45,11 +45,17 @@ extension [RoomRoute] {
   /// The room whose path prefix is the longest match for `path` among the rooms for this
   /// host (a room with a host beats one without at the same prefix length).
   func match(path: Substring, headers: HTTPHeaders) -> RoomRoute? {
+    match(path: path.utf8) { headers.first(name: "host")?[...] }
+  }
+
+  /// The same on any UTF-8 path bytes (the express lane's raw request). `hostHeader` is asked
+  /// only when a room names a host.
+  func match<Path: Collection<UInt8>>(path: Path, hostHeader: () -> Substring?) -> RoomRoute? {
     var best: RoomRoute?
     var requestHost: Substring?
-    for room in self where path.utf8.starts(with: room.pathPrefix.utf8) {
+    for room in self where path.starts(with: room.pathPrefix.utf8) {
       if let host = room.host {
-        if requestHost == nil { requestHost = Self.host(headers) }
+        if requestHost == nil { requestHost = Self.host(hostHeader() ?? "") }
         guard requestHost! == host else { continue }
       }
       guard let current = best else {
@@ -64,9 +70,8 @@ extension [RoomRoute] {
     return best
   }
 
-  /// The `Host` header without its port, lowercased.
-  private static func host(_ headers: HTTPHeaders) -> Substring {
-    guard let value = headers.first(name: "host") else { return "" }
+  /// A `Host` header value without its port, lowercased.
+  private static func host(_ value: Substring) -> Substring {
     var host = value.lowercased()[...]
     if host.hasPrefix("[") {
       if let close = host.firstIndex(of: "]") { host = host[...close] }
@@ -104,7 +109,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     case local(HTTPRequestHead)
     /// Waiting for an upstream connection; request parts wait here, client reads are held.
     case connecting(HTTPRequestHead, buffered: [HTTPClientRequestPart])
-    case streaming(HTTPRequestHead, upstream: any Channel, handler: UpstreamHandler)
+    case streaming(HTTPRequestHead, upstream: UpstreamConnection)
     /// The exchange failed and was answered; the rest of the request is read and dropped.
     case discarding
   }
@@ -223,7 +228,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     switch state {
     case .connecting where !requestEnded:
       readPending = true
-    case .streaming(_, let upstream, _) where !requestEnded && !upstream.isWritable:
+    case .streaming(_, let upstream) where !requestEnded && !upstream.channel.isWritable:
       readPending = true
     default:
       context.read()
@@ -231,15 +236,15 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
-    if case .streaming(_, _, let handler) = state { handler.paused = !context.channel.isWritable }
+    if case .streaming(_, let upstream) = state { upstream.handler.paused = !context.channel.isWritable }
     context.fireChannelWritabilityChanged()
   }
 
   func channelInactive(context: ChannelHandlerContext) {
     // The client left mid-exchange: the upstream connection's state is unknown; drop it.
-    if case .streaming(_, let upstream, let handler) = state {
-      handler.delegate = nil
-      upstream.close(promise: nil)
+    if case .streaming(_, let upstream) = state {
+      upstream.handler.delegate = nil
+      upstream.channel.close(promise: nil)
     }
     responseTimeout?.cancel()
     state = .idle
@@ -370,16 +375,12 @@ final class GatewayHandler: ChannelDuplexHandler {
       }
       switch result {
       case .success(let upstream):
-        guard let handler = try? upstream.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
-          upstream.close(promise: nil)
-          return self.failExchange(.badGateway, "the upstream connection is unusable")
-        }
-        handler.delegate = self
-        handler.paused = !(self.context?.channel.isWritable ?? true)
-        self.state = .streaming(head, upstream: upstream, handler: handler)
-        for part in buffered { upstream.write(part, promise: nil) }
-        upstream.flush()
-        if self.readPending && upstream.isWritable {
+        upstream.handler.delegate = self
+        upstream.handler.paused = !(self.context?.channel.isWritable ?? true)
+        self.state = .streaming(head, upstream: upstream)
+        for part in buffered { upstream.channel.write(part, promise: nil) }
+        upstream.channel.flush()
+        if self.readPending && upstream.channel.isWritable {
           self.readPending = false
           self.context?.read()
         }
@@ -436,16 +437,16 @@ final class GatewayHandler: ChannelDuplexHandler {
     case .connecting(let head, var buffered):
       buffered.append(part)
       state = .connecting(head, buffered: buffered)
-    case .streaming(_, let upstream, _):
+    case .streaming(_, let upstream):
       // Flushed once per read burst, in channelReadComplete.
-      upstream.write(part, promise: nil)
+      upstream.channel.write(part, promise: nil)
     case .idle, .local, .discarding:
       break
     }
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    if case .streaming(_, let upstream, _) = state { upstream.flush() }
+    if case .streaming(_, let upstream) = state { upstream.channel.flush() }
     context.fireChannelReadComplete()
   }
 
@@ -455,7 +456,8 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   func upstreamRead(_ part: HTTPClientResponsePart) {
-    guard case .streaming(let head, let upstream, let handler) = state, let context else { return }
+    guard case .streaming(let head, let upstream) = state, let context else { return }
+    let handler = upstream.handler
     switch part {
     case .head(let response):
       responseTimeout?.cancel()
@@ -503,7 +505,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       if requestEnded && upstreamReusable {
         shared.pool(on: context.eventLoop)?.release(upstream)
       } else {
-        upstream.close(promise: nil)
+        upstream.channel.close(promise: nil)
       }
       state = requestEnded ? .idle : .discarding
       // One flush carries head, body and end of a small response.
@@ -537,10 +539,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     switch state {
     case .connecting(let h, _):
       head = h
-    case .streaming(let h, let upstream, let handler):
+    case .streaming(let h, let upstream):
       head = h
-      handler.delegate = nil
-      upstream.close(promise: nil)
+      upstream.handler.delegate = nil
+      upstream.channel.close(promise: nil)
     case .idle, .local, .discarding:
       return
     }

@@ -15,6 +15,7 @@ public final class GatewayMetrics: Sendable {
   /// Indexed by the status class: `[0]` is 1xx … `[4]` is 5xx.
   let proxiedByClass: [Counter]
   let proxyDuration: DurationHistogram
+  let expressRequests: Counter
   let upstreamConnectErrors: Counter
   let upstreamTimeouts: Counter
   let upstreamResets: Counter
@@ -51,6 +52,10 @@ public final class GatewayMetrics: Sendable {
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
         .seconds(2.5), .seconds(5), .seconds(10),
       ])
+    expressRequests = registry.makeCounter(
+      descriptor: .foyer(
+        "foyer_express_requests_total",
+        "Forwarded requests that took the byte-level express lane (the rest took the NIOHTTP1 path)."))
     func upstreamErrors(_ kind: String) -> Counter {
       registry.makeCounter(
         descriptor: .foyer(

@@ -92,12 +92,18 @@ public final class GatewayServer: ListenerService, Sendable {
           // codec, then the guard (answers what never becomes a request), then pipelining
           // and draining, then the gateway.
           let pipeline = channel.pipeline.syncOperations
-          try pipeline.addHandler(ConnectionGuard(limits: limits))
+          let connectionGuard = ConnectionGuard(limits: limits)
+          try pipeline.addHandler(connectionGuard)
           try pipeline.configureHTTPServerPipeline(
             position: .first, withPipeliningAssistance: false, withErrorHandling: false,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
           try pipeline.addHandler(RequestSequencer())
           try pipeline.addHandler(GatewayHandler(shared: shared))
+          // In front of the codec: the hot requests never reach it.
+          if shared.configuration.expressLane {
+            try pipeline.addHandler(
+              ExpressLane(shared: shared, connectionGuard: connectionGuard), position: .first)
+          }
         }
       }
       .bind(host: configuration.host, port: configuration.port).get()

@@ -111,6 +111,8 @@ final class RequestSequencer: ChannelDuplexHandler {
       return
     }
     context.write(data, promise: promise)
+    // The express lane in front (if any) may take the next request now.
+    context.triggerUserOutboundEvent(CodecExchangeEnded(), promise: nil)
     deliverQueued(context: context)
   }
 

@@ -49,12 +49,23 @@ public struct GatewayConfigurationError: Error, CustomStringConvertible, Sendabl
   init(_ description: String) { self.description = description }
 }
 
+/// One keep-alive connection to the upstream with the handlers that serve it: the raw relay
+/// at the front (express-lane exchanges) and the NIOHTTP1 exchange handler at the back.
+struct UpstreamConnection {
+  let channel: any Channel
+  let relay: UpstreamRelay
+  let handler: UpstreamHandler
+  /// Whether it served an exchange before. The upstream may close an idle keep-alive
+  /// connection just as a request goes out; on a reused connection that failure is retried.
+  var reused = false
+}
+
 /// Idle keep-alive connections to the upstream, one pool per event loop, so a request and
 /// its upstream connection share a thread.
 final class UpstreamPool {
   let eventLoop: any EventLoop
   let configuration: UpstreamConfiguration
-  private var idle: [any Channel] = []
+  private var idle: [UpstreamConnection] = []
 
   init(eventLoop: any EventLoop, configuration: UpstreamConfiguration) {
     self.eventLoop = eventLoop
@@ -62,29 +73,106 @@ final class UpstreamPool {
   }
 
   /// An idle connection, or a new one.
-  func acquire() -> EventLoopFuture<any Channel> {
-    while let channel = idle.popLast() {
-      if channel.isActive { return eventLoop.makeSucceededFuture(channel) }
+  func acquire() -> EventLoopFuture<UpstreamConnection> {
+    if let connection = takeIdle() { return eventLoop.makeSucceededFuture(connection) }
+    return connect()
+  }
+
+  /// An idle connection that is still open, if there is one.
+  func takeIdle() -> UpstreamConnection? {
+    while var connection = idle.popLast() {
+      if connection.channel.isActive {
+        connection.reused = true
+        return connection
+      }
     }
-    return ClientBootstrap(group: eventLoop)
+    return nil
+  }
+
+  /// A new connection.
+  func connect() -> EventLoopFuture<UpstreamConnection> {
+    ClientBootstrap(group: eventLoop)
       .connectTimeout(configuration.connectTimeout)
       .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(UpstreamRelay())
           try channel.pipeline.syncOperations.addHTTPClientHandlers()
           try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
         }
       }
       .connect(host: configuration.host, port: configuration.port)
+      .assumeIsolated()
+      .flatMapThrowing { channel in
+        let handlers = channel.pipeline.syncOperations
+        return UpstreamConnection(
+          channel: channel, relay: try handlers.handler(type: UpstreamRelay.self),
+          handler: try handlers.handler(type: UpstreamHandler.self))
+      }
+      .nonisolated()
   }
 
   /// Returns a connection whose exchange completed cleanly.
-  func release(_ channel: any Channel) {
-    guard channel.isActive, idle.count < configuration.maxIdlePerEventLoop else {
-      channel.close(promise: nil)
+  func release(_ connection: UpstreamConnection) {
+    guard connection.channel.isActive, idle.count < configuration.maxIdlePerEventLoop else {
+      connection.channel.close(promise: nil)
       return
     }
-    idle.append(channel)
+    idle.append(connection)
+  }
+}
+
+/// The front of every upstream connection. While an express-lane exchange owns the
+/// connection, the upstream's bytes go to it undecoded and its request bytes go straight to
+/// the socket; otherwise everything passes to the NIOHTTP1 handlers behind it. Holds back
+/// reads while the express lane's client cannot take more.
+final class UpstreamRelay: ChannelDuplexHandler {
+  typealias InboundIn = ByteBuffer
+  typealias InboundOut = ByteBuffer
+  typealias OutboundIn = IOData
+  typealias OutboundOut = IOData
+
+  /// The express lane of the current exchange; `nil` for NIOHTTP1 exchanges and while idle.
+  weak var delegate: ExpressLane?
+  private var context: ChannelHandlerContext?
+  private var readPending = false
+  var paused = false {
+    didSet {
+      if !paused, readPending, let context {
+        readPending = false
+        context.read()
+      }
+    }
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+  /// Sends a request's bytes as they are.
+  func send(_ bytes: ByteBuffer) {
+    context?.writeAndFlush(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    if let delegate {
+      delegate.relayRead(unwrapInboundIn(data))
+    } else {
+      context.fireChannelRead(data)
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    delegate?.relayReadComplete()
+    context.fireChannelReadComplete()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    delegate?.relayClosed()
+    context.fireChannelInactive()
+  }
+
+  func read(context: ChannelHandlerContext) {
+    if paused { readPending = true } else { context.read() }
   }
 }
 

@@ -44,6 +44,7 @@ import Testing
     #expect(parsed.unavailableRetrySeconds == defaults.unavailableRetrySeconds)
     #expect(parsed.waitingPageTemplate == nil)
     #expect(parsed.upstream == nil)
+    #expect(parsed.expressLane == defaults.expressLane)
     #expect(file.redisURL == "redis://127.0.0.1:6379")
     #expect(file.threads == 0)
     #expect(file.adminHost == "127.0.0.1")
@@ -61,7 +62,7 @@ import Testing
       listen: {host: 127.0.0.1, port: 9090}
       threads: 3
       redis: {url: "redis://:pw@10.0.0.1:6380/2", timeout_ms: 250}
-      upstream: {url: "http://10.0.0.2:8000", response_timeout_ms: 5000}
+      upstream: {url: "http://10.0.0.2:8000", response_timeout_ms: 5000, express_lane: false}
       cookies: {secure: true}
       limits: {max_body_bytes: 1024, header_timeout_ms: 2000}
       shutdown: {drain_timeout_ms: 0}
@@ -76,6 +77,7 @@ import Testing
     #expect(file.gateway.redisTimeout == .milliseconds(250))
     #expect(file.gateway.upstream?.port == 8000)
     #expect(file.gateway.upstream?.responseTimeout == .seconds(5))
+    #expect(!file.gateway.expressLane)
     #expect(file.gateway.secureCookies)
     #expect(file.gateway.limits.maxBodyBytes == 1024)
     #expect(file.gateway.limits.headerTimeout == .seconds(2))

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Prometheus
 import RedisNIO
 import Testing
 import WaitingRoom
@@ -120,16 +121,21 @@ final class TestUpstreamHandler: ChannelInboundHandler {
   let group = MultiThreadedEventLoopGroup.singleton
   let signer = try! TokenSigner(keyRing: StatusEndpointTests.keyRing)
 
+  /// Every test runs on both lanes: `express` (the byte-level lane in front, as deployed)
+  /// and the NIOHTTP1 path alone (`express_lane: false`).
+  static let lanes = [true, false]
+
   func gateway(
-    upstreamPort: Int, settings: RoomSettings = RoomSettings()
+    express: Bool, upstreamPort: Int, settings: RoomSettings = RoomSettings()
   ) async throws -> (String, RoomStore, String, any Channel) {
     let (base, store, room, channel, _) = try await gatewayServer(
-      upstreamPort: upstreamPort, settings: settings)
+      express: express, upstreamPort: upstreamPort, settings: settings)
     return (base, store, room, channel)
   }
 
   func gatewayServer(
-    upstreamPort: Int, settings: RoomSettings = RoomSettings(), drainTimeout: TimeAmount = .seconds(30),
+    express: Bool, upstreamPort: Int, settings: RoomSettings = RoomSettings(),
+    drainTimeout: TimeAmount = .seconds(30),
     metrics: GatewayMetrics = GatewayMetrics()
   ) async throws -> (String, RoomStore, String, any Channel, GatewayServer) {
     let redis = RedisClient(
@@ -141,7 +147,7 @@ final class TestUpstreamHandler: ChannelInboundHandler {
       host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
       rooms: [RoomRoute(id: room, pathPrefix: "/shop")],
       upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstreamPort, responseTimeout: .seconds(2)),
-      drainTimeout: drainTimeout)
+      drainTimeout: drainTimeout, expressLane: express)
     let server = GatewayServer(
       configuration: configuration, store: store, eventLoopGroup: group, metrics: metrics)
     let channel = try await server.start()
@@ -167,43 +173,60 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     return (reply.status, reply.headers, reply.body)
   }
 
+  static func metricsText(_ metrics: GatewayMetrics) -> String {
+    var buffer: [UInt8] = []
+    metrics.registry.emit(into: &buffer)
+    return String(decoding: buffer, as: UTF8.self)
+  }
+
   func echo(_ data: Data) -> [String: String] {
     (try? JSONSerialization.jsonObject(with: data)) as? [String: String] ?? [:]
   }
 
-  @Test func passHoldersAreForwardedCleanly() async throws {
+  @Test(arguments: lanes) func passHoldersAreForwardedCleanly(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (base, _, room, channel) = try await gateway(upstreamPort: upstream.port)
+    let metrics = GatewayMetrics()
+    let (base, _, room, channel, _) = try await gatewayServer(
+      express: express, upstreamPort: upstream.port, metrics: metrics)
     defer { channel.close(promise: nil) }
     let visitor = VisitorID.random()
     let pass = signer.sign(
       Token(kind: .pass, room: room, visitor: visitor, time: Int64(Date().timeIntervalSince1970) + 60))
-    let (status, headers, data) = try await send(
-      "GET", base + "/shop/item?x=1",
-      headers: [
-        "Cookie": "theme=dark; foyer_p_\(room)=\(pass); foyer_v_\(room)=abc", "Foyer-Visitor": "smuggled",
+    let cookies = "theme=dark; foyer_p_\(room)=\(pass); foyer_v_\(room)=abc"
+    // As browsers send it (the express lane's request), then with hop-by-hop headers named in
+    // `Connection` (always the NIOHTTP1 path): the upstream must see the same.
+    let requests: [[String: String]] = [
+      ["Cookie": cookies, "Foyer-Visitor": "smuggled", "X-Forwarded-For": "10.0.0.1"],
+      [
+        "Cookie": cookies, "Foyer-Visitor": "smuggled", "X-Forwarded-For": "10.0.0.1",
         "Connection": "keep-alive, x-secret", "X-Secret": "hop", "Proxy-Authorization": "Basic eA==",
-      ])
-    #expect(status == 200)
-    let seen = echo(data)
-    #expect(seen["uri"] == "/shop/item?x=1")
-    #expect(seen["foyer-visitor"] == visitor.description)
-    #expect(seen["cookie"] == "theme=dark")
-    #expect(seen["x-secret"] == nil && seen["proxy-authorization"] == nil)
-    // The verified pass travels in its header (not the cookie), for upstreams that check it.
-    #expect(seen["foyer-pass"] == pass)
-    #expect(seen["x-forwarded-for"] == "127.0.0.1" && seen["x-forwarded-proto"] == "http")
-    #expect(seen["forwarded"]?.contains("for=") == true)
-    #expect(seen["x-request-id"]?.isEmpty == false)
-    // Hop-by-hop headers of the response stay on the upstream hop too.
-    #expect(headers["x-upstream-only"] == nil)
+      ],
+    ]
+    for headers in requests {
+      let (status, answerHeaders, data) = try await send("GET", base + "/shop/item?x=1", headers: headers)
+      #expect(status == 200)
+      let seen = echo(data)
+      #expect(seen["uri"] == "/shop/item?x=1")
+      #expect(seen["foyer-visitor"] == visitor.description)
+      #expect(seen["cookie"] == "theme=dark")
+      #expect(seen["x-secret"] == nil && seen["proxy-authorization"] == nil && seen["connection"] == nil)
+      // The verified pass travels in its header (not the cookie), for upstreams that check it.
+      #expect(seen["foyer-pass"] == pass)
+      #expect(seen["x-forwarded-for"] == "10.0.0.1, 127.0.0.1" && seen["x-forwarded-proto"] == "http")
+      #expect(seen["forwarded"] == "for=\"127.0.0.1\";proto=http")
+      #expect(seen["x-request-id"]?.isEmpty == false)
+      // Hop-by-hop headers of the response stay on the upstream hop too.
+      #expect(answerHeaders["x-upstream-only"] == nil)
+      #expect(answerHeaders["content-type"] == "application/json")
+    }
+    #expect(Self.metricsText(metrics).contains("foyer_express_requests_total \(express ? 1 : 0)\n"))
   }
 
-  @Test func unprotectedPathsPassAndConnectionsAreReused() async throws {
+  @Test(arguments: lanes) func unprotectedPathsPassAndConnectionsAreReused(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (base, _, _, channel) = try await gateway(upstreamPort: upstream.port)
+    let (base, _, _, channel) = try await gateway(express: express, upstreamPort: upstream.port)
     defer { channel.close(promise: nil) }
     let session = URLSession(configuration: .ephemeral)
     for index in 0..<5 {
@@ -219,30 +242,32 @@ final class TestUpstreamHandler: ChannelInboundHandler {
       upstream.accepted <= 2, "the upstream saw \(upstream.accepted) connections for 5 sequential requests")
   }
 
-  @Test func largeDownloadsStream() async throws {
+  @Test(arguments: lanes) func largeDownloadsStream(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (base, _, _, channel) = try await gateway(upstreamPort: upstream.port)
+    let (base, _, _, channel) = try await gateway(express: express, upstreamPort: upstream.port)
     defer { channel.close(promise: nil) }
     let size = 64 << 20
     let (status, _, data) = try await send("GET", base + "/big?n=\(size)")
     #expect(status == 200 && data.count == size)
   }
 
-  @Test func largeUploadsStream() async throws {
+  @Test(arguments: lanes) func largeUploadsStream(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (base, _, _, channel) = try await gateway(upstreamPort: upstream.port)
+    let (base, _, _, channel) = try await gateway(express: express, upstreamPort: upstream.port)
     defer { channel.close(promise: nil) }
     let upload = Data(repeating: 0x62, count: 16 << 20)
     let (upStatus, _, upData) = try await send("POST", base + "/upload", body: upload)
     #expect(upStatus == 200 && echo(upData)["received"] == String(upload.count))
   }
 
-  @Test func releaseFreesTheSlotAndClearsThePass() async throws {
+  /// A checkout is a POST; a body-less GET that ends a session takes the express lane.
+  @Test(arguments: lanes, ["POST", "GET"])
+  func releaseFreesTheSlotAndClearsThePass(express: Bool, method: String) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (base, store, room, channel) = try await gateway(upstreamPort: upstream.port)
+    let (base, store, room, channel) = try await gateway(express: express, upstreamPort: upstream.port)
     defer { channel.close(promise: nil) }
     // A real admission: join, claim, pass.
     let visitor = VisitorID.random()
@@ -252,7 +277,7 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     }
     #expect(try await store.stats(room).active == 1)
     let pass = signer.sign(Token(kind: .pass, room: room, visitor: visitor, time: end / 1_000))
-    let (status, headers, _) = try await send("POST", base + "/shop/release", headers: ["Foyer-Pass": pass])
+    let (status, headers, _) = try await send(method, base + "/shop/release", headers: ["Foyer-Pass": pass])
     #expect(status == 200)
     #expect(headers["foyer-release"] == nil)
     #expect(headers["set-cookie"]?.contains("foyer_p_\(room)=;") == true)
@@ -264,19 +289,19 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(freed)
   }
 
-  @Test func upstreamDownIs502() async throws {
+  @Test(arguments: lanes) func upstreamDownIs502(express: Bool) async throws {
     let port = try freeLoopbackPort()
-    let (base, _, _, channel) = try await gateway(upstreamPort: port)
+    let (base, _, _, channel) = try await gateway(express: express, upstreamPort: port)
     defer { channel.close(promise: nil) }
     let (status, _, data) = try await send("GET", base + "/anything")
     #expect(status == 502)
     #expect(String(decoding: data, as: UTF8.self).contains("upstream_unavailable"))
   }
 
-  @Test func admissionRedirectsToTheSameURLWithThePass() async throws {
+  @Test(arguments: lanes) func admissionRedirectsToTheSameURLWithThePass(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (base, _, room, channel) = try await gateway(upstreamPort: upstream.port)
+    let (base, _, room, channel) = try await gateway(express: express, upstreamPort: upstream.port)
     defer { channel.close(promise: nil) }
     // URLSession would follow the redirect without our cookie handling: look at it raw.
     final class NoRedirect: NSObject, URLSessionTaskDelegate {
@@ -299,11 +324,11 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(followed == 200 && echo(data)["uri"] == "/shop/seat/7")
   }
 
-  @Test func silentUpstreamIs504() async throws {
+  @Test(arguments: lanes) func silentUpstreamIs504(express: Bool) async throws {
     // Accepts connections and never answers.
     let silent = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
     defer { silent.close(promise: nil) }
-    let (base, _, _, channel) = try await gateway(upstreamPort: silent.localAddress!.port!)
+    let (base, _, _, channel) = try await gateway(express: express, upstreamPort: silent.localAddress!.port!)
     defer { channel.close(promise: nil) }
     let started = ContinuousClock.now
     let (status, _, data) = try await send("GET", base + "/slow")
@@ -311,10 +336,10 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(ContinuousClock.now - started < .seconds(10))
   }
 
-  @Test func shutdownLetsInFlightRequestsFinish() async throws {
+  @Test(arguments: lanes) func shutdownLetsInFlightRequestsFinish(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (base, _, _, channel, server) = try await gatewayServer(upstreamPort: upstream.port)
+    let (base, _, _, channel, server) = try await gatewayServer(express: express, upstreamPort: upstream.port)
     defer { channel.close(promise: nil) }
     let port = channel.localAddress!.port!
     // An idle keep-alive connection: closed at once by the drain.
@@ -339,11 +364,11 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(closed == 0)
   }
 
-  @Test func shutdownGivesUpAfterTheDrainTimeout() async throws {
+  @Test(arguments: lanes) func shutdownGivesUpAfterTheDrainTimeout(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
     let (base, _, _, channel, server) = try await gatewayServer(
-      upstreamPort: upstream.port, drainTimeout: .milliseconds(300))
+      express: express, upstreamPort: upstream.port, drainTimeout: .milliseconds(300))
     defer { channel.close(promise: nil) }
     let slow = Task { try? await Self.send("GET", base + "/slow?ms=1800") }
     while !upstream.requests.contains("/slow?ms=1800") { try await Task.sleep(for: .milliseconds(10)) }
@@ -353,12 +378,12 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     _ = await slow.value
   }
 
-  @Test func metricsCountWhatHappened() async throws {
+  @Test(arguments: lanes) func metricsCountWhatHappened(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
     let metrics = GatewayMetrics()
     let (base, store, room, channel, _) = try await gatewayServer(
-      upstreamPort: upstream.port, settings: RoomSettings(state: .paused), metrics: metrics)
+      express: express, upstreamPort: upstream.port, settings: RoomSettings(state: .paused), metrics: metrics)
     defer { channel.close(promise: nil) }
     let token = "metrics-token-0123456789"
     let admin = AdminServer(
@@ -386,6 +411,7 @@ final class TestUpstreamHandler: ChannelInboundHandler {
       #"foyer_pass_rejections_total{reason="malformed"} 1"#,
       #"foyer_proxied_requests_total{class="2xx"} 1"#,
       #"foyer_proxy_duration_seconds_count 1"#,
+      "foyer_express_requests_total \(express ? 1 : 0)",
       #"foyer_room_waiting{room="\#(room)"} 2.0"#,
       #"foyer_room_joined{room="\#(room)"} 2.0"#,
       #"foyer_visitor_tokens_issued_total 2"#,
@@ -419,10 +445,10 @@ final class TestUpstreamHandler: ChannelInboundHandler {
 
   /// Pipelined requests, some answered by the gateway and some forwarded (one with a body),
   /// come back in order on the one connection.
-  @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+  @Test(arguments: lanes) func pipelinedRequestsAreAnsweredInOrder(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
-    let (_, _, room, channel) = try await gateway(upstreamPort: upstream.port)
+    let (_, _, room, channel) = try await gateway(express: express, upstreamPort: upstream.port)
     defer { channel.close(promise: nil) }
     let pass = signer.sign(
       Token(kind: .pass, room: room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 60))
@@ -444,11 +470,11 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(answer.contains("\"received\":\"5\""))
   }
 
-  @Test func expectContinueIsAnsweredByTheGateway() async throws {
+  @Test(arguments: lanes) func expectContinueIsAnsweredByTheGateway(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
     let (_, _, room, channel) = try await gateway(
-      upstreamPort: upstream.port, settings: RoomSettings(state: .paused))
+      express: express, upstreamPort: upstream.port, settings: RoomSettings(state: .paused))
     defer { channel.close(promise: nil) }
     let port = channel.localAddress!.port!
     let pass = signer.sign(

@@ -1,0 +1,804 @@
+internal import FoyerCore
+internal import Logging
+internal import NIOCore
+internal import NIOHTTP1
+internal import Prometheus
+internal import WaitingRoom
+
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
+/// The gateway's fast path for its hottest request: a body-less `GET`/`HEAD` that carries a
+/// valid pass (or is outside every room). It is read from the connection's bytes, rewritten
+/// as bytes, and the upstream's answer is passed back as bytes with only its head rewritten;
+/// NIOHTTP1 never sees it.
+///
+/// Everything else goes to the NIOHTTP1 path behind this handler (codec, `ConnectionGuard`,
+/// `RequestSequencer`, `GatewayHandler`), which stays the reference behaviour:
+/// - a request whose length the reader knows (a clean head, no `Content-Length` or
+///   `Transfer-Encoding`) is *delegated*: exactly its bytes go to the codec, and what follows
+///   waits here until its response has ended (`CodecExchangeEnded`), so answers stay in order
+///   and the codec only ever sees whole requests;
+/// - anything else (a body, a head this reader does not take) *hands over* the connection
+///   to the NIOHTTP1 path for good.
+///
+/// Both lanes forward the same request: the same headers stripped and added, the same pass
+/// check, metrics, timeouts and errors. A test runs the proxy suite on both.
+final class ExpressLane: ChannelDuplexHandler {
+  typealias InboundIn = ByteBuffer
+  typealias InboundOut = ByteBuffer
+  typealias OutboundIn = IOData
+  typealias OutboundOut = IOData
+
+  private enum Mode {
+    /// Reading the next request head.
+    case idle
+    /// An express exchange is on its way (`exchange` is set).
+    case forwarding
+    /// One request was given to the NIOHTTP1 path; the rest waits for its response's end.
+    case delegated
+    /// The NIOHTTP1 path owns the connection from here on.
+    case handedOver
+  }
+
+  private enum Decision {
+    case wait
+    case handOver
+    case delegate(length: Int)
+    case forward(length: Int, Exchange)
+  }
+
+  /// What the relay still expects of the upstream's answer.
+  private enum ResponseBody {
+    case head
+    case fixed(remaining: Int)
+    case chunked(ChunkedBodyScanner)
+    case untilClose
+    case done
+
+    var isUntilClose: Bool {
+      if case .untilClose = self { true } else { false }
+    }
+  }
+
+  /// One forwarded request and how far its answer has come.
+  private struct Exchange {
+    let number: Int
+    /// The request as sent upstream; kept for one retry on a stale keep-alive connection.
+    let request: ByteBuffer
+    let requestIDRange: Range<Int>
+    let isHead: Bool
+    let holder: (room: String, visitor: VisitorID)?
+    let started: NIODeadline
+    var upstream: UpstreamConnection?
+    var retried = false
+    var body = ResponseBody.head
+    var responseStarted = false
+    var reusable = true
+    /// Upstream bytes not relayed yet (a head still arriving).
+    var pending: ByteBuffer?
+
+    var requestID: String {
+      String(decoding: request.readableBytesView[requestIDRange], as: UTF8.self)
+    }
+
+    /// The request line's target, for logs.
+    var target: String {
+      let view = request.readableBytesView
+      let line = view.prefix(while: { $0 != RawHTTP.cr })
+      let parts = line.split(separator: RawHTTP.space)
+      return parts.count == 3 ? String(decoding: parts[1].prefix(200), as: UTF8.self) : "?"
+    }
+  }
+
+  private let shared: GatewayContext
+  private let connectionGuard: ConnectionGuard
+  private var context: ChannelHandlerContext?
+  private var mode = Mode.idle
+  private var exchange: Exchange?
+  /// Client bytes not taken yet: a head still arriving, or pipelined requests.
+  private var inbound: ByteBuffer?
+  private var readPending = false
+  private var inClientRead = false
+  /// Shutdown asked the connection to close after the exchange in flight.
+  private var quiescing = false
+  private var timeout: Scheduled<Void>?
+  private var exchangeCount = 0
+  /// Per connection: the request-id prefix, and the forwarding headers (the client address
+  /// does not change).
+  private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
+  private var clientAddress = "unknown"
+  private var forwardingTail = ""
+
+  /// Reads pause while a pipelining client is this far ahead.
+  private static let inboundLimit = 1 << 20
+  /// An upstream head longer than this is refused (502).
+  private static let responseHeadLimit = 64 * 1024
+
+  init(shared: GatewayContext, connectionGuard: ConnectionGuard) {
+    self.shared = shared
+    self.connectionGuard = connectionGuard
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    forwardingTail = "x-forwarded-proto: http\r\nforwarded: for=\"\(clientAddress)\";proto=http\r\n"
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    timeout?.cancel()
+    self.context = nil
+  }
+
+  // MARK: Client side
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    if case .handedOver = mode {
+      context.fireChannelRead(data)
+      return
+    }
+    let bytes = unwrapInboundIn(data)
+    if inbound == nil {
+      inbound = bytes
+    } else {
+      inbound!.writeImmutableBuffer(bytes)
+    }
+    inClientRead = true
+    defer { inClientRead = false }
+    if case .idle = mode { takeNextRequest(context: context) }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    switch mode {
+    case .delegated, .handedOver: context.fireChannelReadComplete()
+    case .idle, .forwarding: break
+    }
+  }
+
+  func read(context: ChannelHandlerContext) {
+    if case .handedOver = mode {
+      context.read()
+    } else if (inbound?.readableBytes ?? 0) > Self.inboundLimit {
+      readPending = true
+    } else {
+      context.read()
+    }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    exchange?.upstream?.relay.paused = !context.channel.isWritable
+    context.fireChannelWritabilityChanged()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    // The client left mid-exchange: the upstream connection's state is unknown; drop it.
+    if let upstream = exchange?.upstream {
+      upstream.relay.delegate = nil
+      upstream.channel.close(promise: nil)
+    }
+    exchange = nil
+    timeout?.cancel()
+    timeout = nil
+    context.fireChannelInactive()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    guard event is ChannelShouldQuiesceEvent else {
+      context.fireUserInboundEventTriggered(event)
+      return
+    }
+    quiescing = true
+    switch mode {
+    case .idle: context.close(promise: nil)
+    case .forwarding: break  // closed once this exchange's answer is out
+    case .delegated, .handedOver: context.fireUserInboundEventTriggered(event)
+    }
+  }
+
+  /// The NIOHTTP1 path finished the delegated request's answer (sent by `RequestSequencer`).
+  func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?)
+  {
+    guard event is CodecExchangeEnded else {
+      context.triggerUserOutboundEvent(event, promise: promise)
+      return
+    }
+    promise?.succeed(())
+    guard case .delegated = mode else { return }
+    mode = .idle
+    // Not from inside the NIOHTTP1 handlers' write: the next request starts on a clean stack.
+    context.eventLoop.assumeIsolated().execute {
+      guard case .idle = self.mode, !self.quiescing, let context = self.context else { return }
+      self.takeNextRequest(context: context)
+      self.resumeReadsIfPending(context: context)
+    }
+  }
+
+  /// Reads the next request head from `inbound` and acts on it.
+  private func takeNextRequest(context: ChannelHandlerContext) {
+    guard case .idle = mode, var buffer = inbound, buffer.readableBytes > 0 else { return }
+    let decision = buffer.withUnsafeReadableBytes { bytes -> Decision in
+      switch RawHTTP.request(bytes) {
+      case .incomplete: bytes.count > shared.configuration.limits.maxHeaderBytes ? .handOver : .wait
+      case .unsupported: .handOver
+      case .head(let head): decide(bytes, head, context: context)
+      }
+    }
+    switch decision {
+    case .wait:
+      return
+    case .handOver:
+      mode = .handedOver
+      inbound = nil
+      passToCodec(buffer, context: context)
+      resumeReadsIfPending(context: context)
+    case .delegate(let length):
+      mode = .delegated
+      let request = buffer.readSlice(length: length)!
+      inbound = buffer.readableBytes > 0 ? buffer : nil
+      passToCodec(request, context: context)
+    case .forward(let length, let exchange):
+      buffer.moveReaderIndex(forwardBy: length)
+      inbound = buffer.readableBytes > 0 ? buffer : nil
+      start(exchange, context: context)
+    }
+  }
+
+  private func passToCodec(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    context.fireChannelRead(wrapInboundOut(bytes))
+    // Inside a read burst NIO ends it; otherwise the codec path still needs its end.
+    if !inClientRead { context.fireChannelReadComplete() }
+  }
+
+  private func resumeReadsIfPending(context: ChannelHandlerContext) {
+    if readPending && (inbound?.readableBytes ?? 0) <= Self.inboundLimit {
+      readPending = false
+      context.read()
+    }
+  }
+
+  // MARK: Deciding
+
+  /// Express, delegate or hand over, from the head alone; for express, the request as the
+  /// upstream will see it.
+  private func decide(
+    _ bytes: UnsafeRawBufferPointer, _ head: RawHead, context: ChannelHandlerContext
+  ) -> Decision {
+    let (method, target, version) = head.start
+    if RawHTTP.equals(bytes, method, lowercase: "connect") { return .handOver }
+    // HTTP/1.1 only (the reader took `HTTP/1.0` or `HTTP/1.1` exactly), origin-form targets.
+    var express =
+      head.length <= shared.configuration.limits.maxHeaderBytes
+      && bytes[version.upperBound - 1] == UInt8(ascii: "1") && bytes[target.lowerBound] == UInt8(ascii: "/")
+    let isHead = bytes[method].elementsEqual("HEAD".utf8)
+    express = express && (isHead || bytes[method].elementsEqual("GET".utf8))
+    var host: Range<Int>?
+    var passHeader: Range<Int>?
+    for field in head.fields {
+      func named(_ lowercase: StaticString) -> Bool {
+        RawHTTP.equals(bytes, field.name, lowercase: lowercase)
+      }
+      if named("content-length") || named("transfer-encoding") || named("upgrade") {
+        // The codec decides what follows this head; from here on it reads the connection.
+        return .handOver
+      } else if named("expect") || named("te") || named("trailer") || named("proxy-connection")
+        || named("proxy-authenticate") || named("proxy-authorization")
+      {
+        express = false
+      } else if named("connection") {
+        express = express && RawHTTP.equals(bytes, field.value, lowercase: "keep-alive")
+      } else if named("host") {
+        if host == nil { host = field.value }
+      } else if named("foyer-pass") {
+        if passHeader == nil { passHeader = field.value }
+      }
+    }
+    guard express, shared.pool(on: context.eventLoop) != nil else { return .delegate(length: head.length) }
+    let pathEnd = bytes[target].firstIndex(of: UInt8(ascii: "?")) ?? target.upperBound
+    let path = bytes[target.lowerBound..<pathEnd]
+    if path.starts(with: "/_foyer/".utf8) { return .delegate(length: head.length) }
+
+    var holder: (room: String, visitor: VisitorID, pass: Range<Int>)?
+    if let room = shared.configuration.rooms.match(
+      path: path, hostHeader: { host.map { Substring(decoding: bytes[$0], as: UTF8.self) } })
+    {
+      // The pass cookie first, then the header, as the NIOHTTP1 path looks for it; a pass that
+      // fails is left to that path, which counts the rejection and answers.
+      guard let pass = passCookie(bytes, head, room: room.id) ?? passHeader,
+        case .valid(let visitor, _) = shared.signer(on: context.eventLoop).verify(
+          utf8: UnsafeRawBufferPointer(rebasing: bytes[pass]), kind: .pass, room: room.id,
+          now: GatewayHandler.unixSeconds())
+      else { return .delegate(length: head.length) }
+      holder = (room.id, visitor, pass)
+    }
+    exchangeCount &+= 1
+    let (request, idRange) = upstreamRequest(
+      bytes, head, holder: holder.map { ($0.visitor, $0.pass) }, allocator: context.channel.allocator)
+    return .forward(
+      length: head.length,
+      Exchange(
+        number: exchangeCount, request: request, requestIDRange: idRange, isHead: isHead,
+        holder: holder.map { ($0.room, $0.visitor) }, started: .now()))
+  }
+
+  private func passCookie(_ bytes: UnsafeRawBufferPointer, _ head: RawHead, room: String) -> Range<Int>? {
+    for field in head.fields where RawHTTP.equals(bytes, field.name, lowercase: "cookie") {
+      for pair in Cookies.PairRanges(bytes[field.value]) {
+        if let value = Cookies.valueRange(prefix: Cookies.passPrefix, room: room, inPair: bytes[pair]) {
+          return value
+        }
+      }
+    }
+    return nil
+  }
+
+  /// The request as the upstream sees it, as `GatewayHandler.upstreamHead` makes it: no
+  /// hop-by-hop headers, no gateway cookies or smuggled Foyer headers, the verified visitor
+  /// and pass, the forwarding chain and the request id (whose range is returned for logs).
+  private func upstreamRequest(
+    _ bytes: UnsafeRawBufferPointer, _ head: RawHead, holder: (visitor: VisitorID, pass: Range<Int>)?,
+    allocator: ByteBufferAllocator
+  ) -> (ByteBuffer, Range<Int>) {
+    let (method, target, _) = head.start
+    var out = allocator.buffer(capacity: head.length + 320)
+    out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[method]))
+    out.writeStaticString(" ")
+    out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[target]))
+    out.writeStaticString(" HTTP/1.1\r\n")
+    var forwardedFor: [Range<Int>] = []
+    var givenID: Range<Int>?
+    for field in head.fields {
+      func named(_ lowercase: StaticString) -> Bool {
+        RawHTTP.equals(bytes, field.name, lowercase: lowercase)
+      }
+      if named("connection") || named("keep-alive") || named("foyer-pass") || named("foyer-visitor")
+        || named("x-forwarded-proto")
+      {
+        continue
+      } else if named("x-forwarded-for") {
+        forwardedFor.append(field.value)
+        continue
+      } else if named("x-request-id") {
+        if givenID == nil { givenID = field.value }
+        continue
+      } else if named("cookie") {
+        let value = bytes[field.value]
+        if Cookies.PairRanges(value).contains(where: { Cookies.isGatewayCookie(bytes[$0]) }) {
+          var first = true
+          for pair in Cookies.PairRanges(value) where !Cookies.isGatewayCookie(bytes[pair]) {
+            out.writeStaticString(first ? "cookie: " : "; ")
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[pair]))
+            first = false
+          }
+          if !first { out.writeStaticString("\r\n") }
+          continue
+        }
+      }
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+      out.writeStaticString(": ")
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+      out.writeStaticString("\r\n")
+    }
+    if let holder {
+      out.writeStaticString("foyer-visitor: ")
+      out.writeString(holder.visitor.description)
+      out.writeStaticString("\r\nfoyer-pass: ")
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[holder.pass]))
+      out.writeStaticString("\r\n")
+    }
+    out.writeStaticString("x-forwarded-for: ")
+    for prior in forwardedFor where !prior.isEmpty {
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[prior]))
+      out.writeStaticString(", ")
+    }
+    out.writeString(clientAddress)
+    out.writeStaticString("\r\n")
+    out.writeString(forwardingTail)
+    out.writeStaticString("x-request-id: ")
+    let idStart = out.writerIndex - out.readerIndex
+    if let givenID, (1...128).contains(givenID.count), bytes[givenID].allSatisfy({ $0 > 0x20 && $0 < 0x7f }) {
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[givenID]))
+    } else {
+      out.writeString(connectionTag)
+      out.writeStaticString("-")
+      out.writeString(String(exchangeCount))
+    }
+    let idRange = idStart..<(out.writerIndex - out.readerIndex)
+    out.writeStaticString("\r\n\r\n")
+    return (out, idRange)
+  }
+
+  // MARK: Forwarding
+
+  private func start(_ exchange: Exchange, context: ChannelHandlerContext) {
+    mode = .forwarding
+    self.exchange = exchange
+    shared.metrics.expressRequests.increment()
+    connectionGuard.exchangeStarted()
+    armTimeout(context: context)
+    guard let pool = shared.pool(on: context.eventLoop) else { return }
+    if let upstream = pool.takeIdle() {
+      attach(upstream)
+    } else {
+      connect(pool, exchange: exchange.number)
+    }
+  }
+
+  private func connect(_ pool: UpstreamPool, exchange number: Int) {
+    pool.connect().assumeIsolated().whenComplete { result in
+      guard self.exchange?.number == number, self.exchange?.upstream == nil else {
+        if case .success(let upstream) = result { pool.release(upstream) }
+        return
+      }
+      switch result {
+      case .success(let upstream):
+        self.attach(upstream)
+      case .failure(let error):
+        self.shared.metrics.upstreamConnectErrors.increment()
+        self.shared.logger.warning(
+          "upstream connect failed",
+          metadata: ["request_id": "\(self.exchange?.requestID ?? "?")", "error": "\(error)"])
+        self.fail(.badGateway, "the upstream is unreachable")
+      }
+    }
+  }
+
+  private func attach(_ upstream: UpstreamConnection) {
+    guard let request = exchange?.request else { return }
+    exchange!.upstream = upstream
+    upstream.relay.delegate = self
+    upstream.relay.paused = !(context?.channel.isWritable ?? true)
+    upstream.relay.send(request)
+  }
+
+  /// One timer per connection, not per request: it fires at the oldest deadline it was armed
+  /// for and re-arms for the exchange in flight then, if any.
+  private func armTimeout(context: ChannelHandlerContext) {
+    guard timeout == nil, let exchange, let pool = shared.pool(on: context.eventLoop) else { return }
+    let limit = pool.configuration.responseTimeout
+    timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: exchange.started + limit) {
+      self.timeout = nil
+      guard let current = self.exchange, !current.responseStarted, let context = self.context else { return }
+      if NIODeadline.now() - current.started < limit {
+        self.armTimeout(context: context)
+      } else {
+        self.shared.metrics.upstreamTimeouts.increment()
+        self.fail(.gatewayTimeout, "the upstream did not answer in time")
+      }
+    }
+  }
+
+  // MARK: Relaying the answer
+
+  func relayRead(_ bytes: ByteBuffer) {
+    guard exchange != nil else { return }
+    if exchange!.pending == nil {
+      exchange!.pending = bytes
+    } else {
+      exchange!.pending!.writeImmutableBuffer(bytes)
+    }
+    relay()
+  }
+
+  /// Passes on what can be passed on of `pending`, and ends the exchange when the answer is
+  /// complete.
+  private func relay() {
+    guard let context, var exchange, var pending = exchange.pending else { return }
+    self.exchange!.pending = nil
+    exchange.pending = nil
+    relaying: while pending.readableBytes > 0 {
+      switch exchange.body {
+      case .head:
+        switch responseHead(&pending, &exchange, context: context) {
+        case .wait:
+          break relaying
+        case .invalid:
+          self.exchange = exchange
+          return fail(.badGateway, "the upstream's answer is not valid HTTP/1.1")
+        case .skipped, .written:
+          continue
+        }
+      case .fixed(let remaining):
+        let take = min(remaining, pending.readableBytes)
+        write(pending.readSlice(length: take)!, context: context, upstream: exchange.upstream)
+        exchange.body = remaining == take ? .done : .fixed(remaining: remaining - take)
+      case .chunked(var scanner):
+        switch pending.withUnsafeReadableBytes({ scanner.scan($0) }) {
+        case .needMore:
+          write(
+            pending.readSlice(length: pending.readableBytes)!, context: context, upstream: exchange.upstream)
+          exchange.body = .chunked(scanner)
+        case .ended(let consumed):
+          write(pending.readSlice(length: consumed)!, context: context, upstream: exchange.upstream)
+          exchange.body = .done
+        case .invalid:
+          self.exchange = exchange
+          return abort()
+        }
+      case .untilClose:
+        write(
+          pending.readSlice(length: pending.readableBytes)!, context: context, upstream: exchange.upstream)
+      case .done:
+        // Bytes after the answer: this connection cannot be trusted with another request.
+        exchange.reusable = false
+        pending.moveReaderIndex(to: pending.writerIndex)
+      }
+    }
+    exchange.pending = pending.readableBytes > 0 ? pending : nil
+    self.exchange = exchange
+    if case .done = exchange.body { finish(closeClient: false) }
+  }
+
+  private enum HeadOutcome { case wait, invalid, skipped, written }
+
+  /// Reads the upstream's head from `pending`; writes the client's head and sets the framing.
+  private func responseHead(
+    _ pending: inout ByteBuffer, _ exchange: inout Exchange, context: ChannelHandlerContext
+  ) -> HeadOutcome {
+    var release = false
+    var status = 0
+    let result = pending.withUnsafeReadableBytes { bytes -> (HeadOutcome, Int, ByteBuffer?) in
+      let head: RawHead
+      switch RawHTTP.response(bytes) {
+      case .incomplete: return (bytes.count > Self.responseHeadLimit ? .invalid : .wait, 0, nil)
+      case .unsupported: return (.invalid, 0, nil)
+      case .head(let h): head = h
+      }
+      let (version, code, reason) = head.start
+      status = bytes[code].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+      if status < 200 {
+        // 1xx: informational, not passed on (the client sent no `Expect`); 101 was never asked.
+        return (status == 101 ? .invalid : .skipped, head.length, nil)
+      }
+      var framing = ResponseBody.untilClose
+      var contentLength: Int?
+      var chunked = false
+      var keepAlive = bytes[version.upperBound - 1] == UInt8(ascii: "1")
+      var listed: [Range<Int>] = []
+      for field in head.fields {
+        if RawHTTP.equals(bytes, field.name, lowercase: "content-length") {
+          guard let length = RawHTTP.contentLength(bytes, field.value),
+            contentLength == nil || contentLength == length
+          else { return (.invalid, 0, nil) }
+          contentLength = length
+        } else if RawHTTP.equals(bytes, field.name, lowercase: "transfer-encoding") {
+          guard !chunked, RawHTTP.equals(bytes, field.value, lowercase: "chunked") else {
+            return (.invalid, 0, nil)
+          }
+          chunked = true
+        } else if RawHTTP.equals(bytes, field.name, lowercase: "connection") {
+          // Almost always exactly one of the two; only a list is split.
+          if RawHTTP.equals(bytes, field.value, lowercase: "keep-alive") {
+            keepAlive = true
+            continue
+          } else if RawHTTP.equals(bytes, field.value, lowercase: "close") {
+            keepAlive = false
+            continue
+          }
+          for token in bytes[field.value].split(separator: UInt8(ascii: ",")) {
+            let trimmed = Self.trim(token)
+            if RawHTTP.equals(bytes, trimmed, lowercase: "close") {
+              keepAlive = false
+            } else if RawHTTP.equals(bytes, trimmed, lowercase: "keep-alive") {
+              keepAlive = true
+            } else if !trimmed.isEmpty {
+              listed.append(trimmed)
+            }
+          }
+        }
+      }
+      if chunked && contentLength != nil { return (.invalid, 0, nil) }
+      if exchange.isHead || status == 204 || status == 304 {
+        framing = .done
+      } else if chunked {
+        framing = .chunked(ChunkedBodyScanner())
+      } else if let contentLength {
+        framing = contentLength == 0 ? .done : .fixed(remaining: contentLength)
+      }
+      if case .untilClose = framing { keepAlive = false }
+      exchange.body = framing
+      exchange.reusable = keepAlive
+
+      var out = context.channel.allocator.buffer(capacity: head.length + 160)
+      out.writeStaticString("HTTP/1.1 ")
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[code]))
+      out.writeStaticString(" ")
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[reason]))
+      out.writeStaticString("\r\n")
+      for field in head.fields {
+        let name = field.name
+        if Self.isHopByHop(bytes, name)
+          || listed.contains(where: { RawHTTP.equalsIgnoringCase(bytes, $0, name) })
+        {
+          continue
+        }
+        if RawHTTP.equals(bytes, name, lowercase: "foyer-release") {
+          release = release || RawHTTP.equals(bytes, field.value, lowercase: "done")
+          continue
+        }
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[name.lowerBound..<field.value.upperBound]))
+        out.writeStaticString("\r\n")
+      }
+      if release, let holder = exchange.holder {
+        out.writeStaticString("set-cookie: ")
+        out.writeString(
+          Cookies.setCookie(
+            name: Cookies.passName(room: holder.room), value: "", maxAge: 0,
+            secure: shared.configuration.secureCookies))
+        out.writeStaticString("\r\n")
+      }
+      if quiescing || framing.isUntilClose {
+        out.writeStaticString("connection: close\r\n")
+      }
+      out.writeStaticString("\r\n")
+      return (.written, head.length, out)
+    }
+    let (outcome, length, clientHead) = result
+    guard outcome == .written || outcome == .skipped else { return outcome }
+    pending.moveReaderIndex(forwardBy: length)
+    guard let clientHead else { return outcome }
+    exchange.responseStarted = true
+    shared.metrics.countProxied(status: status)
+    if release, let holder = exchange.holder {
+      // Checkout done: free the slot at once (the cookie above clears the pass).
+      let logger = shared.logger
+      let requestID = exchange.requestID
+      shared.store.release(room: holder.room, visitor: holder.visitor, reason: .done, on: context.eventLoop)
+        .whenFailure { error in
+          logger.warning(
+            "release failed",
+            metadata: ["request_id": "\(requestID)", "room": "\(holder.room)", "error": "\(error)"])
+        }
+    }
+    write(clientHead, context: context, upstream: exchange.upstream)
+    return .written
+  }
+
+  private func write(_ bytes: ByteBuffer, context: ChannelHandlerContext, upstream: UpstreamConnection?) {
+    context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+    if !context.channel.isWritable {
+      // Pause first: the flush may drain the socket and turn the channel writable at once,
+      // and that event is what resumes reading.
+      upstream?.relay.paused = true
+      context.flush()
+    }
+  }
+
+  /// The upstream's read burst is over: one flush to the client for all of it.
+  func relayReadComplete() {
+    context?.flush()
+  }
+
+  func relayClosed() {
+    guard let current = exchange, let pool = context.flatMap({ shared.pool(on: $0.eventLoop) }) else {
+      return
+    }
+    current.upstream?.relay.delegate = nil
+    if case .untilClose = current.body {
+      // The close is the end of this answer.
+      exchange!.reusable = false
+      finish(closeClient: true)
+    } else if !current.responseStarted && current.upstream?.reused == true && !current.retried {
+      // A kept-alive connection closed as the request went out: the request is a GET or
+      // HEAD, so it is sent again once, on a new connection (as nginx does).
+      exchange!.retried = true
+      exchange!.upstream = nil
+      exchange!.pending = nil
+      connect(pool, exchange: current.number)
+    } else if !current.responseStarted {
+      shared.metrics.upstreamResets.increment()
+      fail(.badGateway, "the upstream closed the connection")
+    } else {
+      shared.metrics.upstreamResets.increment()
+      abort()
+    }
+  }
+
+  /// The answer is complete: the upstream goes back to the pool and the next request may start.
+  private func finish(closeClient: Bool) {
+    guard let current = exchange, let context else { return }
+    if current.responseStarted {
+      shared.metrics.proxyDuration.recordNanoseconds((NIODeadline.now() - current.started).nanoseconds)
+    }
+    exchange = nil
+    mode = .idle
+    if let upstream = current.upstream {
+      upstream.relay.delegate = nil
+      upstream.relay.paused = false
+      if current.reusable && current.pending == nil {
+        shared.pool(on: context.eventLoop)?.release(upstream)
+      } else {
+        upstream.channel.close(promise: nil)
+      }
+    }
+    connectionGuard.exchangeEnded()
+    if closeClient || quiescing {
+      context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer()))).assumeIsolated().whenComplete { _ in
+        context.close(promise: nil)
+      }
+      return
+    }
+    // The relay is detached, so its read-complete flush will not come: one flush here carries
+    // the answer (or its last part).
+    context.flush()
+    takeNextRequest(context: context)
+    resumeReadsIfPending(context: context)
+  }
+
+  /// The exchange failed before any answer went out: a small JSON answer, as the NIOHTTP1
+  /// path gives (`GatewayHandler.failExchange`).
+  private func fail(_ status: HTTPResponseStatus, _ message: String) {
+    guard let current = exchange, let context else { return }
+    if current.responseStarted { return abort() }
+    if let upstream = current.upstream {
+      upstream.relay.delegate = nil
+      upstream.channel.close(promise: nil)
+    }
+    exchange!.upstream = nil
+    exchange!.reusable = false
+    shared.metrics.countProxied(status: Int(status.code))
+    let code = status.code == 504 ? "upstream_timeout" : "upstream_unavailable"
+    shared.logger.notice(
+      "request failed",
+      metadata: [
+        "request_id": "\(current.requestID)", "status": "\(status.code)", "error": "\(code)",
+        "uri": "\(current.target)",
+      ])
+    let body = "{\"error\":\"\(code)\",\"message\":\"\(message)\"}"
+    var out = context.channel.allocator.buffer(capacity: 256)
+    out.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
+    out.writeString("content-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n")
+    out.writeStaticString("cache-control: no-store\r\n")
+    if quiescing { out.writeStaticString("connection: close\r\n") }
+    out.writeStaticString("\r\n")
+    if !current.isHead { out.writeString(body) }
+    context.writeAndFlush(wrapOutboundOut(.byteBuffer(out)), promise: nil)
+    finish(closeClient: false)
+  }
+
+  /// Cut off mid-answer: the client cannot be told otherwise than by a close.
+  private func abort() {
+    if let upstream = exchange?.upstream {
+      upstream.relay.delegate = nil
+      upstream.channel.close(promise: nil)
+    }
+    exchange = nil
+    context?.close(promise: nil)
+  }
+
+  // MARK: Helpers
+
+  /// The fixed hop-by-hop names (RFC 9110 §7.6.1), on raw bytes.
+  private static func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+    switch name.count {
+    case 2: RawHTTP.equals(bytes, name, lowercase: "te")
+    case 7:
+      RawHTTP.equals(bytes, name, lowercase: "upgrade") || RawHTTP.equals(bytes, name, lowercase: "trailer")
+    case 10:
+      RawHTTP.equals(bytes, name, lowercase: "connection")
+        || RawHTTP.equals(bytes, name, lowercase: "keep-alive")
+    case 16: RawHTTP.equals(bytes, name, lowercase: "proxy-connection")
+    case 18: RawHTTP.equals(bytes, name, lowercase: "proxy-authenticate")
+    case 19: RawHTTP.equals(bytes, name, lowercase: "proxy-authorization")
+    default: false
+    }
+  }
+
+  private static func trim(_ slice: Slice<UnsafeRawBufferPointer>) -> Range<Int> {
+    var range = slice.startIndex..<slice.endIndex
+    while let first = range.first, slice.base[first] == RawHTTP.space || slice.base[first] == RawHTTP.tab {
+      range = range.dropFirst()
+    }
+    while let last = range.last, slice.base[last] == RawHTTP.space || slice.base[last] == RawHTTP.tab {
+      range = range.dropLast()
+    }
+    return range
+  }
+}
+
+/// Sent outbound by `RequestSequencer` when the NIOHTTP1 path has ended a response, so the
+/// express lane can take the next request.
+struct CodecExchangeEnded {}

@@ -8,10 +8,12 @@ as_pg() {
   if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# Below Linux's ephemeral range (32768-60999): a port an outgoing connection holds passes the
+# connect probe but cannot be bound.
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 40000))
+    port=$((10000 + RANDOM % 22000))
     (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
 }
@@ -33,7 +35,7 @@ start_redis() {
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize no --loglevel warning \
     --logfile "$dir/redis.log" "$@" &
   redis_pid=$!
-  wait_port "$port" redis-server
+  wait_port "$port" redis-server || { tail -5 "$dir/redis.log" >&2; return 1; }
 }
 
 stop_redis() {

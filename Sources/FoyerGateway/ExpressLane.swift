@@ -64,8 +64,9 @@ final class ExpressLane: ChannelDuplexHandler {
     }
   }
 
-  /// One forwarded request and how far its answer has come.
-  private struct Exchange {
+  /// One forwarded request and how far its answer has come. A class: the relay updates it
+  /// on every upstream read, and a struct held in an optional was copied in and out each time.
+  private final class Exchange {
     let number: Int
     /// The request as sent upstream; kept for one retry on a stale keep-alive connection.
     let request: ByteBuffer
@@ -80,6 +81,18 @@ final class ExpressLane: ChannelDuplexHandler {
     var reusable = true
     /// Upstream bytes not relayed yet (a head still arriving).
     var pending: ByteBuffer?
+
+    init(
+      number: Int, request: ByteBuffer, requestIDRange: Range<Int>, isHead: Bool,
+      holder: (room: String, visitor: VisitorID)?, started: NIODeadline
+    ) {
+      self.number = number
+      self.request = request
+      self.requestIDRange = requestIDRange
+      self.isHead = isHead
+      self.holder = holder
+      self.started = started
+    }
 
     var requestID: String {
       String(decoding: request.readableBytesView[requestIDRange], as: UTF8.self)
@@ -115,6 +128,8 @@ final class ExpressLane: ChannelDuplexHandler {
 
   /// Reads pause while a pipelining client is this far ahead.
   private static let inboundLimit = 1 << 20
+  /// A body up to this size that arrived with its head is copied into the head's write.
+  private static let coalesceLimit = 16 * 1024
   /// An upstream head longer than this is refused (502).
   private static let responseHeadLimit = 64 * 1024
 
@@ -152,10 +167,28 @@ final class ExpressLane: ChannelDuplexHandler {
     if case .idle = mode { takeNextRequest(context: context) }
   }
 
+  func channelActive(context: ChannelHandlerContext) {
+    context.fireChannelActive()
+    readMore(context: context)
+  }
+
   func channelReadComplete(context: ChannelHandlerContext) {
     switch mode {
     case .delegated, .handedOver: context.fireChannelReadComplete()
     case .idle, .forwarding: break
+    }
+    readMore(context: context)
+  }
+
+  /// Asks for the next read burst. `autoRead` is off where this lane is in the pipeline: NIO
+  /// would ask through every handler from the tail after each burst, five hops that showed in
+  /// profiles. While the lane serves the connection it asks the socket directly; while the
+  /// NIOHTTP1 path does, the request goes through that path's handlers, which hold reads back
+  /// while a body has nowhere to go.
+  private func readMore(context: ChannelHandlerContext) {
+    switch mode {
+    case .delegated, .handedOver: context.pipeline.read()
+    case .idle, .forwarding: read(context: context)
     }
   }
 
@@ -447,8 +480,9 @@ final class ExpressLane: ChannelDuplexHandler {
   }
 
   private func attach(_ upstream: UpstreamConnection) {
-    guard let request = exchange?.request else { return }
-    exchange!.upstream = upstream
+    guard let exchange else { return }
+    let request = exchange.request
+    exchange.upstream = upstream
     upstream.relay.delegate = self
     upstream.relay.paused = !(context?.channel.isWritable ?? true)
     upstream.relay.send(request)
@@ -474,29 +508,27 @@ final class ExpressLane: ChannelDuplexHandler {
   // MARK: Relaying the answer
 
   func relayRead(_ bytes: ByteBuffer) {
-    guard exchange != nil else { return }
-    if exchange!.pending == nil {
-      exchange!.pending = bytes
+    guard let exchange else { return }
+    if exchange.pending == nil {
+      exchange.pending = bytes
     } else {
-      exchange!.pending!.writeImmutableBuffer(bytes)
+      exchange.pending!.writeImmutableBuffer(bytes)
     }
-    relay()
+    relay(exchange)
   }
 
   /// Passes on what can be passed on of `pending`, and ends the exchange when the answer is
   /// complete.
-  private func relay() {
-    guard let context, var exchange, var pending = exchange.pending else { return }
-    self.exchange!.pending = nil
+  private func relay(_ exchange: Exchange) {
+    guard let context, var pending = exchange.pending else { return }
     exchange.pending = nil
     relaying: while pending.readableBytes > 0 {
       switch exchange.body {
       case .head:
-        switch responseHead(&pending, &exchange, context: context) {
+        switch responseHead(&pending, exchange, context: context) {
         case .wait:
           break relaying
         case .invalid:
-          self.exchange = exchange
           return fail(.badGateway, "the upstream's answer is not valid HTTP/1.1")
         case .skipped, .written:
           continue
@@ -515,7 +547,6 @@ final class ExpressLane: ChannelDuplexHandler {
           write(pending.readSlice(length: consumed)!, context: context, upstream: exchange.upstream)
           exchange.body = .done
         case .invalid:
-          self.exchange = exchange
           return abort()
         }
       case .untilClose:
@@ -528,7 +559,6 @@ final class ExpressLane: ChannelDuplexHandler {
       }
     }
     exchange.pending = pending.readableBytes > 0 ? pending : nil
-    self.exchange = exchange
     if case .done = exchange.body { finish(closeClient: false) }
   }
 
@@ -536,7 +566,7 @@ final class ExpressLane: ChannelDuplexHandler {
 
   /// Reads the upstream's head from `pending`; writes the client's head and sets the framing.
   private func responseHead(
-    _ pending: inout ByteBuffer, _ exchange: inout Exchange, context: ChannelHandlerContext
+    _ pending: inout ByteBuffer, _ exchange: Exchange, context: ChannelHandlerContext
   ) -> HeadOutcome {
     var release = false
     var status = 0
@@ -602,7 +632,9 @@ final class ExpressLane: ChannelDuplexHandler {
       exchange.body = framing
       exchange.reusable = keepAlive
 
-      var out = context.channel.allocator.buffer(capacity: head.length + 160)
+      var small = 0
+      if case .fixed(let length) = framing, length <= Self.coalesceLimit { small = length }
+      var out = context.channel.allocator.buffer(capacity: head.length + 160 + small)
       out.writeStaticString("HTTP/1.1 ")
       out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[code]))
       out.writeStaticString(" ")
@@ -634,6 +666,13 @@ final class ExpressLane: ChannelDuplexHandler {
         out.writeStaticString("connection: close\r\n")
       }
       out.writeStaticString("\r\n")
+      // A small body that came with the head goes out in the same write.
+      if case .fixed(let length) = framing, length <= Self.coalesceLimit, bytes.count - head.length >= length
+      {
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.length..<(head.length + length)]))
+        exchange.body = .done
+        return (.written, head.length + length, out)
+      }
       return (.written, head.length, out)
     }
     let (outcome, length, clientHead) = result
@@ -679,14 +718,14 @@ final class ExpressLane: ChannelDuplexHandler {
     current.upstream?.relay.delegate = nil
     if case .untilClose = current.body {
       // The close is the end of this answer.
-      exchange!.reusable = false
+      current.reusable = false
       finish(closeClient: true)
     } else if !current.responseStarted && current.upstream?.reused == true && !current.retried {
       // A kept-alive connection closed as the request went out: the request is a GET or
       // HEAD, so it is sent again once, on a new connection (as nginx does).
-      exchange!.retried = true
-      exchange!.upstream = nil
-      exchange!.pending = nil
+      current.retried = true
+      current.upstream = nil
+      current.pending = nil
       connect(pool, exchange: current.number)
     } else if !current.responseStarted {
       shared.metrics.upstreamResets.increment()
@@ -737,8 +776,8 @@ final class ExpressLane: ChannelDuplexHandler {
       upstream.relay.delegate = nil
       upstream.channel.close(promise: nil)
     }
-    exchange!.upstream = nil
-    exchange!.reusable = false
+    current.upstream = nil
+    current.reusable = false
     shared.metrics.countProxied(status: Int(status.code))
     let code = status.code == 504 ? "upstream_timeout" : "upstream_unavailable"
     shared.logger.notice(

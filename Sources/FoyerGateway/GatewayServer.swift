@@ -66,6 +66,8 @@ public final class GatewayServer: ListenerService, Sendable {
       .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
       .childChannelOption(ChannelOptions.maxMessagesPerRead, value: configuration.maxMessagesPerRead)
+      // The express lane asks for reads itself (`ExpressLane.readMore`).
+      .childChannelOption(ChannelOptions.autoRead, value: !configuration.expressLane)
       .childChannelInitializer { channel in
         // Over the connection limit: close at once, before any work.
         // One count: the limit reads it, the gauge shows it.

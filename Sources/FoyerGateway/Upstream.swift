@@ -94,6 +94,8 @@ final class UpstreamPool {
     ClientBootstrap(group: eventLoop)
       .connectTimeout(configuration.connectTimeout)
       .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+      // `UpstreamRelay` asks for reads itself.
+      .channelOption(ChannelOptions.autoRead, value: false)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(UpstreamRelay())
@@ -136,6 +138,8 @@ final class UpstreamRelay: ChannelDuplexHandler {
   weak var delegate: ExpressLane?
   private var context: ChannelHandlerContext?
   private var readPending = false
+  /// This read burst went to the express lane.
+  private var expressBurst = false
   var paused = false {
     didSet {
       if !paused, readPending, let context {
@@ -155,15 +159,31 @@ final class UpstreamRelay: ChannelDuplexHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     if let delegate {
+      expressBurst = true
       delegate.relayRead(unwrapInboundIn(data))
     } else {
       context.fireChannelRead(data)
     }
   }
 
+  func channelActive(context: ChannelHandlerContext) {
+    context.fireChannelActive()
+    context.pipeline.read()
+  }
+
   func channelReadComplete(context: ChannelHandlerContext) {
-    delegate?.relayReadComplete()
-    context.fireChannelReadComplete()
+    if expressBurst {
+      // The answer may have ended (and the lane let go) inside the burst.
+      expressBurst = false
+      delegate?.relayReadComplete()
+      // Straight to the socket (`autoRead` is off): NIO would ask through every handler.
+      read(context: context)
+    } else {
+      context.fireChannelReadComplete()
+      // Through the NIOHTTP1 handlers, which hold reads back for their exchange; idle in the
+      // pool, reading on is how the upstream's close is noticed.
+      context.pipeline.read()
+    }
   }
 
   func channelInactive(context: ChannelHandlerContext) {

@@ -38,6 +38,8 @@ final class ExpressLane: ChannelDuplexHandler {
     case idle
     /// An express exchange is on its way (`exchange` is set).
     case forwarding
+    /// A status poll waits for Redis.
+    case polling
     /// One request was given to the NIOHTTP1 path; the rest waits for its response's end.
     case delegated
     /// The NIOHTTP1 path owns the connection from here on.
@@ -49,6 +51,8 @@ final class ExpressLane: ChannelDuplexHandler {
     case handOver
     case delegate(length: Int)
     case forward(length: Int, Exchange)
+    /// `GET /_foyer/status` from a known visitor.
+    case poll(length: Int, room: String, visitor: VisitorID)
   }
 
   /// What the relay still expects of the upstream's answer.
@@ -175,7 +179,7 @@ final class ExpressLane: ChannelDuplexHandler {
   func channelReadComplete(context: ChannelHandlerContext) {
     switch mode {
     case .delegated, .handedOver: context.fireChannelReadComplete()
-    case .idle, .forwarding: break
+    case .idle, .forwarding, .polling: break
     }
     readMore(context: context)
   }
@@ -188,7 +192,7 @@ final class ExpressLane: ChannelDuplexHandler {
   private func readMore(context: ChannelHandlerContext) {
     switch mode {
     case .delegated, .handedOver: context.pipeline.read()
-    case .idle, .forwarding: read(context: context)
+    case .idle, .forwarding, .polling: read(context: context)
     }
   }
 
@@ -227,7 +231,7 @@ final class ExpressLane: ChannelDuplexHandler {
     quiescing = true
     switch mode {
     case .idle: context.close(promise: nil)
-    case .forwarding: break  // closed once this exchange's answer is out
+    case .forwarding, .polling: break  // closed once this exchange's answer is out
     case .delegated, .handedOver: context.fireUserInboundEventTriggered(event)
     }
   }
@@ -277,6 +281,10 @@ final class ExpressLane: ChannelDuplexHandler {
       buffer.moveReaderIndex(forwardBy: length)
       inbound = buffer.readableBytes > 0 ? buffer : nil
       start(exchange, context: context)
+    case .poll(let length, let room, let visitor):
+      let request = buffer.readSlice(length: length)!
+      inbound = buffer.readableBytes > 0 ? buffer : nil
+      poll(request, room: room, visitor: visitor, context: context)
     }
   }
 
@@ -329,10 +337,15 @@ final class ExpressLane: ChannelDuplexHandler {
         if passHeader == nil { passHeader = field.value }
       }
     }
-    guard express, shared.pool(on: context.eventLoop) != nil else { return .delegate(length: head.length) }
+    guard express else { return .delegate(length: head.length) }
     let pathEnd = bytes[target].firstIndex(of: UInt8(ascii: "?")) ?? target.upperBound
     let path = bytes[target.lowerBound..<pathEnd]
-    if path.starts(with: "/_foyer/".utf8) { return .delegate(length: head.length) }
+    if path.starts(with: "/_foyer/".utf8) {
+      guard !isHead, path.elementsEqual("/_foyer/status".utf8) else { return .delegate(length: head.length) }
+      guard passHeader == nil else { return .delegate(length: head.length) }
+      return poll(bytes, head, query: pathEnd..<target.upperBound, context: context)
+    }
+    guard shared.pool(on: context.eventLoop) != nil else { return .delegate(length: head.length) }
 
     var holder: (room: String, visitor: VisitorID, pass: Range<Int>)?
     if let room = shared.configuration.rooms.match(
@@ -340,7 +353,7 @@ final class ExpressLane: ChannelDuplexHandler {
     {
       // The pass cookie first, then the header, as the NIOHTTP1 path looks for it; a pass that
       // fails is left to that path, which counts the rejection and answers.
-      guard let pass = passCookie(bytes, head, room: room.id) ?? passHeader,
+      guard let pass = cookie(Cookies.passPrefix, bytes, head, room: room.id) ?? passHeader,
         case .valid(let visitor, _) = shared.signer(on: context.eventLoop).verify(
           utf8: UnsafeRawBufferPointer(rebasing: bytes[pass]), kind: .pass, room: room.id,
           now: GatewayHandler.unixSeconds())
@@ -357,10 +370,31 @@ final class ExpressLane: ChannelDuplexHandler {
         holder: holder.map { ($0.room, $0.visitor) }, started: .now()))
   }
 
-  private func passCookie(_ bytes: UnsafeRawBufferPointer, _ head: RawHead, room: String) -> Range<Int>? {
+  /// A status poll the lane answers itself: a known visitor (valid visitor cookie) of a
+  /// protected room, without a pass. New visitors, pass holders and mistakes take the
+  /// NIOHTTP1 path.
+  private func poll(
+    _ bytes: UnsafeRawBufferPointer, _ head: RawHead, query: Range<Int>, context: ChannelHandlerContext
+  ) -> Decision {
+    let delegate = Decision.delegate(length: head.length)
+    let queryText = Substring(decoding: bytes[query].dropFirst(), as: UTF8.self)
+    guard let id = GatewayHandler.parameter("room", in: queryText), let room = shared.room(id: id),
+      cookie(Cookies.passPrefix, bytes, head, room: room.id) == nil,
+      let token = cookie(Cookies.visitorPrefix, bytes, head, room: room.id),
+      case .valid(let visitor, _) = shared.signer(on: context.eventLoop).verify(
+        utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id,
+        now: GatewayHandler.unixSeconds())
+    else { return delegate }
+    return .poll(length: head.length, room: room.id, visitor: visitor)
+  }
+
+  /// The value of the gateway's cookie `prefix + room`, as the NIOHTTP1 path finds it.
+  private func cookie(
+    _ prefix: String, _ bytes: UnsafeRawBufferPointer, _ head: RawHead, room: String
+  ) -> Range<Int>? {
     for field in head.fields where RawHTTP.equals(bytes, field.name, lowercase: "cookie") {
       for pair in Cookies.PairRanges(bytes[field.value]) {
-        if let value = Cookies.valueRange(prefix: Cookies.passPrefix, room: room, inPair: bytes[pair]) {
+        if let value = Cookies.valueRange(prefix: prefix, room: room, inPair: bytes[pair]) {
           return value
         }
       }
@@ -442,6 +476,72 @@ final class ExpressLane: ChannelDuplexHandler {
     let idRange = idStart..<(out.writerIndex - out.readerIndex)
     out.writeStaticString("\r\n\r\n")
     return (out, idRange)
+  }
+
+  // MARK: Status polls
+
+  /// Asks Redis where the visitor stands and answers the JSON. A visitor who is not in the
+  /// queue (a join) or a Redis failure goes to the NIOHTTP1 path with the same bytes, which
+  /// joins, or answers with a retry hint, and counts it.
+  private func poll(_ request: ByteBuffer, room: String, visitor: VisitorID, context: ChannelHandlerContext) {
+    mode = .polling
+    connectionGuard.exchangeStarted()
+    let signer = shared.signer(on: context.eventLoop)
+    shared.store.status(room: room, visitor: visitor, claim: true, on: context.eventLoop)
+      .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+        guard case .polling = self.mode, let context = self.context else { return }
+        if case .success(let status) = result, !status.isAbsent {
+          self.shared.metrics.statusPolls.increment()
+          let (body, passCookie) = GatewayHandler.statusBody(
+            status, room: room, visitor: visitor, signer: signer,
+            secureCookies: self.shared.configuration.secureCookies)
+          var headers = [("retry-after", String(GatewayHandler.retryAfterSeconds(body)))]
+          if let passCookie { headers.append(("set-cookie", passCookie)) }
+          self.answer(.ok, headers: headers, body: body.json, isHead: false, context: context)
+          self.mode = .idle
+          self.connectionGuard.exchangeEnded()
+          self.afterAnswer(context: context)
+        } else {
+          self.mode = .delegated
+          self.passToCodec(request, context: context)
+          if self.quiescing { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+        }
+      }
+  }
+
+  /// An answer the lane makes itself, as `LocalResponse` makes it on the NIOHTTP1 path:
+  /// `headers`, then type, length and `no-store`; `connection: close` when shutting down.
+  private func answer(
+    _ status: HTTPResponseStatus, headers: [(String, String)], body: String, isHead: Bool,
+    context: ChannelHandlerContext
+  ) {
+    var out = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
+    out.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
+    for (name, value) in headers {
+      out.writeString(name)
+      out.writeStaticString(": ")
+      out.writeString(value)
+      out.writeStaticString("\r\n")
+    }
+    out.writeStaticString("content-type: application/json\r\ncontent-length: ")
+    out.writeString(String(body.utf8.count))
+    out.writeStaticString("\r\ncache-control: no-store\r\n")
+    if quiescing { out.writeStaticString("connection: close\r\n") }
+    out.writeStaticString("\r\n")
+    if !isHead { out.writeString(body) }
+    context.writeAndFlush(wrapOutboundOut(.byteBuffer(out)), promise: nil)
+  }
+
+  /// After an answer: close if shutting down, else the next request.
+  private func afterAnswer(context: ChannelHandlerContext) {
+    if quiescing {
+      context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer()))).assumeIsolated().whenComplete { _ in
+        context.close(promise: nil)
+      }
+      return
+    }
+    takeNextRequest(context: context)
+    resumeReadsIfPending(context: context)
   }
 
   // MARK: Forwarding
@@ -754,7 +854,7 @@ final class ExpressLane: ChannelDuplexHandler {
       }
     }
     connectionGuard.exchangeEnded()
-    if closeClient || quiescing {
+    if closeClient {
       context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer()))).assumeIsolated().whenComplete { _ in
         context.close(promise: nil)
       }
@@ -763,8 +863,7 @@ final class ExpressLane: ChannelDuplexHandler {
     // The relay is detached, so its read-complete flush will not come: one flush here carries
     // the answer (or its last part).
     context.flush()
-    takeNextRequest(context: context)
-    resumeReadsIfPending(context: context)
+    afterAnswer(context: context)
   }
 
   /// The exchange failed before any answer went out: a small JSON answer, as the NIOHTTP1
@@ -786,15 +885,9 @@ final class ExpressLane: ChannelDuplexHandler {
         "request_id": "\(current.requestID)", "status": "\(status.code)", "error": "\(code)",
         "uri": "\(current.target)",
       ])
-    let body = "{\"error\":\"\(code)\",\"message\":\"\(message)\"}"
-    var out = context.channel.allocator.buffer(capacity: 256)
-    out.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
-    out.writeString("content-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n")
-    out.writeStaticString("cache-control: no-store\r\n")
-    if quiescing { out.writeStaticString("connection: close\r\n") }
-    out.writeStaticString("\r\n")
-    if !current.isHead { out.writeString(body) }
-    context.writeAndFlush(wrapOutboundOut(.byteBuffer(out)), promise: nil)
+    answer(
+      status, headers: [], body: "{\"error\":\"\(code)\",\"message\":\"\(message)\"}", isHead: current.isHead,
+      context: context)
     finish(closeClient: false)
   }
 

@@ -56,6 +56,11 @@ public enum VisitorStatus: Sendable, Hashable {
   case passthrough
   /// `max_queue` reached.
   case full(waiting: Int)
+
+  /// Not in the queue: a poll that finds this joins.
+  public var isAbsent: Bool {
+    if case .absent = self { true } else { false }
+  }
 }
 
 /// One admission tick's outcome.

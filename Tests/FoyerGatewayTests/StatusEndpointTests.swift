@@ -25,14 +25,16 @@ import FoundationNetworking
     var base: String { "http://127.0.0.1:\(channel.localAddress!.port!)" }
   }
 
-  func gateway(redisURL: String? = nil, settings: RoomSettings) async throws -> Gateway {
+  func gateway(redisURL: String? = nil, settings: RoomSettings, express: Bool = true) async throws -> Gateway
+  {
     let url = try redisURL ?? RedisServer.sharedURL()
     let redis = RedisClient(configuration: try RedisConfiguration(url: url), eventLoopGroup: group)
     let store = RoomStore(redis: redis, snapshotMaxAge: .zero)
     let room = "gw-" + UUID().uuidString.prefix(8)
     try await store.createRoom(room, settings: settings)
     let configuration = GatewayConfiguration(
-      host: "127.0.0.1", port: 0, keyRing: Self.keyRing, rooms: [RoomRoute(id: room, pathPrefix: "/shop")])
+      host: "127.0.0.1", port: 0, keyRing: Self.keyRing, rooms: [RoomRoute(id: room, pathPrefix: "/shop")],
+      expressLane: express)
     let server = GatewayServer(configuration: configuration, store: store, eventLoopGroup: group)
     return Gateway(channel: try await server.start(), store: store, room: room)
   }
@@ -76,9 +78,10 @@ import FoundationNetworking
     #expect(unknown.0 == 400 && json(unknown.3)["error"] as? String == "unknown_room")
   }
 
-  @Test func visitorWaitsThenIsAdmittedWithAPass() async throws {
+  /// Known visitors' polls take the express lane when it is on; joins take the NIOHTTP1 path.
+  @Test(arguments: ProxyTests.lanes) func visitorWaitsThenIsAdmittedWithAPass(express: Bool) async throws {
     let gateway = try await gateway(
-      settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, jitterMilliseconds: 0))
+      settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, jitterMilliseconds: 0), express: express)
     defer { gateway.channel.close(promise: nil) }
     let room = gateway.room
     let statusURL = gateway.base + "/_foyer/status?room=\(room)"
@@ -124,16 +127,23 @@ import FoundationNetworking
     #expect(json(holder.3)["admitted"] as? Bool == true)
   }
 
-  @Test func redisDownGivesARetryHintNotAnError() async throws {
+  @Test(arguments: ProxyTests.lanes) func redisDownGivesARetryHintNotAnError(express: Bool) async throws {
     let server = try await RedisServer.start()
-    let gateway = try await gateway(redisURL: server.url, settings: RoomSettings(state: .paused))
+    let gateway = try await gateway(
+      redisURL: server.url, settings: RoomSettings(state: .paused), express: express)
     defer { gateway.channel.close(promise: nil) }
+    let statusURL = gateway.base + "/_foyer/status?room=\(gateway.room)"
+    let joined = try await get(statusURL)
+    let visitor = try #require(joined.2["foyer_v_\(gateway.room)"])
     await server.stop()
     let ready = try await get(gateway.base + "/_foyer/readyz")
     #expect(ready.0 == 503)
-    let poll = try await get(gateway.base + "/_foyer/status?room=\(gateway.room)")
-    #expect(poll.0 == 503 && poll.1["retry-after"] == "2")
-    #expect(json(poll.3)["error"] as? String == "unavailable")
+    // A new visitor, and a waiting one (whose poll the express lane hands on when Redis fails).
+    for cookies in [[:], ["foyer_v_\(gateway.room)": visitor]] {
+      let poll = try await get(statusURL, cookies: cookies)
+      #expect(poll.0 == 503 && poll.1["retry-after"] == "2")
+      #expect(json(poll.3)["error"] as? String == "unavailable")
+    }
     // Stop reconnecting: the kernel may give the stopped server's port to another test's
     // listener, which this client would then keep connecting to.
     await gateway.store.redis.close()

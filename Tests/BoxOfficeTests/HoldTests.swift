@@ -118,14 +118,17 @@ import Testing
     defer { Task { await box.stop() } }
     let seats = Array(try await box.seatIds().prefix(3))
     let list = seats.map(String.init).joined(separator: ",")
-    let created = ContinuousClock.now
     let reply = try await box.request(
       "POST", "/events/\(box.event.id)/holds", pass: box.pass(), body: #"{"seatIds":[\#(list)]}"#)
     #expect(reply.status == 201)
     // The worker's lag is measured in the database: from the hold's expiry to the release
-    // the audit trail records (this machine's load does not skew it).
+    // the audit trail records (this machine's load does not skew it). The polling window
+    // starts when the hold was answered, not before it was asked for: under the full suite
+    // the request itself has taken over a second, and a window that counted it ran out
+    // before a release that came well within the lag bound (`observed after 5.01 s`).
+    let answered = ContinuousClock.now
     var lag: [Int64] = []
-    while lag.isEmpty && ContinuousClock.now - created < .seconds(5) {
+    while lag.isEmpty && ContinuousClock.now - answered < .seconds(1) + .milliseconds(2_500) + .seconds(3) {
       lag = try await box.integers(
         """
         SELECT (EXTRACT(EPOCH FROM max(a.at) - max(h.expires_at)) * 1000)::bigint
@@ -135,11 +138,12 @@ import Testing
         """)
       if lag.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
     }
-    let took = ContinuousClock.now - created
+    let took = ContinuousClock.now - answered
     // Alone the lag is about 1 ms (README); the bound leaves room for the rest of the suite
     // hammering the same two cores and database at the same time.
-    #expect(lag.count == 1 && lag[0] >= 0 && lag[0] < 2_500, "released \(lag) ms after the expiry")
-    #expect(took < .seconds(5), "observed after \(took)")  // the polling window above
+    #expect(
+      lag.count == 1 && lag[0] >= 0 && lag[0] < 2_500,
+      "released \(lag) ms after the expiry; polled for \(took)")
     // The hold itself is marked expired just after its seats.
     var expired: [Int64] = []
     for _ in 0..<100 where expired != [1] {

@@ -714,7 +714,7 @@ final class ExpressLane: ChannelDuplexHandler {
               keepAlive = false
             } else if RawHTTP.equals(bytes, trimmed, lowercase: "keep-alive") {
               keepAlive = true
-            } else if !trimmed.isEmpty {
+            } else if !trimmed.isEmpty && ForwardingHeaders.dropsListedName(bytes[trimmed]) {
               listed.append(trimmed)
             }
           }

@@ -258,11 +258,7 @@ enum ForwardingHeaders {
     for value in headers["connection"] {
       for token in value.split(separator: ",") {
         let name = token.drop(while: { $0 == " " })
-        if !equalsIgnoringCase(name, "close") && !equalsIgnoringCase(name, "keep-alive")
-          && !equalsIgnoringCase(name, "transfer-encoding") && !equalsIgnoringCase(name, "content-length")
-        {
-          listed.append(name)
-        }
+        if dropsListedName(name.utf8) { listed.append(name) }
       }
     }
     func drop(_ name: String) -> Bool {
@@ -273,6 +269,15 @@ enum ForwardingHeaders {
     kept.reserveCapacity(headers.count)
     for (name, value) in headers where !drop(name) { kept.add(name: name, value: value) }
     headers = kept
+  }
+
+  /// Whether a name listed in `Connection` goes with the hop (both lanes ask): every one but
+  /// the connection's own options (`close`, `keep-alive`) and the framing headers, which
+  /// tell the next hop where the body ends.
+  static func dropsListedName<Name: Collection<UInt8>>(_ name: Name) -> Bool {
+    !equalsIgnoringCase(name, "close".utf8) && !equalsIgnoringCase(name, "keep-alive".utf8)
+      && !equalsIgnoringCase(name, "transfer-encoding".utf8)
+      && !equalsIgnoringCase(name, "content-length".utf8)
   }
 
   /// The fixed hop-by-hop names, matched by length first.
@@ -291,8 +296,13 @@ enum ForwardingHeaders {
 
   /// ASCII case-insensitive comparison without allocating.
   static func equalsIgnoringCase(_ a: Substring, _ b: some StringProtocol) -> Bool {
-    guard a.utf8.count == b.utf8.count else { return false }
-    return zip(a.utf8, b.utf8).allSatisfy { x, y in
+    equalsIgnoringCase(a.utf8, b.utf8)
+  }
+
+  /// The same on any UTF-8 bytes (a `String`'s or a raw head's).
+  static func equalsIgnoringCase<A: Collection<UInt8>, B: Collection<UInt8>>(_ a: A, _ b: B) -> Bool {
+    guard a.count == b.count else { return false }
+    return zip(a, b).allSatisfy { x, y in
       x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
     }
   }

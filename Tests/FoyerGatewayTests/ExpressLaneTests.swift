@@ -183,10 +183,13 @@ final class ScriptedUpstreamHandler: ChannelInboundHandler {
 @Suite(.timeLimit(.minutes(2))) struct ExpressLaneTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  func gateway(upstreamPort: Int, metrics: GatewayMetrics = GatewayMetrics()) async throws -> any Channel {
+  func gateway(
+    upstreamPort: Int, metrics: GatewayMetrics = GatewayMetrics(), express: Bool = true
+  ) async throws -> any Channel {
     let configuration = GatewayConfiguration(
       host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
-      upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstreamPort, responseTimeout: .seconds(2)))
+      upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstreamPort, responseTimeout: .seconds(2)),
+      expressLane: express)
     let redis = RedisClient(
       configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
     let server = GatewayServer(
@@ -242,6 +245,24 @@ final class ScriptedUpstreamHandler: ChannelInboundHandler {
     #expect(fifth.hasSuffix("\r\n\r\nuntil the close"))
     #expect(ProxyTests.metricsText(metrics).contains("foyer_express_requests_total 5\n"))
     #expect(upstream.heads.allSatisfy { $0.contains("\r\nx-forwarded-for: 127.0.0.1\r\n") })
+  }
+
+  /// `Connection` may list hop-by-hop names to drop, but never the framing headers: the
+  /// client needs them to know where the answer ends (both lanes keep them).
+  @Test(arguments: ProxyTests.lanes) func framingHeadersListedInConnectionStay(express: Bool) async throws {
+    let answer =
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\n\r\nok"
+    let upstream = try await ScriptedUpstream(group: group, script: [.answer(answer), .answer(answer)])
+    defer { upstream.channel.close(promise: nil) }
+    let channel = try await gateway(upstreamPort: upstream.port, express: express)
+    defer { channel.close(promise: nil) }
+    let fd = try #require(connectLoopback(port: channel.localAddress!.port!))
+    defer { close(fd) }
+    for path in ["/a", "/b"] {
+      let reply = await exchange(fd, "GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n", until: "ok")
+      #expect(reply.lowercased().contains("content-length: 2\r\n"), "\(reply)")
+      #expect(!reply.lowercased().contains("x-hop") && reply.hasSuffix("\r\n\r\nok"), "\(reply)")
+    }
   }
 
   @Test func invalidUpstreamAnswersAre502() async throws {

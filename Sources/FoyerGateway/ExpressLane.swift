@@ -325,12 +325,11 @@ final class ExpressLane: ChannelDuplexHandler {
       if named("content-length") || named("transfer-encoding") || named("upgrade") {
         // The codec decides what follows this head; from here on it reads the connection.
         return .handOver
-      } else if named("expect") || named("te") || named("trailer") || named("proxy-connection")
-        || named("proxy-authenticate") || named("proxy-authorization")
-      {
-        express = false
       } else if named("connection") {
         express = express && RawHTTP.equals(bytes, field.value, lowercase: "keep-alive")
+      } else if named("expect") || ForwardingHeaders.isHopByHop(bytes[field.name]) && !named("keep-alive") {
+        // `Expect` and the other hop-by-hop headers are the NIOHTTP1 path's to handle.
+        express = false
       } else if named("host") {
         if host == nil { host = field.value }
       } else if named("foyer-pass") {
@@ -742,8 +741,8 @@ final class ExpressLane: ChannelDuplexHandler {
       out.writeStaticString("\r\n")
       for field in head.fields {
         let name = field.name
-        if Self.isHopByHop(bytes, name)
-          || listed.contains(where: { RawHTTP.equalsIgnoringCase(bytes, $0, name) })
+        if ForwardingHeaders.isHopByHop(bytes[name])
+          || listed.contains(where: { ForwardingHeaders.equalsIgnoringCase(bytes[$0], bytes[name]) })
         {
           continue
         }
@@ -902,22 +901,6 @@ final class ExpressLane: ChannelDuplexHandler {
   }
 
   // MARK: Helpers
-
-  /// The fixed hop-by-hop names (RFC 9110 §7.6.1), on raw bytes.
-  private static func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-    switch name.count {
-    case 2: RawHTTP.equals(bytes, name, lowercase: "te")
-    case 7:
-      RawHTTP.equals(bytes, name, lowercase: "upgrade") || RawHTTP.equals(bytes, name, lowercase: "trailer")
-    case 10:
-      RawHTTP.equals(bytes, name, lowercase: "connection")
-        || RawHTTP.equals(bytes, name, lowercase: "keep-alive")
-    case 16: RawHTTP.equals(bytes, name, lowercase: "proxy-connection")
-    case 18: RawHTTP.equals(bytes, name, lowercase: "proxy-authenticate")
-    case 19: RawHTTP.equals(bytes, name, lowercase: "proxy-authorization")
-    default: false
-    }
-  }
 
   private static func trim(_ slice: Slice<UnsafeRawBufferPointer>) -> Range<Int> {
     var range = slice.startIndex..<slice.endIndex

@@ -169,18 +169,6 @@ enum RawHTTP {
     return true
   }
 
-  /// ASCII case-insensitive comparison of two ranges of the same bytes.
-  static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ a: Range<Int>, _ b: Range<Int>) -> Bool {
-    guard a.count == b.count else { return false }
-    for offset in 0..<a.count {
-      let (x, y) = (bytes[a.lowerBound + offset], bytes[b.lowerBound + offset])
-      guard
-        x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
-      else { return false }
-    }
-    return true
-  }
-
   /// A decimal `Content-Length` value; `nil` if it is not one (or would overflow).
   static func contentLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
     guard !range.isEmpty, range.count <= 18 else { return nil }

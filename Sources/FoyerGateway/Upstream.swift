@@ -280,19 +280,22 @@ enum ForwardingHeaders {
       && !equalsIgnoringCase(name, "content-length".utf8)
   }
 
-  /// The fixed hop-by-hop names, matched by length first.
-  static func isHopByHop(_ name: String) -> Bool {
-    let candidate = name[...]
-    switch name.utf8.count {
-    case 2: return equalsIgnoringCase(candidate, "te")
-    case 7: return equalsIgnoringCase(candidate, "upgrade") || equalsIgnoringCase(candidate, "trailer")
-    case 10: return equalsIgnoringCase(candidate, "connection") || equalsIgnoringCase(candidate, "keep-alive")
-    case 16: return equalsIgnoringCase(candidate, "proxy-connection")
-    case 18: return equalsIgnoringCase(candidate, "proxy-authenticate")
-    case 19: return equalsIgnoringCase(candidate, "proxy-authorization")
+  /// The fixed hop-by-hop names (RFC 9110 §7.6.1), matched by length first; on any UTF-8
+  /// bytes, so both lanes use the one list.
+  static func isHopByHop<Name: Collection<UInt8>>(_ name: Name) -> Bool {
+    func named(_ candidate: String) -> Bool { equalsIgnoringCase(name, candidate.utf8) }
+    switch name.count {
+    case 2: return named("te")
+    case 7: return named("upgrade") || named("trailer")
+    case 10: return named("connection") || named("keep-alive")
+    case 16: return named("proxy-connection")
+    case 18: return named("proxy-authenticate")
+    case 19: return named("proxy-authorization")
     default: return false
     }
   }
+
+  static func isHopByHop(_ name: String) -> Bool { isHopByHop(name.utf8) }
 
   /// ASCII case-insensitive comparison without allocating.
   static func equalsIgnoringCase(_ a: Substring, _ b: some StringProtocol) -> Bool {

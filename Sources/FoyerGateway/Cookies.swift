@@ -14,28 +14,26 @@ enum Cookies {
   /// and `Character`-wise `Substring` scanning showed up in profiles of that path.
   static func value(prefix: String, room: String, in headers: HTTPHeaders) -> Substring? {
     for header in headers["cookie"] {
-      if let value = value(prefix: prefix, room: room, inHeader: header) { return value }
+      if let value = valueRange(prefix: prefix, room: room, inHeader: header.utf8) { return header[value] }
     }
     return nil
   }
 
-  private static func value(prefix: String, room: String, inHeader header: String) -> Substring? {
-    for pair in Pairs(header: header) {
-      if let value = valueRange(prefix: prefix, room: room, inPair: pair.utf8) { return header[value] }
-    }
-    return nil
-  }
-
-  /// Where the value of the cookie `prefix + room` is in one `name=value` pair, if the pair is
-  /// that cookie. On any UTF-8 bytes: a `String`'s or a request buffer's.
+  /// Where the value of the cookie `prefix + room` is in one `Cookie` header value. On any
+  /// UTF-8 bytes: a `String`'s (NIOHTTP1 path) or a request buffer's (express lane).
   static func valueRange<Bytes: Collection<UInt8>>(
-    prefix: String, room: String, inPair pair: Bytes
+    prefix: String, room: String, inHeader header: Bytes
   ) -> Range<Bytes.Index>? {
-    var cursor = pair.startIndex
-    guard skip(prefix.utf8, in: pair, at: &cursor), skip(room.utf8, in: pair, at: &cursor),
-      cursor < pair.endIndex, pair[cursor] == UInt8(ascii: "=")
-    else { return nil }
-    return pair.index(after: cursor)..<pair.endIndex
+    for pair in PairRanges(header) {
+      var cursor = pair.lowerBound
+      if skip(prefix.utf8, in: header, upTo: pair.upperBound, at: &cursor),
+        skip(room.utf8, in: header, upTo: pair.upperBound, at: &cursor),
+        cursor < pair.upperBound, header[cursor] == UInt8(ascii: "=")
+      {
+        return header.index(after: cursor)..<pair.upperBound
+      }
+    }
+    return nil
   }
 
   /// Whether a `name=value` pair is one of the gateway's own cookies (any room).
@@ -43,25 +41,23 @@ enum Cookies {
     pair.starts(with: passPrefix.utf8) || pair.starts(with: visitorPrefix.utf8)
   }
 
-  static func isGatewayCookie(_ pair: Substring) -> Bool { isGatewayCookie(pair.utf8) }
+  /// Where the pairs of one `Cookie` header value are that are not the gateway's: what goes
+  /// upstream, on both lanes.
+  static func foreignPairs<Bytes: Collection<UInt8>>(
+    inHeader header: Bytes
+  ) -> some Sequence<Range<Bytes.Index>> {
+    PairRanges(header).lazy.filter { !isGatewayCookie(header[$0]) }
+  }
 
-  /// The non-empty `name=value` pairs of one `Cookie` header, leading spaces skipped.
-  struct Pairs: Sequence, IteratorProtocol {
-    let header: String
-    private var ranges: PairRanges<String.UTF8View>
-
-    init(header: String) {
-      self.header = header
-      ranges = PairRanges(header.utf8)
-    }
-
-    mutating func next() -> Substring? { ranges.next().map { header[$0] } }
+  /// Whether one `Cookie` header value carries any of the gateway's cookies.
+  static func hasGatewayCookie<Bytes: Collection<UInt8>>(inHeader header: Bytes) -> Bool {
+    PairRanges(header).contains { isGatewayCookie(header[$0]) }
   }
 
   /// Where the non-empty `name=value` pairs of one `Cookie` header value are, on UTF-8 bytes:
   /// the one scan behind finding the gateway's cookies and stripping them, for `String`s and
   /// for raw request bytes alike.
-  struct PairRanges<Bytes: Collection<UInt8>>: Sequence, IteratorProtocol {
+  private struct PairRanges<Bytes: Collection<UInt8>>: Sequence, IteratorProtocol {
     let bytes: Bytes
     private var index: Bytes.Index
 
@@ -84,12 +80,12 @@ enum Cookies {
     }
   }
 
-  /// Advances `cursor` past `expected` if the bytes there are exactly it.
+  /// Advances `cursor` past `expected` if the bytes there, before `end`, are exactly it.
   private static func skip<Bytes: Collection<UInt8>>(
-    _ expected: String.UTF8View, in bytes: Bytes, at cursor: inout Bytes.Index
+    _ expected: String.UTF8View, in bytes: Bytes, upTo end: Bytes.Index, at cursor: inout Bytes.Index
   ) -> Bool {
     for byte in expected {
-      guard cursor < bytes.endIndex, bytes[cursor] == byte else { return false }
+      guard cursor < end, bytes[cursor] == byte else { return false }
       cursor = bytes.index(after: cursor)
     }
     return true

@@ -392,10 +392,8 @@ final class ExpressLane: ChannelDuplexHandler {
     _ prefix: String, _ bytes: UnsafeRawBufferPointer, _ head: RawHead, room: String
   ) -> Range<Int>? {
     for field in head.fields where RawHTTP.equals(bytes, field.name, lowercase: "cookie") {
-      for pair in Cookies.PairRanges(bytes[field.value]) {
-        if let value = Cookies.valueRange(prefix: prefix, room: room, inPair: bytes[pair]) {
-          return value
-        }
+      if let value = Cookies.valueRange(prefix: prefix, room: room, inHeader: bytes[field.value]) {
+        return value
       }
     }
     return nil
@@ -432,9 +430,9 @@ final class ExpressLane: ChannelDuplexHandler {
         continue
       } else if named("cookie") {
         let value = bytes[field.value]
-        if Cookies.PairRanges(value).contains(where: { Cookies.isGatewayCookie(bytes[$0]) }) {
+        if Cookies.hasGatewayCookie(inHeader: value) {
           var first = true
-          for pair in Cookies.PairRanges(value) where !Cookies.isGatewayCookie(bytes[pair]) {
+          for pair in Cookies.foreignPairs(inHeader: value) {
             out.writeStaticString(first ? "cookie: " : "; ")
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[pair]))
             first = false

@@ -316,17 +316,16 @@ enum ForwardingHeaders {
   static func stripGatewayCookies(_ headers: inout HTTPHeaders) {
     guard
       headers.contains(where: {
-        equalsIgnoringCase($0.name[...], "cookie")
-          && Cookies.Pairs(header: $0.value).contains(where: Cookies.isGatewayCookie)
+        equalsIgnoringCase($0.name[...], "cookie") && Cookies.hasGatewayCookie(inHeader: $0.value.utf8)
       })
     else { return }
     let cookies = headers["cookie"]
     headers.remove(name: "cookie")
     var kept = ""
     for header in cookies {
-      for pair in Cookies.Pairs(header: header) where !Cookies.isGatewayCookie(pair) {
+      for pair in Cookies.foreignPairs(inHeader: header.utf8) {
         if !kept.isEmpty { kept += "; " }
-        kept += pair
+        kept += header[pair]
       }
     }
     if !kept.isEmpty { headers.add(name: "cookie", value: kept) }

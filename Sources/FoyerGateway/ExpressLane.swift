@@ -36,8 +36,8 @@ final class ExpressLane: ChannelDuplexHandler {
   private enum Mode {
     /// Reading the next request head.
     case idle
-    /// An express exchange is on its way (`exchange` is set).
-    case forwarding
+    /// An express exchange is on its way.
+    case forwarding(Exchange)
     /// A status poll waits for Redis.
     case polling
     /// One request was given to the NIOHTTP1 path; the rest waits for its response's end.
@@ -71,7 +71,6 @@ final class ExpressLane: ChannelDuplexHandler {
   /// One forwarded request and how far its answer has come. A class: the relay updates it
   /// on every upstream read, and a struct held in an optional was copied in and out each time.
   private final class Exchange {
-    let number: Int
     /// The request as sent upstream; kept for one retry on a stale keep-alive connection.
     let request: ByteBuffer
     let requestIDRange: Range<Int>
@@ -87,10 +86,9 @@ final class ExpressLane: ChannelDuplexHandler {
     var pending: ByteBuffer?
 
     init(
-      number: Int, request: ByteBuffer, requestIDRange: Range<Int>, isHead: Bool,
+      request: ByteBuffer, requestIDRange: Range<Int>, isHead: Bool,
       holder: (room: String, visitor: VisitorID)?, started: NIODeadline
     ) {
-      self.number = number
       self.request = request
       self.requestIDRange = requestIDRange
       self.isHead = isHead
@@ -115,7 +113,10 @@ final class ExpressLane: ChannelDuplexHandler {
   private let connectionGuard: ConnectionGuard
   private var context: ChannelHandlerContext?
   private var mode = Mode.idle
-  private var exchange: Exchange?
+  /// The exchange in flight, if the lane is forwarding one.
+  private var exchange: Exchange? {
+    if case .forwarding(let exchange) = mode { exchange } else { nil }
+  }
   /// Client bytes not taken yet: a head still arriving, or pipelined requests.
   private var inbound: ByteBuffer?
   private var readPending = false
@@ -123,7 +124,8 @@ final class ExpressLane: ChannelDuplexHandler {
   /// Shutdown asked the connection to close after the exchange in flight.
   private var quiescing = false
   private var timeout: Scheduled<Void>?
-  private var exchangeCount = 0
+  /// Requests forwarded on this connection, for request ids.
+  private var forwardedCount = 0
   /// Per connection: the request-id prefix, and the forwarding headers (the client address
   /// does not change).
   private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
@@ -217,7 +219,7 @@ final class ExpressLane: ChannelDuplexHandler {
       upstream.relay.delegate = nil
       upstream.channel.close(promise: nil)
     }
-    exchange = nil
+    if exchange != nil { mode = .idle }
     timeout?.cancel()
     timeout = nil
     context.fireChannelInactive()
@@ -346,7 +348,7 @@ final class ExpressLane: ChannelDuplexHandler {
     }
     guard shared.pool(on: context.eventLoop) != nil else { return .delegate(length: head.length) }
 
-    var holder: (room: String, visitor: VisitorID, pass: Range<Int>)?
+    var holder: Holder?
     if let room = shared.configuration.rooms.match(
       path: path, hostHeader: { host.map { Substring(decoding: bytes[$0], as: UTF8.self) } })
     {
@@ -359,15 +361,18 @@ final class ExpressLane: ChannelDuplexHandler {
       else { return .delegate(length: head.length) }
       holder = (room.id, visitor, pass)
     }
-    exchangeCount &+= 1
+    forwardedCount &+= 1
     let (request, idRange) = upstreamRequest(
-      bytes, head, holder: holder.map { ($0.visitor, $0.pass) }, allocator: context.channel.allocator)
+      bytes, head, holder: holder, allocator: context.channel.allocator)
     return .forward(
       length: head.length,
       Exchange(
-        number: exchangeCount, request: request, requestIDRange: idRange, isHead: isHead,
+        request: request, requestIDRange: idRange, isHead: isHead,
         holder: holder.map { ($0.room, $0.visitor) }, started: .now()))
   }
+
+  /// A verified pass holder: the room, the visitor, and where the pass is in the head.
+  private typealias Holder = (room: String, visitor: VisitorID, pass: Range<Int>)
 
   /// A status poll the lane answers itself: a known visitor (valid visitor cookie) of a
   /// protected room, without a pass. New visitors, pass holders and mistakes take the
@@ -403,8 +408,7 @@ final class ExpressLane: ChannelDuplexHandler {
   /// hop-by-hop headers, no gateway cookies or smuggled Foyer headers, the verified visitor
   /// and pass, the forwarding chain and the request id (whose range is returned for logs).
   private func upstreamRequest(
-    _ bytes: UnsafeRawBufferPointer, _ head: RawHead, holder: (visitor: VisitorID, pass: Range<Int>)?,
-    allocator: ByteBufferAllocator
+    _ bytes: UnsafeRawBufferPointer, _ head: RawHead, holder: Holder?, allocator: ByteBufferAllocator
   ) -> (ByteBuffer, Range<Int>) {
     let (method, target, _) = head.start
     var out = allocator.buffer(capacity: head.length + 320)
@@ -468,7 +472,7 @@ final class ExpressLane: ChannelDuplexHandler {
     } else {
       out.writeString(connectionTag)
       out.writeStaticString("-")
-      out.writeString(String(exchangeCount))
+      out.writeString(String(forwardedCount))
     }
     let idRange = idStart..<(out.writerIndex - out.readerIndex)
     out.writeStaticString("\r\n\r\n")
@@ -544,8 +548,7 @@ final class ExpressLane: ChannelDuplexHandler {
   // MARK: Forwarding
 
   private func start(_ exchange: Exchange, context: ChannelHandlerContext) {
-    mode = .forwarding
-    self.exchange = exchange
+    mode = .forwarding(exchange)
     shared.metrics.expressRequests.increment()
     connectionGuard.exchangeStarted()
     armTimeout(context: context)
@@ -553,13 +556,14 @@ final class ExpressLane: ChannelDuplexHandler {
     if let upstream = pool.takeIdle() {
       attach(upstream)
     } else {
-      connect(pool, exchange: exchange.number)
+      connect(pool, for: exchange)
     }
   }
 
-  private func connect(_ pool: UpstreamPool, exchange number: Int) {
+  private func connect(_ pool: UpstreamPool, for exchange: Exchange) {
     pool.connect().assumeIsolated().whenComplete { result in
-      guard self.exchange?.number == number, self.exchange?.upstream == nil else {
+      // Still this exchange's to use: the client may have gone, or a timeout answered it.
+      guard self.exchange === exchange, exchange.upstream == nil else {
         if case .success(let upstream) = result { pool.release(upstream) }
         return
       }
@@ -570,7 +574,7 @@ final class ExpressLane: ChannelDuplexHandler {
         self.shared.metrics.upstreamConnectErrors.increment()
         self.shared.logger.warning(
           "upstream connect failed",
-          metadata: ["request_id": "\(self.exchange?.requestID ?? "?")", "error": "\(error)"])
+          metadata: ["request_id": "\(exchange.requestID)", "error": "\(error)"])
         self.fail(.badGateway, "the upstream is unreachable")
       }
     }
@@ -823,7 +827,7 @@ final class ExpressLane: ChannelDuplexHandler {
       current.retried = true
       current.upstream = nil
       current.pending = nil
-      connect(pool, exchange: current.number)
+      connect(pool, for: current)
     } else if !current.responseStarted {
       shared.metrics.upstreamResets.increment()
       fail(.badGateway, "the upstream closed the connection")
@@ -839,7 +843,6 @@ final class ExpressLane: ChannelDuplexHandler {
     if current.responseStarted {
       shared.metrics.proxyDuration.recordNanoseconds((NIODeadline.now() - current.started).nanoseconds)
     }
-    exchange = nil
     mode = .idle
     if let upstream = current.upstream {
       upstream.relay.delegate = nil
@@ -894,7 +897,7 @@ final class ExpressLane: ChannelDuplexHandler {
       upstream.relay.delegate = nil
       upstream.channel.close(promise: nil)
     }
-    exchange = nil
+    mode = .idle  // nothing more is read: the connection is closing
     context?.close(promise: nil)
   }
 

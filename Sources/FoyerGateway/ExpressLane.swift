@@ -110,6 +110,9 @@ final class ExpressLane: ChannelDuplexHandler {
   }
 
   private let shared: GatewayContext
+  /// This connection's event loop's upstream pool and signer, looked up once.
+  private let pool: UpstreamPool?
+  private let signer: TokenSigner
   private let connectionGuard: ConnectionGuard
   private var context: ChannelHandlerContext?
   private var mode = Mode.idle
@@ -139,8 +142,10 @@ final class ExpressLane: ChannelDuplexHandler {
   /// An upstream head longer than this is refused (502).
   private static let responseHeadLimit = 64 * 1024
 
-  init(shared: GatewayContext, connectionGuard: ConnectionGuard) {
+  init(shared: GatewayContext, eventLoop: any EventLoop, connectionGuard: ConnectionGuard) {
     self.shared = shared
+    pool = shared.pool(on: eventLoop)
+    signer = shared.signer(on: eventLoop)
     self.connectionGuard = connectionGuard
   }
 
@@ -346,7 +351,7 @@ final class ExpressLane: ChannelDuplexHandler {
       guard passHeader == nil else { return .delegate(length: head.length) }
       return poll(bytes, head, query: pathEnd..<target.upperBound, context: context)
     }
-    guard shared.pool(on: context.eventLoop) != nil else { return .delegate(length: head.length) }
+    guard pool != nil else { return .delegate(length: head.length) }
 
     var holder: Holder?
     if let room = shared.configuration.rooms.match(
@@ -355,7 +360,7 @@ final class ExpressLane: ChannelDuplexHandler {
       // The pass cookie first, then the header, as the NIOHTTP1 path looks for it; a pass that
       // fails is left to that path, which counts the rejection and answers.
       guard let pass = cookie(Cookies.passPrefix, bytes, head, room: room.id) ?? passHeader,
-        case .valid(let visitor, _) = shared.signer(on: context.eventLoop).verify(
+        case .valid(let visitor, _) = signer.verify(
           utf8: UnsafeRawBufferPointer(rebasing: bytes[pass]), kind: .pass, room: room.id,
           now: GatewayHandler.unixSeconds())
       else { return .delegate(length: head.length) }
@@ -385,7 +390,7 @@ final class ExpressLane: ChannelDuplexHandler {
     guard let id = GatewayHandler.parameter("room", in: queryText), let room = shared.room(id: id),
       cookie(Cookies.passPrefix, bytes, head, room: room.id) == nil,
       let token = cookie(Cookies.visitorPrefix, bytes, head, room: room.id),
-      case .valid(let visitor, _) = shared.signer(on: context.eventLoop).verify(
+      case .valid(let visitor, _) = signer.verify(
         utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id,
         now: GatewayHandler.unixSeconds())
     else { return delegate }
@@ -487,14 +492,13 @@ final class ExpressLane: ChannelDuplexHandler {
   private func poll(_ request: ByteBuffer, room: String, visitor: VisitorID, context: ChannelHandlerContext) {
     mode = .polling
     connectionGuard.exchangeStarted()
-    let signer = shared.signer(on: context.eventLoop)
     shared.store.status(room: room, visitor: visitor, claim: true, on: context.eventLoop)
       .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
         guard case .polling = self.mode, let context = self.context else { return }
         if case .success(let status) = result, !status.isAbsent {
           self.shared.metrics.statusPolls.increment()
           let (body, passCookie) = GatewayHandler.statusBody(
-            status, room: room, visitor: visitor, signer: signer,
+            status, room: room, visitor: visitor, signer: self.signer,
             secureCookies: self.shared.configuration.secureCookies)
           var headers = [("retry-after", String(GatewayHandler.retryAfterSeconds(body)))]
           if let passCookie { headers.append(("set-cookie", passCookie)) }
@@ -552,7 +556,7 @@ final class ExpressLane: ChannelDuplexHandler {
     shared.metrics.expressRequests.increment()
     connectionGuard.exchangeStarted()
     armTimeout(context: context)
-    guard let pool = shared.pool(on: context.eventLoop) else { return }
+    guard let pool else { return }
     if let upstream = pool.takeIdle() {
       attach(upstream)
     } else {
@@ -592,7 +596,7 @@ final class ExpressLane: ChannelDuplexHandler {
   /// One timer per connection, not per request: it fires at the oldest deadline it was armed
   /// for and re-arms for the exchange in flight then, if any.
   private func armTimeout(context: ChannelHandlerContext) {
-    guard timeout == nil, let exchange, let pool = shared.pool(on: context.eventLoop) else { return }
+    guard timeout == nil, let exchange, let pool else { return }
     let limit = pool.configuration.responseTimeout
     timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: exchange.started + limit) {
       self.timeout = nil
@@ -813,9 +817,7 @@ final class ExpressLane: ChannelDuplexHandler {
   }
 
   func relayClosed() {
-    guard let current = exchange, let pool = context.flatMap({ shared.pool(on: $0.eventLoop) }) else {
-      return
-    }
+    guard let current = exchange, let pool else { return }
     current.upstream?.relay.delegate = nil
     if case .untilClose = current.body {
       // The close is the end of this answer.
@@ -848,7 +850,7 @@ final class ExpressLane: ChannelDuplexHandler {
       upstream.relay.delegate = nil
       upstream.relay.paused = false
       if current.reusable && current.pending == nil {
-        shared.pool(on: context.eventLoop)?.release(upstream)
+        pool?.release(upstream)
       } else {
         upstream.channel.close(promise: nil)
       }

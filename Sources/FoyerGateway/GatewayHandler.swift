@@ -115,6 +115,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   private let shared: GatewayContext
+  /// This connection's event loop's upstream pool and signer, looked up once.
+  private let pool: UpstreamPool?
+  private let signer: TokenSigner
   private var state = State.idle
   private var context: ChannelHandlerContext?
   private var readPending = false
@@ -146,8 +149,10 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// When the forwarded request's head arrived, for the proxy latency histogram.
   private var requestStart = NIODeadline.now()
 
-  init(shared: GatewayContext) {
+  init(shared: GatewayContext, eventLoop: any EventLoop) {
     self.shared = shared
+    pool = shared.pool(on: eventLoop)
+    signer = shared.signer(on: eventLoop)
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
@@ -308,11 +313,11 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// Decided on the head alone, so the body can stream: `nil` answers locally; otherwise
   /// the request is forwarded, carrying the pass holder's visitor id if it had a pass.
   private func forwardingDecision(_ head: HTTPRequestHead) -> (room: String, visitor: VisitorID)?? {
-    guard let context, shared.pool(on: context.eventLoop) != nil else { return nil }
+    guard pool != nil else { return nil }
     let target = self.target(head)
     if target.isGatewayEndpoint { return nil }
     guard let route = target.room else { return .some(nil) }  // not protected
-    guard let visitor = pass(in: head, room: route.id, signer: shared.signer(on: context.eventLoop)) else {
+    guard let visitor = pass(in: head, room: route.id) else {
       return nil
     }
     return .some((route.id, visitor))
@@ -334,7 +339,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// The verified pass holder of this request for `room`, or `nil`. Verified once per
   /// request (the forwarding decision and the queue path both ask); a presented pass that
   /// fails is counted by reason.
-  private func pass(in head: HTTPRequestHead, room: String, signer: TokenSigner) -> VisitorID? {
+  private func pass(in head: HTTPRequestHead, room: String) -> VisitorID? {
     if let checked = passChecked, checked.room == room { return checked.holder?.visitor }
     var holder: (visitor: VisitorID, pass: Substring)?
     let presented =
@@ -354,7 +359,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     _ head: HTTPRequestHead, visitor: (room: String, visitor: VisitorID)?, context: ChannelHandlerContext,
     requestComplete: Bool = false
   ) {
-    guard let pool = shared.pool(on: context.eventLoop) else {
+    guard let pool else {
       return answerNoUpstream(head, context: context)
     }
     forwardedVisitor = visitor
@@ -503,7 +508,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       handler.delegate = nil
       handler.paused = false
       if requestEnded && upstreamReusable {
-        shared.pool(on: context.eventLoop)?.release(upstream)
+        pool?.release(upstream)
       } else {
         upstream.channel.close(promise: nil)
       }
@@ -588,14 +593,13 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// and gets JSON (`/_foyer/status`, or `Accept: application/json`) or the waiting page.
   private func visit(_ room: String, head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool) {
     let loop = context.eventLoop
-    let signer = shared.signer(on: loop)
     let wallNow = Self.unixSeconds()
     var cookies: [String] = []
     let wantsJSON =
       !page || head.headers[canonicalForm: "accept"].contains { $0.contains("application/json") }
 
     // An existing pass answers without Redis (verification is local).
-    if pass(in: head, room: room, signer: signer) != nil {
+    if pass(in: head, room: room) != nil {
       if page {
         answerNoUpstream(head, context: context)
       } else {
@@ -632,7 +636,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .success(let status):
           self.shared.metrics.statusPolls.increment()
           self.answer(
-            status, room: room, visitor: visitor, signer: signer, cookies: cookies, head: head,
+            status, room: room, visitor: visitor, cookies: cookies, head: head,
             context: context,
             page: page, json: wantsJSON)
         case .failure(let error):
@@ -648,9 +652,8 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// `POST /_foyer/leave?room=R`: gives the slot (a pass holder) or the place in line (a
   /// waiting visitor) back at once, and clears the gateway's cookies for the room.
   private func leave(_ room: String, head: HTTPRequestHead, context: ChannelHandlerContext) {
-    let signer = shared.signer(on: context.eventLoop)
     let visitor =
-      pass(in: head, room: room, signer: signer)
+      pass(in: head, room: room)
       ?? Self.visitorCookie(in: head, room: room, signer: signer, now: Self.unixSeconds())
     var headers = HTTPHeaders()
     for name in [Cookies.passName(room: room), Cookies.visitorName(room: room)] {
@@ -703,7 +706,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   private func answer(
-    _ status: VisitorStatus, room: String, visitor: VisitorID, signer: TokenSigner, cookies: [String],
+    _ status: VisitorStatus, room: String, visitor: VisitorID, cookies: [String],
     head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
   ) {
     var cookies = cookies
@@ -711,7 +714,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       status, room: room, visitor: visitor, signer: signer, secureCookies: shared.configuration.secureCookies)
     if let passCookie { cookies.append(passCookie) }
     if page && body.admitted {
-      if case .passthrough = status, shared.pool(on: context.eventLoop) != nil {
+      if case .passthrough = status, pool != nil {
         // Not protected right now: forward (the request has been read; bodies were dropped).
         startForwarding(head, visitor: nil, context: context, requestComplete: true)
       } else {

@@ -100,11 +100,12 @@ public final class GatewayServer: ListenerService, Sendable {
             position: .first, withPipeliningAssistance: false, withErrorHandling: false,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
           try pipeline.addHandler(RequestSequencer())
-          try pipeline.addHandler(GatewayHandler(shared: shared))
+          try pipeline.addHandler(GatewayHandler(shared: shared, eventLoop: channel.eventLoop))
           // In front of the codec: the hot requests never reach it.
           if shared.configuration.expressLane {
             try pipeline.addHandler(
-              ExpressLane(shared: shared, connectionGuard: connectionGuard), position: .first)
+              ExpressLane(shared: shared, eventLoop: channel.eventLoop, connectionGuard: connectionGuard),
+              position: .first)
           }
         }
       }

@@ -137,16 +137,12 @@ final class UpstreamRelay: ChannelDuplexHandler {
   /// The express lane of the current exchange; `nil` for NIOHTTP1 exchanges and while idle.
   weak var delegate: ExpressLane?
   private var context: ChannelHandlerContext?
-  private var readPending = false
+  private var gate = ReadGate()
   /// This read burst went to the express lane.
   private var expressBurst = false
-  var paused = false {
-    didSet {
-      if !paused, readPending, let context {
-        readPending = false
-        context.read()
-      }
-    }
+  var paused: Bool {
+    get { gate.paused }
+    set { if gate.pause(newValue) { context?.read() } }
   }
 
   func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -192,7 +188,7 @@ final class UpstreamRelay: ChannelDuplexHandler {
   }
 
   func read(context: ChannelHandlerContext) {
-    if paused { readPending = true } else { context.read() }
+    if gate.read() { context.read() }
   }
 }
 
@@ -206,14 +202,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
   /// The client side of the current exchange; `nil` while idle in the pool.
   weak var delegate: GatewayHandler?
   private var context: ChannelHandlerContext?
-  private var readPending = false
-  var paused = false {
-    didSet {
-      if !paused, readPending, let context {
-        readPending = false
-        context.read()
-      }
-    }
+  private var gate = ReadGate()
+  var paused: Bool {
+    get { gate.paused }
+    set { if gate.pause(newValue) { context?.read() } }
   }
 
   func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -243,7 +235,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
   }
 
   func read(context: ChannelHandlerContext) {
-    if paused { readPending = true } else { context.read() }
+    if gate.read() { context.read() }
   }
 }
 
@@ -329,5 +321,26 @@ enum ForwardingHeaders {
       }
     }
     if !kept.isEmpty { headers.add(name: "cookie", value: kept) }
+  }
+}
+
+/// Holds back an upstream connection's reads while the client cannot take more, and lets the
+/// held read through when it can: both upstream handlers gate this way.
+struct ReadGate {
+  private(set) var paused = false
+  private var pending = false
+
+  /// Whether to read now; a read asked for while paused is kept for later.
+  mutating func read() -> Bool {
+    if paused { pending = true }
+    return !paused
+  }
+
+  /// Sets the pause; `true` when a kept read should be issued now.
+  mutating func pause(_ paused: Bool) -> Bool {
+    self.paused = paused
+    guard !paused, pending else { return false }
+    pending = false
+    return true
   }
 }

@@ -16,11 +16,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
   private var context: ChannelHandlerContext?
   /// What the connection waits for and until when; `nil` while a request is being served.
   private var deadline: (at: NIODeadline, idle: Bool)?
-  /// One timer at a time, not one per exchange: when it fires early (the deadline moved on
-  /// since it was set), it re-arms for the current deadline. Keep-alive connections serve a
-  /// request every few milliseconds under load; scheduling and cancelling a task for each
-  /// showed in profiles.
-  private var timer: (task: Scheduled<Void>, at: NIODeadline)?
+  private let timer = DeadlineTimer()
   private var inRequest = false
   private var closing = false
 
@@ -34,8 +30,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
-    timer?.task.cancel()
-    timer = nil
+    timer.cancel()
     self.context = nil
   }
 
@@ -84,26 +79,18 @@ final class ConnectionGuard: ChannelDuplexHandler {
   private func arm(_ context: ChannelHandlerContext, idle: Bool) {
     let at = NIODeadline.now() + (idle ? limits.idleTimeout : limits.headerTimeout)
     deadline = (at, idle)
-    if let timer {
-      if timer.at <= at { return }  // fires first and re-arms then
-      timer.task.cancel()
-    }
-    schedule(context, at: at)
+    timer.ensure(by: at, on: context.eventLoop) { self.check(context) }
   }
 
-  private func schedule(_ context: ChannelHandlerContext, at: NIODeadline) {
-    let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
-      self.timer = nil
-      guard let deadline = self.deadline else { return }  // serving a request: re-armed after it
-      if deadline.at > NIODeadline.now() {
-        self.schedule(context, at: deadline.at)
-      } else if deadline.idle {
-        context.close(promise: nil)
-      } else {
-        self.reject(context, .requestTimeout, "request_timeout", "the request head did not arrive in time")
-      }
+  private func check(_ context: ChannelHandlerContext) {
+    guard let deadline else { return }  // serving a request: armed again after it
+    if deadline.at > NIODeadline.now() {
+      timer.ensure(by: deadline.at, on: context.eventLoop) { self.check(context) }
+    } else if deadline.idle {
+      context.close(promise: nil)
+    } else {
+      reject(context, .requestTimeout, "request_timeout", "the request head did not arrive in time")
     }
-    timer = (task, at)
   }
 
   private func reject(

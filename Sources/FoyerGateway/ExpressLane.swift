@@ -126,7 +126,8 @@ final class ExpressLane: ChannelDuplexHandler {
   private var inClientRead = false
   /// Shutdown asked the connection to close after the exchange in flight.
   private var quiescing = false
-  private var timeout: Scheduled<Void>?
+  /// The upstream's answer timeout (504), one timer per connection.
+  private let timeout = DeadlineTimer()
   /// Requests forwarded on this connection, for request ids.
   private var forwardedCount = 0
   /// Per connection: the request-id prefix, and the forwarding headers (the client address
@@ -156,7 +157,7 @@ final class ExpressLane: ChannelDuplexHandler {
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
-    timeout?.cancel()
+    timeout.cancel()
     self.context = nil
   }
 
@@ -225,8 +226,7 @@ final class ExpressLane: ChannelDuplexHandler {
       upstream.channel.close(promise: nil)
     }
     if exchange != nil { mode = .idle }
-    timeout?.cancel()
-    timeout = nil
+    timeout.cancel()
     context.fireChannelInactive()
   }
 
@@ -593,20 +593,22 @@ final class ExpressLane: ChannelDuplexHandler {
     upstream.relay.send(request)
   }
 
-  /// One timer per connection, not per request: it fires at the oldest deadline it was armed
-  /// for and re-arms for the exchange in flight then, if any.
   private func armTimeout(context: ChannelHandlerContext) {
-    guard timeout == nil, let exchange, let pool else { return }
-    let limit = pool.configuration.responseTimeout
-    timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: exchange.started + limit) {
-      self.timeout = nil
-      guard let current = self.exchange, !current.responseStarted, let context = self.context else { return }
-      if NIODeadline.now() - current.started < limit {
-        self.armTimeout(context: context)
-      } else {
-        self.shared.metrics.upstreamTimeouts.increment()
-        self.fail(.gatewayTimeout, "the upstream did not answer in time")
-      }
+    guard let exchange, let pool else { return }
+    timeout.ensure(by: exchange.started + pool.configuration.responseTimeout, on: context.eventLoop) {
+      self.checkTimeout()
+    }
+  }
+
+  /// The exchange in flight (if it is still waiting for its answer) is failed with 504 once
+  /// its deadline has passed.
+  private func checkTimeout() {
+    guard let current = exchange, !current.responseStarted, let context, let pool else { return }
+    if NIODeadline.now() - current.started < pool.configuration.responseTimeout {
+      armTimeout(context: context)
+    } else {
+      shared.metrics.upstreamTimeouts.increment()
+      fail(.gatewayTimeout, "the upstream did not answer in time")
     }
   }
 

@@ -1,0 +1,29 @@
+internal import NIOCore
+
+/// A timer for a deadline that moves on with every exchange of a keep-alive connection (the
+/// idle timeout, the upstream's answer timeout), kept as one scheduled task rather than one
+/// per exchange: scheduling and cancelling a task for each showed in profiles.
+///
+/// The owner's `check` runs when the task fires. It looks at the deadline as it is by then
+/// and either acts or calls `ensure` again for the later deadline.
+final class DeadlineTimer {
+  private var scheduled: (task: Scheduled<Void>, at: NIODeadline)?
+
+  /// Makes sure `check` runs no later than `deadline`: a task already due by then is kept.
+  func ensure(by deadline: NIODeadline, on eventLoop: any EventLoop, check: @escaping () -> Void) {
+    if let scheduled {
+      if scheduled.at <= deadline { return }
+      scheduled.task.cancel()
+    }
+    let task = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+      self.scheduled = nil
+      check()
+    }
+    scheduled = (task, deadline)
+  }
+
+  func cancel() {
+    scheduled?.task.cancel()
+    scheduled = nil
+  }
+}

@@ -497,10 +497,10 @@ final class ExpressLane: ChannelDuplexHandler {
         guard case .polling = self.mode, let context = self.context else { return }
         if case .success(let status) = result, !status.isAbsent {
           self.shared.metrics.statusPolls.increment()
-          let (body, passCookie) = GatewayHandler.statusBody(
+          let (body, passCookie) = StatusBody.answer(
             status, room: room, visitor: visitor, signer: self.signer,
             secureCookies: self.shared.configuration.secureCookies)
-          var headers = [("retry-after", String(GatewayHandler.retryAfterSeconds(body)))]
+          var headers = [("retry-after", String(body.retryAfterSeconds))]
           if let passCookie { headers.append(("set-cookie", passCookie)) }
           self.answer(.ok, headers: headers, body: body.json, isHead: false, context: context)
           self.mode = .idle

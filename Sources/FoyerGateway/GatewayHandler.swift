@@ -710,7 +710,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
   ) {
     var cookies = cookies
-    let (body, passCookie) = Self.statusBody(
+    let (body, passCookie) = StatusBody.answer(
       status, room: room, visitor: visitor, signer: signer, secureCookies: shared.configuration.secureCookies)
     if let passCookie { cookies.append(passCookie) }
     if page && body.admitted {
@@ -736,39 +736,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         context, head, status: .ok, contentType: "text/html; charset=utf-8", body: self.page(body),
         extraHeaders: headers)
     }
-  }
-
-  /// What a visitor is told for `status`, and the pass cookie when this poll claimed the
-  /// slot. Both lanes answer status polls with it.
-  static func statusBody(
-    _ status: VisitorStatus, room: String, visitor: VisitorID, signer: TokenSigner, secureCookies: Bool
-  ) -> (StatusBody, passCookie: String?) {
-    switch status {
-    case .queued(let place):
-      return (.queued(room: room, place: place), nil)
-    case .active(let sessionEnd):
-      let expiry = sessionEnd / 1_000
-      let pass = signer.sign(Token(kind: .pass, room: room, visitor: visitor, time: expiry))
-      let cookie = Cookies.setCookie(
-        name: Cookies.passName(room: room), value: pass, maxAge: expiry - unixSeconds(), secure: secureCookies
-      )
-      return (.admitted(room: room, pass: pass), cookie)
-    case .admitted:
-      return (.notWaiting(room: room, state: "admitted", pollAfterMilliseconds: 250), nil)
-    case .absent(let state):
-      return (.notWaiting(room: room, state: state.rawValue, pollAfterMilliseconds: 2_000), nil)
-    case .closed:
-      return (.notWaiting(room: room, state: RoomState.closed.rawValue, pollAfterMilliseconds: 30_000), nil)
-    case .passthrough:
-      return (.admitted(room: room, pass: nil), nil)
-    case .full:
-      return (.notWaiting(room: room, state: "full", pollAfterMilliseconds: 10_000), nil)
-    }
-  }
-
-  /// The `Retry-After` of a JSON status answer: the poll interval, in whole seconds.
-  static func retryAfterSeconds(_ body: StatusBody) -> Int {
-    max(1, (body.pollAfterMilliseconds + 999) / 1_000)
   }
 
   /// No upstream is configured: a request that would be forwarded gets a clear 502.
@@ -808,7 +775,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ body: StatusBody, cookies: [String]
   ) {
     var headers = HTTPHeaders()
-    headers.add(name: "retry-after", value: String(Self.retryAfterSeconds(body)))
+    headers.add(name: "retry-after", value: String(body.retryAfterSeconds))
     for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
     respond(
       context, head, status: .ok, contentType: "application/json", body: body.json, extraHeaders: headers)

@@ -28,6 +28,37 @@ struct StatusBody {
     return text + "}"
   }
 
+  /// The `Retry-After` of the JSON answer: the poll interval, in whole seconds.
+  var retryAfterSeconds: Int { max(1, (pollAfterMilliseconds + 999) / 1_000) }
+
+  /// What a visitor is told for `status`, and the pass cookie when this poll claimed the
+  /// slot. Both lanes answer status polls with it.
+  static func answer(
+    _ status: VisitorStatus, room: String, visitor: VisitorID, signer: TokenSigner, secureCookies: Bool
+  ) -> (StatusBody, passCookie: String?) {
+    switch status {
+    case .queued(let place):
+      return (.queued(room: room, place: place), nil)
+    case .active(let sessionEnd):
+      let expiry = sessionEnd / 1_000
+      let pass = signer.sign(Token(kind: .pass, room: room, visitor: visitor, time: expiry))
+      let cookie = Cookies.setCookie(
+        name: Cookies.passName(room: room), value: pass, maxAge: expiry - GatewayHandler.unixSeconds(),
+        secure: secureCookies)
+      return (.admitted(room: room, pass: pass), cookie)
+    case .admitted:
+      return (.notWaiting(room: room, state: "admitted", pollAfterMilliseconds: 250), nil)
+    case .absent(let state):
+      return (.notWaiting(room: room, state: state.rawValue, pollAfterMilliseconds: 2_000), nil)
+    case .closed:
+      return (.notWaiting(room: room, state: RoomState.closed.rawValue, pollAfterMilliseconds: 30_000), nil)
+    case .passthrough:
+      return (.admitted(room: room, pass: nil), nil)
+    case .full:
+      return (.notWaiting(room: room, state: "full", pollAfterMilliseconds: 10_000), nil)
+    }
+  }
+
   static func queued(room: String, place: QueuePosition) -> StatusBody {
     StatusBody(
       room: room, state: place.state.rawValue, position: place.position, waiting: place.waiting,

@@ -349,7 +349,7 @@ final class ExpressLane: ChannelDuplexHandler {
     if path.starts(with: "/_foyer/".utf8) {
       guard !isHead, path.elementsEqual("/_foyer/status".utf8) else { return .delegate(length: head.length) }
       guard passHeader == nil else { return .delegate(length: head.length) }
-      return poll(bytes, head, query: pathEnd..<target.upperBound, context: context)
+      return decidePoll(bytes, head, query: pathEnd..<target.upperBound, context: context)
     }
     guard pool != nil else { return .delegate(length: head.length) }
 
@@ -382,7 +382,7 @@ final class ExpressLane: ChannelDuplexHandler {
   /// A status poll the lane answers itself: a known visitor (valid visitor cookie) of a
   /// protected room, without a pass. New visitors, pass holders and mistakes take the
   /// NIOHTTP1 path.
-  private func poll(
+  private func decidePoll(
     _ bytes: UnsafeRawBufferPointer, _ head: RawHead, query: Range<Int>, context: ChannelHandlerContext
   ) -> Decision {
     let delegate = Decision.delegate(length: head.length)

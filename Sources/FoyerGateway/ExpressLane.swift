@@ -105,7 +105,7 @@ final class ExpressLane: ChannelDuplexHandler {
       let view = request.readableBytesView
       let line = view.prefix(while: { $0 != RawHTTP.cr })
       let parts = line.split(separator: RawHTTP.space)
-      return parts.count == 3 ? String(decoding: parts[1].prefix(200), as: UTF8.self) : "?"
+      return parts.count == 3 ? String(decoding: parts[1], as: UTF8.self) : "?"
     }
   }
 
@@ -881,17 +881,8 @@ final class ExpressLane: ChannelDuplexHandler {
     }
     current.upstream = nil
     current.reusable = false
-    shared.metrics.countProxied(status: Int(status.code))
-    let code = status.code == 504 ? "upstream_timeout" : "upstream_unavailable"
-    shared.logger.notice(
-      "request failed",
-      metadata: [
-        "request_id": "\(current.requestID)", "status": "\(status.code)", "error": "\(code)",
-        "uri": "\(current.target)",
-      ])
-    answer(
-      status, headers: [], body: "{\"error\":\"\(code)\",\"message\":\"\(message)\"}", isHead: current.isHead,
-      context: context)
+    let body = shared.failedExchange(status, message, requestID: current.requestID, uri: current.target[...])
+    answer(status, headers: [], body: body, isHead: current.isHead, context: context)
     finish(closeClient: false)
   }
 

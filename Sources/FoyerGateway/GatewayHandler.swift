@@ -32,6 +32,22 @@ struct GatewayContext: Sendable {
     signers[ObjectIdentifier(loop)]!.value
   }
 
+  /// A forwarded exchange failed before any answer went out: counted and logged, and the
+  /// JSON body both lanes answer with (`upstream_timeout` for 504, else `upstream_unavailable`).
+  func failedExchange(
+    _ status: HTTPResponseStatus, _ message: String, code: String? = nil, requestID: String, uri: Substring
+  ) -> String {
+    metrics.countProxied(status: Int(status.code))
+    let code = code ?? (status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable")
+    logger.notice(
+      "request failed",
+      metadata: [
+        "request_id": "\(requestID)", "status": "\(status.code)", "error": "\(code)",
+        "uri": "\(uri.prefix(200))",
+      ])
+    return "{\"error\":\"\(code)\",\"message\":\"\(message)\"}"
+  }
+
   func room(id: Substring) -> RoomRoute? {
     configuration.rooms.first { $0.id == id }
   }
@@ -557,17 +573,8 @@ final class GatewayHandler: ChannelDuplexHandler {
       context.close(promise: nil)
       return
     }
-    shared.metrics.countProxied(status: Int(status.code))
-    let code = code ?? (status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable")
-    shared.logger.notice(
-      "request failed",
-      metadata: [
-        "request_id": "\(id(head))", "status": "\(status.code)", "error": "\(code)",
-        "uri": "\(head.uri.prefix(200))",
-      ])
-    respond(
-      context, head, status: status, contentType: "application/json",
-      body: "{\"error\":\"\(code)\",\"message\":\"\(message)\"}")
+    let body = shared.failedExchange(status, message, code: code, requestID: id(head), uri: head.uri[...])
+    respond(context, head, status: status, contentType: "application/json", body: body)
   }
 
   // MARK: Endpoints

@@ -2,6 +2,7 @@ import BoxOffice
 import Foundation
 import FoyerCore
 import FoyerTestSupport
+import Logging
 import PostgresNIO
 import Testing
 
@@ -9,6 +10,7 @@ import Testing
   static let good = #"{"card":{"number":"4242 4242 4242 4242"}}"#
   static let declined = #"{"card":{"number":"4000000000000002"}}"#
   static let slow = #"{"card":{"number":"4000000000000077"}}"#
+  static let logger = Logger(label: "checkout-tests")
 
   /// A hold of `count` seats for the visitor with `pass`; returns its id.
   func hold(_ box: TestBoxOffice, pass: String, count: Int = 2, offset: Int = 0) async throws -> String {
@@ -104,13 +106,43 @@ import Testing
     #expect(try await charges(box) == 1)
   }
 
+  /// The hold runs out after the checkout found it live and charged the card, before the
+  /// order is confirmed. Made to happen in that order, not raced against the clock (a 3 s hold
+  /// against a 4 s card once ran out before the checkout even began, on a loaded machine):
+  /// this test holds the hold's row lock, waits until PostgreSQL shows the checkout's fenced
+  /// confirmation blocked on it (so the check and the charge are behind it), then ends the hold
+  /// and lets go. `NO KEY UPDATE`: recording the charge checks its foreign key to the hold,
+  /// which a plain `FOR UPDATE` would block.
   @Test func aHoldLostDuringPaymentIsRefundedAnd410() async throws {
-    let box = try await TestBoxOffice.start(
-      hold: .seconds(3), payments: PaymentSettings(slow: .seconds(4)))  // the hold runs out mid-charge
+    let box = try await TestBoxOffice.start()
     defer { Task { await box.stop() } }
     let pass = box.pass()
     let id = try await hold(box, pass: pass)
-    let reply = try await checkout(box, id, pass: pass, key: "slow", body: Self.slow)
+    let holdID = try #require(UUID(uuidString: id))
+    let reply = try await box.server.postgres.withConnection { connection in
+      try await connection.query("BEGIN", logger: Self.logger)
+      try await connection.query(
+        "SELECT id FROM holds WHERE id = \(holdID) FOR NO KEY UPDATE", logger: Self.logger)
+      let checkout = Task { try await self.checkout(box, id, pass: pass, key: "lost", body: Self.good) }
+      var fenceWaits = false
+      for _ in 0..<1_500 where !fenceWaits {
+        fenceWaits =
+          try await box.integers(
+            """
+            SELECT count(*) FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'
+              AND query LIKE '%UPDATE holds SET status = ''ordered''%'
+            """) == [1]
+        if !fenceWaits { try await Task.sleep(for: .milliseconds(20)) }
+      }
+      #expect(fenceWaits, "the checkout's confirmation never waited on the hold")
+      // `now()` here is this transaction's start, before the checkout began: the fence's
+      // `expires_at > now()` fails.
+      try await connection.query(
+        "UPDATE holds SET expires_at = now() WHERE id = \(holdID)", logger: Self.logger)
+      try await connection.query("COMMIT", logger: Self.logger)
+      return try await checkout.value
+    }
     #expect(reply.status == 410 && reply.json["error"] as? String == "hold_expired")
     #expect(try await charges(box) == 1)
     #expect(try await charges(box, "refund") == 1)

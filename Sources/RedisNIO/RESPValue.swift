@@ -27,7 +27,7 @@ extension RESPValue {
   public var int: Int? {
     switch self {
     case .integer(let value): value
-    case .bulkString(let buffer): Int(String(buffer: buffer))
+    case .bulkString(let buffer): buffer.withUnsafeReadableBytes(Self.decimal)
     case .simpleString(let text): Int(text)
     default: nil
     }
@@ -40,6 +40,31 @@ extension RESPValue {
     case .simpleString(let text): Array(text.utf8)
     default: nil
     }
+  }
+
+  /// `Int(text)` over ASCII bytes, without making the text: a poll reads a 16-digit queue
+  /// score, and a string that long would be allocated.
+  static func decimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
+    var index = 0
+    var negative = false
+    if let sign = bytes.first, sign == UInt8(ascii: "-") || sign == UInt8(ascii: "+") {
+      negative = sign == UInt8(ascii: "-")
+      index = 1
+    }
+    guard index < bytes.count else { return nil }
+    var value = 0
+    while index < bytes.count {
+      let digit = bytes[index] &- UInt8(ascii: "0")
+      guard digit < 10 else { return nil }
+      let (shifted, overflowA) = value.multipliedReportingOverflow(by: 10)
+      let (next, overflowB) =
+        negative
+        ? shifted.subtractingReportingOverflow(Int(digit)) : shifted.addingReportingOverflow(Int(digit))
+      guard !overflowA && !overflowB else { return nil }
+      value = next
+      index += 1
+    }
+    return value
   }
 
   public var array: [RESPValue]? {

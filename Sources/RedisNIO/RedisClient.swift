@@ -31,6 +31,9 @@ public final class RedisClient: Sendable {
     return connection(on: group.next())
   }
 
+  /// The group's event loops, one connection each.
+  public var eventLoops: [any EventLoop] { connections.map(\.eventLoop) }
+
   /// The connection of the current event loop when called on one, otherwise the next loop's.
   public var connection: RedisConnection {
     connection(on: group.any())

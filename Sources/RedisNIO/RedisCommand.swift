@@ -57,7 +57,7 @@ public struct RedisCommand: Sendable, Hashable {
   }
 
   /// Appends the RESP encoding to `buffer`, through hiredis' `redisFormatCommandArgv`.
-  func encode(into buffer: inout ByteBuffer) {
+  public func encode(into buffer: inout ByteBuffer) {
     let count = lengths.count
     storage.withUnsafeBufferPointer { bytes in
       lengths.withUnsafeBufferPointer { lengths in
@@ -80,5 +80,49 @@ public struct RedisCommand: Sendable, Hashable {
         }
       }
     }
+  }
+}
+
+/// A command encoded once, with one argument of fixed length (the slot) written anew per use.
+///
+/// For the hottest commands (a status poll's `ZSCORE`/`ZRANK` of a room's queue and a 22-byte
+/// visitor id), so that each use is two copies and the slot's bytes rather than a hiredis
+/// format call with its allocations. hiredis still does the encoding, once.
+public struct RedisCommandTemplate: Sendable {
+  private let prefix: [UInt8]
+  private let suffix: [UInt8]
+  /// How many bytes the slot argument takes.
+  public let slotLength: Int
+
+  /// `name` and `arguments`, with a slot of `slotLength` bytes at `slotIndex` among the arguments.
+  public init(_ name: String, _ arguments: [String], slotIndex: Int, slotLength: Int) {
+    precondition((0...arguments.count).contains(slotIndex) && slotLength > 0)
+    func encoded(filler: UInt8) -> [UInt8] {
+      var command = RedisCommand(name, Array(arguments[..<slotIndex]))
+      command.append(repeatElement(filler, count: slotLength))
+      for argument in arguments[slotIndex...] { command.append(argument) }
+      var buffer = ByteBuffer()
+      command.encode(into: &buffer)
+      return Array(buffer.readableBytesView)
+    }
+    // Two encodings that differ only in the slot's bytes locate it without this type knowing RESP.
+    let zeros = encoded(filler: 0x00)
+    let ones = encoded(filler: 0xFF)
+    let start = zeros.indices.first { zeros[$0] != ones[$0] }!
+    precondition(zeros.count == ones.count && zeros[start..<start + slotLength].allSatisfy { $0 == 0 })
+    prefix = Array(zeros[..<start])
+    suffix = Array(zeros[(start + slotLength)...])
+    self.slotLength = slotLength
+  }
+
+  /// Appends the command to `buffer`; `fill` writes exactly `slotLength` bytes of the slot.
+  public func encode(into buffer: inout ByteBuffer, fill: (UnsafeMutableRawBufferPointer) -> Void) {
+    buffer.reserveCapacity(minimumWritableBytes: prefix.count + slotLength + suffix.count)
+    buffer.writeBytes(prefix)
+    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: slotLength) { free in
+      fill(UnsafeMutableRawBufferPointer(rebasing: free[..<slotLength]))
+      return slotLength
+    }
+    buffer.writeBytes(suffix)
   }
 }

@@ -47,9 +47,11 @@ public final class RedisConnection: @unchecked Sendable {
     let promise = eventLoop.makePromise(of: RESPValue.self)
     let deadline = NIODeadline.now() + (timeout ?? configuration.commandTimeout)
     if eventLoop.inEventLoop {
-      enqueue([command], consumer: .single(promise), deadline: deadline)
+      enqueue(count: 1, consumer: .single(promise), deadline: deadline, encode: command.encode(into:))
     } else {
-      eventLoop.execute { self.enqueue([command], consumer: .single(promise), deadline: deadline) }
+      eventLoop.execute {
+        self.enqueue(count: 1, consumer: .single(promise), deadline: deadline, encode: command.encode(into:))
+      }
     }
     return promise.futureResult
   }
@@ -66,17 +68,28 @@ public final class RedisConnection: @unchecked Sendable {
     }
     let deadline = NIODeadline.now() + (timeout ?? configuration.commandTimeout)
     if eventLoop.inEventLoop {
-      enqueue(
-        commands, consumer: .pipeline(PipelineCollector(promise: promise, expected: commands.count)),
-        deadline: deadline)
+      enqueue(pipeline: commands, promise: promise, deadline: deadline)
     } else {
-      eventLoop.execute {
-        self.enqueue(
-          commands, consumer: .pipeline(PipelineCollector(promise: promise, expected: commands.count)),
-          deadline: deadline)
-      }
+      eventLoop.execute { self.enqueue(pipeline: commands, promise: promise, deadline: deadline) }
     }
     return promise.futureResult
+  }
+
+  /// Sends the `count` commands that `encode` appends to the buffer and calls `completion`
+  /// with their replies in order (error replies stay values, as with `send(pipeline:)`).
+  ///
+  /// For the gateway's per-request path, which is already on this connection's event loop:
+  /// no promise, no future chain and no `RedisCommand` values. Must be called on `eventLoop`;
+  /// `completion` runs there, exactly once, also when the commands fail or time out.
+  public func send(
+    count: Int, timeout: TimeAmount? = nil, encode: (inout ByteBuffer) -> Void,
+    completion: @escaping (Result<[RESPValue], RedisError>) -> Void
+  ) {
+    eventLoop.preconditionInEventLoop()
+    precondition(count > 0, "a pipeline of no commands has no replies to wait for")
+    let deadline = NIODeadline.now() + (timeout ?? configuration.commandTimeout)
+    let collector = PipelineCollector(expected: count, completion: .callback(completion))
+    enqueue(count: count, consumer: .pipeline(collector), deadline: deadline, encode: encode)
   }
 
   public func send(_ command: RedisCommand, timeout: TimeAmount? = nil) async throws -> RESPValue {
@@ -99,16 +112,27 @@ public final class RedisConnection: @unchecked Sendable {
 
   // MARK: Running the state machine
 
-  private func enqueue(_ commands: [RedisCommand], consumer: ReplyConsumer, deadline: NIODeadline) {
-    let (action, reschedule) = machine.send(consumer, count: commands.count, deadline: deadline)
+  private func enqueue(
+    pipeline commands: [RedisCommand], promise: EventLoopPromise<[RESPValue]>, deadline: NIODeadline
+  ) {
+    let collector = PipelineCollector(expected: commands.count, completion: .promise(promise))
+    enqueue(count: commands.count, consumer: .pipeline(collector), deadline: deadline) { buffer in
+      for command in commands { command.encode(into: &buffer) }
+    }
+  }
+
+  private func enqueue(
+    count: Int, consumer: ReplyConsumer, deadline: NIODeadline, encode: (inout ByteBuffer) -> Void
+  ) {
+    let (action, reschedule) = machine.send(consumer, count: count, deadline: deadline)
     switch action {
     case .connectAndBuffer:
-      for command in commands { command.encode(into: &outbound) }
+      encode(&outbound)
       startConnect()
     case .buffer:
-      for command in commands { command.encode(into: &outbound) }
+      encode(&outbound)
     case .write:
-      for command in commands { command.encode(into: &outbound) }
+      encode(&outbound)
       scheduleFlush()
     case .fail(let consumer, let error):
       consumer.fail(error)
@@ -332,13 +356,18 @@ enum ReplyConsumer {
 /// Gathers the replies of one pipelined batch; completes once, on the last reply or the
 /// first failure. Touched only on the connection's event loop.
 final class PipelineCollector {
-  private let promise: EventLoopPromise<[RESPValue]>
+  enum Completion {
+    case promise(EventLoopPromise<[RESPValue]>)
+    case callback((Result<[RESPValue], RedisError>) -> Void)
+  }
+
+  private let completion: Completion
   private let expected: Int
   private var values: [RESPValue]
   private var done = false
 
-  init(promise: EventLoopPromise<[RESPValue]>, expected: Int) {
-    self.promise = promise
+  init(expected: Int, completion: Completion) {
+    self.completion = completion
     self.expected = expected
     self.values = []
     values.reserveCapacity(expected)
@@ -347,16 +376,20 @@ final class PipelineCollector {
   func append(_ value: RESPValue) {
     guard !done else { return }
     values.append(value)
-    if values.count == expected {
-      done = true
-      promise.succeed(values)
-    }
+    if values.count == expected { complete(.success(values)) }
   }
 
   func fail(_ error: RedisError) {
     guard !done else { return }
+    complete(.failure(error))
+  }
+
+  private func complete(_ result: Result<[RESPValue], RedisError>) {
     done = true
-    promise.fail(error)
+    switch completion {
+    case .promise(let promise): promise.completeWith(result.mapError { $0 as any Error })
+    case .callback(let callback): callback(result)
+    }
   }
 }
 

@@ -10,8 +10,19 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct RedisClientTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  func client() throws -> RedisClient {
-    RedisClient(configuration: try RedisConfiguration(url: RedisServer.sharedURL()), eventLoopGroup: group)
+  /// Tests here are about replies, not speed: with two CPU hogs beside the suite, a 2 s
+  /// deadline ran out for a 1 MiB SET and for a fake server's first reply. The deadline tests
+  /// pass their own.
+  static let patience = TimeAmount.seconds(20)
+
+  func client(url: String? = nil, commandTimeout: TimeAmount = patience) throws -> RedisClient {
+    try client(RedisConfiguration(url: url ?? RedisServer.sharedURL()), commandTimeout: commandTimeout)
+  }
+
+  func client(_ configuration: RedisConfiguration, commandTimeout: TimeAmount = patience) -> RedisClient {
+    var configuration = configuration
+    configuration.commandTimeout = commandTimeout
+    return RedisClient(configuration: configuration, eventLoopGroup: group)
   }
 
   func key(_ name: String = #function) -> String { "test:\(name):\(UUID().uuidString)" }
@@ -32,7 +43,10 @@ import Testing
   }
 
   @Test func hundredThousandPipelinedCommandsEachMatchedToItsCaller() async throws {
-    let redis = try client()
+    // About matching, not speed: the last of 100,000 queued commands (debug build, a loaded
+    // 2-core machine, every other suite running beside it) once waited more than the
+    // default 2 s deadline.
+    let redis = try client(commandTimeout: .seconds(30))
     defer { Task { await redis.close() } }
     let callers = 64
     let perCaller = 100_000 / callers + 1
@@ -111,7 +125,7 @@ import Testing
 
   @Test func scriptsReloadAfterFlush() async throws {
     let server = try await RedisServer.start()
-    let redis = RedisClient(configuration: server.configuration, eventLoopGroup: group)
+    let redis = client(server.configuration)
     defer { Task { await redis.close() } }
     let script = RedisScript("return tonumber(ARGV[1]) * 2")
     #expect(try await redis.evaluate(script, keys: [], arguments: ["21"]) == .integer(42))
@@ -156,7 +170,7 @@ import Testing
 
   @Test func restartFailsInFlightCommandsThenReconnects() async throws {
     let server = try await RedisServer.start()
-    let redis = RedisClient(configuration: server.configuration, eventLoopGroup: group)
+    let redis = client(server.configuration)
     defer { Task { await redis.close() } }
     let connection = redis.connection(on: group.next())
     #expect(try await connection.send(RedisCommand("PING")) == .simpleString("PONG"))
@@ -199,14 +213,14 @@ import Testing
   @Test func authenticatesAndSelectsTheDatabase() async throws {
     let server = try await RedisServer.start(extraArguments: ["--requirepass", "s3cret"])
     var configuration = try RedisConfiguration(url: "redis://:s3cret@127.0.0.1:\(server.port)/2")
-    let redis = RedisClient(configuration: configuration, eventLoopGroup: group)
+    let redis = client(configuration)
     defer { Task { await redis.close() } }
     _ = try await redis.send(RedisCommand("SET", "where", "db2"))
     let info = try await redis.send(RedisCommand("CLIENT", "INFO")).string ?? ""
     #expect(info.contains("db=2"))
 
     configuration.password = "wrong"
-    let refused = RedisClient(configuration: configuration, eventLoopGroup: group)
+    let refused = client(configuration)
     defer { Task { await refused.close() } }
     await #expect {
       _ = try await refused.send(RedisCommand("PING"))
@@ -224,8 +238,7 @@ import Testing
       "--unixsocket", socket, "--unixsocketperm", "700",
     ])
     _ = server
-    let redis = RedisClient(
-      configuration: try RedisConfiguration(url: "unix://\(socket)"), eventLoopGroup: group)
+    let redis = try client(url: "unix://\(socket)")
     defer { Task { await redis.close() } }
     #expect(try await redis.send(RedisCommand("PING")) == .simpleString("PONG"))
   }
@@ -241,8 +254,7 @@ import Testing
       .bind(host: "127.0.0.1", port: 0).get()
     defer { server.close(promise: nil) }
     let port = server.localAddress!.port!
-    let redis = RedisClient(
-      configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(port)"), eventLoopGroup: group)
+    let redis = try client(url: "redis://127.0.0.1:\(port)")
     defer { Task { await redis.close() } }
     let connection = redis.connection(on: group.next())
     await #expect {

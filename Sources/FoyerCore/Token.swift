@@ -51,14 +51,23 @@ public struct VisitorID: Hashable, Sendable, CustomStringConvertible {
     self.init(high: high, low: low)
   }
 
-  /// The 22-character base64url form, encoded straight from the two halves (one allocation:
-  /// the string; this runs on every status poll).
+  /// The 22-character base64url form.
   public var description: String {
+    String(unsafeUninitializedCapacity: Self.encodedLength) { output in
+      encode(into: UnsafeMutableRawBufferPointer(output))
+      return Self.encodedLength
+    }
+  }
+
+  /// Writes the 22-character base64url form into `output` (which holds at least 22 bytes),
+  /// straight from the two halves: a status poll writes it into its Redis commands this way,
+  /// with no string in between.
+  public func encode(into output: UnsafeMutableRawBufferPointer) {
+    precondition(output.count >= Self.encodedLength)
     var halves = (high.bigEndian, low.bigEndian)
-    return withUnsafeBytes(of: &halves) { raw in
-      String(unsafeUninitializedCapacity: Self.encodedLength) { output in
-        Base64URL.encode(raw.bindMemory(to: UInt8.self), into: output)
-      }
+    withUnsafeBytes(of: &halves) { raw in
+      _ = Base64URL.encode(
+        raw.bindMemory(to: UInt8.self), into: output.bindMemory(to: UInt8.self))
     }
   }
 }

@@ -2,10 +2,23 @@ internal import FoyerCore
 internal import NIOCore
 internal import RedisNIO
 
-/// What a store keeps per room for status polls.
-struct RoomEntry: Sendable {
+/// What a store builds once per room: its key names and the encoded poll commands. A class,
+/// so that handing it to a poll is one reference, not a copy of eight strings and four arrays.
+final class RoomEntry: Sendable {
   let keys: RoomKeys
-  var snapshot: RoomSnapshot?
+  /// This store's number for the room (from 1), for the `SeenMemo`.
+  let tag: UInt32
+  /// `ZSCORE` and `ZRANK` of the queue, encoded once, with the visitor id as the slot.
+  let score: RedisCommandTemplate
+  let rank: RedisCommandTemplate
+
+  init(keys: RoomKeys, tag: UInt32) {
+    self.keys = keys
+    self.tag = tag
+    score = RedisCommandTemplate(
+      "ZSCORE", [keys.queue], slotIndex: 1, slotLength: VisitorID.encodedLength)
+    rank = RedisCommandTemplate("ZRANK", [keys.queue], slotIndex: 1, slotLength: VisitorID.encodedLength)
+  }
 }
 
 /// The room-level numbers a status answer needs, as one gateway last read them.
@@ -64,16 +77,33 @@ struct RoomSnapshot: Sendable {
 enum QueueScore {
   static let seenModulus: Int64 = 8_192
 
+  /// A `ZSCORE` reply as the exact integer it holds; `nil` for a visitor not in the queue.
+  /// Redis writes integral scores as digits, read without a string; any other form is
+  /// parsed as a double.
+  static func parse(_ reply: RESPValue) -> Int64? {
+    if let value = reply.int { return Int64(value) }
+    return reply.string.flatMap { Double($0) }.map { Int64($0) }
+  }
+
   /// The score with a fresh last-seen second, or `nil` when the stored one is recent enough.
   /// Rewriting at most every quarter of the abandonment time (1–15 s) keeps polls mostly
   /// read-only while a polling visitor is never judged gone.
   static func touched(_ score: Int64, nowMilliseconds: Int64, abandonSeconds: Int) -> Int64? {
-    let seen = score % seenModulus
-    let current = (nowMilliseconds / 1_000) % seenModulus
-    let age = (current - seen + seenModulus) % seenModulus
-    let threshold = Int64(max(1, min(abandonSeconds / 4, 15)))
-    guard age >= threshold else { return nil }
-    return score - seen + current
+    let nowSecond = nowMilliseconds / 1_000
+    let seen = seenSecond(score, nowSecond: nowSecond)
+    guard !isRecent(seen: seen, nowSecond: nowSecond, abandonSeconds: abandonSeconds) else { return nil }
+    return score - score % seenModulus + nowSecond % seenModulus
+  }
+
+  /// The score's last-seen second as unix seconds, given Redis' current second (the score
+  /// keeps it modulo `seenModulus`, about 2.3 hours, far longer than any abandonment time).
+  static func seenSecond(_ score: Int64, nowSecond: Int64) -> Int64 {
+    nowSecond - (nowSecond % seenModulus - score % seenModulus + seenModulus) % seenModulus
+  }
+
+  /// Whether a last-seen second needs no rewrite yet.
+  static func isRecent(seen: Int64, nowSecond: Int64, abandonSeconds: Int) -> Bool {
+    nowSecond - seen < Int64(max(1, min(abandonSeconds / 4, 15)))
   }
 }
 

@@ -135,12 +135,20 @@ public final class RoomStore: Sendable {
   /// rate) may be. Each gateway refreshes them inside the poll that finds them older, so
   /// the hot path is two reads of one visitor.
   public let snapshotMaxAge: TimeAmount
-  /// Per room: its key names (built once) and the last snapshot.
-  private let snapshots = NIOLockedValueBox<[String: RoomEntry]>([:])
+  /// Per room: its key names and poll commands (built once) and the last snapshot.
+  private let rooms = NIOLockedValueBox<[String: (entry: RoomEntry, snapshot: RoomSnapshot?)]>([:])
+  /// Per event loop of `redis`: the last-seen seconds its polls learned, made by the first
+  /// poll there (a store that never polls, as in `foyer ctl`, makes none).
+  private let seenMemos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>]
 
   public init(redis: RedisClient, snapshotMaxAge: TimeAmount = .milliseconds(250)) {
     self.redis = redis
     self.snapshotMaxAge = snapshotMaxAge
+    var memos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>] = [:]
+    for loop in redis.eventLoops {
+      memos[ObjectIdentifier(loop)] = .makeEmptyBox(valueType: SeenMemo.self, eventLoop: loop)
+    }
+    seenMemos = memos
   }
 
   // MARK: Visitors (futures: called from channel handlers on their event loop)
@@ -155,9 +163,10 @@ public final class RoomStore: Sendable {
 
   /// Where `visitor` stands; with `claim`, an unclaimed admission becomes a session.
   ///
-  /// The hot path — a waiting visitor polling — is `ZSCORE` + `ZRANK` pipelined: position
-  /// is exact, the room-level numbers come from this gateway's snapshot (refreshed in the
-  /// same round trip when older than `snapshotMaxAge`), and the last-seen second is
+  /// The hot path — a waiting visitor polling — is `ZRANK`, with `ZSCORE` pipelined before
+  /// it unless this event loop saw the visitor's last-seen second recently (`SeenMemo`):
+  /// position is exact, the room-level numbers come from this gateway's snapshot (refreshed
+  /// in the same round trip when older than `snapshotMaxAge`), and the last-seen second is
   /// rewritten only when it has aged (a conditional `ZADD XX`, fire and forget). Anyone not
   /// in the queue goes through the `status` script, which also claims.
   public func status(
@@ -166,37 +175,117 @@ public final class RoomStore: Sendable {
     -> EventLoopFuture<VisitorStatus>
   {
     let connection = self.connection(on: eventLoop)
-    let member = visitor.description
-    let (keys, snapshot) = entry(room)
+    let promise = connection.eventLoop.makePromise(of: VisitorStatus.self)
+    if connection.eventLoop.inEventLoop {
+      poll(
+        room: room, visitor: visitor, claim: claim, connection: connection, completion: promise.completeWith)
+    } else {
+      connection.eventLoop.execute {
+        self.poll(
+          room: room, visitor: visitor, claim: claim, connection: connection, completion: promise.completeWith
+        )
+      }
+    }
+    return promise.futureResult
+  }
+
+  /// `status` for a caller running on `eventLoop` (a channel handler), answered through
+  /// `completion` on that loop: the gateway's most frequent request, without a future chain.
+  public func status(
+    room: String, visitor: VisitorID, claim: Bool, on eventLoop: any EventLoop,
+    completion: @escaping (Result<VisitorStatus, any Error>) -> Void
+  ) {
+    eventLoop.preconditionInEventLoop()
+    let connection = redis.connection(on: eventLoop)
+    guard connection.eventLoop === eventLoop else {
+      // Not one of the client's loops: its connection lives elsewhere; come back here.
+      status(room: room, visitor: visitor, claim: claim, on: eventLoop).hop(to: eventLoop)
+        .assumeIsolated().whenComplete(completion)
+      return
+    }
+    poll(room: room, visitor: visitor, claim: claim, connection: connection, completion: completion)
+  }
+
+  /// Both `status` calls, on `connection`'s event loop.
+  private func poll(
+    room: String, visitor: VisitorID, claim: Bool, connection: RedisConnection,
+    completion: @escaping (Result<VisitorStatus, any Error>) -> Void
+  ) {
+    let (entry, snapshot) = self.entry(room)
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
-    var commands = [RedisCommand("ZSCORE", keys.queue, member), RedisCommand("ZRANK", keys.queue, member)]
-    if cached == nil { commands += RoomSnapshot.commands(keys) }
-    return connection.send(pipeline: commands).flatMap { replies -> EventLoopFuture<VisitorStatus> in
+    let refresh = cached == nil ? RoomSnapshot.commands(entry.keys) : []
+    let memo = seenMemo(on: connection.eventLoop)
+    // Any snapshot tells Redis' time; an aged one is refreshed by these very commands.
+    let seenRecently =
+      if let snapshot, let seen = memo?.seen(visitor, room: entry.tag) {
+        QueueScore.isRecent(
+          seen: seen, nowSecond: snapshot.redisNowMilliseconds / 1_000,
+          abandonSeconds: snapshot.abandonSeconds)
+      } else {
+        false
+      }
+    let visitorCommands = seenRecently ? 1 : 2
+    connection.send(count: visitorCommands + refresh.count) { buffer in
+      // Closure literals, not `visitor.encode(into:)`: a method reference would be a heap context.
+      if !seenRecently { entry.score.encode(into: &buffer) { visitor.encode(into: $0) } }
+      entry.rank.encode(into: &buffer) { visitor.encode(into: $0) }
+      for command in refresh { command.encode(into: &buffer) }
+    } completion: { result in
       let snapshot: RoomSnapshot
+      let replies: [RESPValue]
       do {
+        replies = try result.get()
         if let cached {
           snapshot = cached
         } else {
-          snapshot = try RoomSnapshot(replies: replies[2...], room: room)
-          self.snapshots.withLockedValue { $0[room]?.snapshot = snapshot }
+          snapshot = try RoomSnapshot(replies: replies[visitorCommands...], room: room)
+          self.rooms.withLockedValue { $0[room]?.snapshot = snapshot }
         }
       } catch {
-        return connection.eventLoop.makeFailedFuture(error)
+        completion(.failure(error))
+        return
       }
-      guard let scoreText = replies[0].string, let score = Double(scoreText), let rank = replies[1].int else {
-        return self.visitorScript(
-          Scripts.status, room: room, arguments: [member, claim ? "1" : "0"], on: connection.eventLoop)
+      let score = seenRecently ? nil : QueueScore.parse(replies[0])
+      guard seenRecently || score != nil, let rank = replies[visitorCommands - 1].int else {
+        memo?.forget(visitor, room: entry.tag)
+        self.visitorScript(
+          Scripts.status, room: room, arguments: [visitor.description, claim ? "1" : "0"],
+          on: connection.eventLoop
+        ).assumeIsolated().whenComplete(completion)
+        return
       }
       let now = snapshot.redisNowMilliseconds
-      if let touched = QueueScore.touched(
-        Int64(score), nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds)
-      {
-        connection.send(RedisCommand("ZADD", keys.queue, "XX", String(touched), member)).whenFailure { _ in }
+      if let score {
+        self.touchIfAged(
+          score, visitor: visitor, entry: entry, snapshot: snapshot, memo: memo, connection: connection)
       }
-      let position = rank + 1
-      return connection.eventLoop.makeSucceededFuture(
-        .queued(snapshot.place(position: position, now: now, visitor: visitor)))
+      completion(.success(.queued(snapshot.place(position: rank + 1, now: now, visitor: visitor))))
     }
+  }
+
+  private func seenMemo(on eventLoop: any EventLoop) -> SeenMemo? {
+    guard let box = seenMemos[ObjectIdentifier(eventLoop)] else { return nil }
+    if let memo = box.value { return memo }
+    let memo = SeenMemo()
+    box.value = memo
+    return memo
+  }
+
+  /// Rewrites the last-seen second of a score that has aged, and records in `memo` what Redis
+  /// holds (a rewrite only once it succeeded).
+  private func touchIfAged(
+    _ score: Int64, visitor: VisitorID, entry: RoomEntry, snapshot: RoomSnapshot, memo: SeenMemo?,
+    connection: RedisConnection
+  ) {
+    let now = snapshot.redisNowMilliseconds
+    guard
+      let touched = QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds)
+    else {
+      memo?.record(visitor, room: entry.tag, seen: QueueScore.seenSecond(score, nowSecond: now / 1_000))
+      return
+    }
+    connection.send(RedisCommand("ZADD", entry.keys.queue, "XX", String(touched), visitor.description))
+      .assumeIsolated().whenSuccess { _ in memo?.record(visitor, room: entry.tag, seen: now / 1_000) }
   }
 
   /// Claims an admission: `.active` with the session end, or `.absent` if not admitted (any more).
@@ -212,7 +301,7 @@ public final class RoomStore: Sendable {
     -> EventLoopFuture<ReleaseResult>
   {
     connection(on: eventLoop).evaluate(
-      Scripts.release, keys: entry(room).keys.scriptKeys, arguments: [visitor.description]
+      Scripts.release, keys: entry(room).entry.keys.scriptKeys, arguments: [visitor.description]
     )
     .flatMapThrowing { reply in
       guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
@@ -227,7 +316,7 @@ public final class RoomStore: Sendable {
     room: String, batch: Int = 1_000, scanLimit: Int = 5_000
   ) -> EventLoopFuture<AdmissionTick> {
     redis.connection.evaluate(
-      Scripts.admit, keys: entry(room).keys.scriptKeys, arguments: [String(batch), String(scanLimit)]
+      Scripts.admit, keys: entry(room).entry.keys.scriptKeys, arguments: [String(batch), String(scanLimit)]
     ).flatMapThrowing { reply in
       guard let values = reply.array else {
         throw RoomStoreError(.unexpectedReply, "admit answered \(reply)")
@@ -369,13 +458,14 @@ public final class RoomStore: Sendable {
     eventLoop.map(redis.connection(on:)) ?? redis.connection
   }
 
-  /// The room's key names, built once per room, and its last snapshot.
-  private func entry(_ room: String) -> (keys: RoomKeys, snapshot: RoomSnapshot?) {
-    snapshots.withLockedValue { entries in
-      if let entry = entries[room] { return (entry.keys, entry.snapshot) }
-      let keys = RoomKeys(room: room)
-      entries[room] = RoomEntry(keys: keys)
-      return (keys, nil)
+  /// The room's key names and poll commands, built once per room, and its last snapshot.
+  private func entry(_ room: String) -> (entry: RoomEntry, snapshot: RoomSnapshot?) {
+    rooms.withLockedValue { rooms in
+      if let known = rooms[room] { return known }
+      // Entries are never removed, so the count gives each room a tag of its own.
+      let entry = RoomEntry(keys: RoomKeys(room: room), tag: UInt32(rooms.count + 1))
+      rooms[room] = (entry, nil)
+      return (entry, nil)
     }
   }
 
@@ -383,7 +473,7 @@ public final class RoomStore: Sendable {
   private func visitorScript(
     _ script: RedisScript, room: String, arguments: [String], on eventLoop: (any EventLoop)?
   ) -> EventLoopFuture<VisitorStatus> {
-    connection(on: eventLoop).evaluate(script, keys: entry(room).keys.scriptKeys, arguments: arguments)
+    connection(on: eventLoop).evaluate(script, keys: entry(room).entry.keys.scriptKeys, arguments: arguments)
       .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 

@@ -333,6 +333,98 @@ import Testing
         + 30)
   }
 
+  /// A visitor polled again before the last-seen second needs rewriting costs Redis one
+  /// `ZRANK` (the store's memo knows the second); the memo keeps rooms apart, an aged second
+  /// is still read and rewritten, and a visitor who left the queue is answered by the script.
+  @Test func repeatedPollsAskRedisOnlyForTheRank() async throws {
+    // Its own server: command counts are per server.
+    let server = try await RedisServer.start()
+    let redis = RedisClient(configuration: server.configuration, eventLoopGroup: group)
+    defer { Task { await redis.close() } }
+    let store = RoomStore(redis: redis)
+    let room = room(), other = room + "-b"
+    // Abandonment 8 s: the second is rewritten once it is 2 s old.
+    for id in [room, other] {
+      try await store.createRoom(id, settings: RoomSettings(state: .paused, abandonSeconds: 8))
+    }
+    let visitor = VisitorID.random()
+    for id in [room, other] { _ = try await store.join(room: id, visitor: visitor) }
+    func calls() async throws -> (zscore: Int, zrank: Int) {
+      let info = try await redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
+      func count(_ name: String) -> Int {
+        guard
+          let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(name):") }
+          ),
+          let calls = line.split(separator: ",").first?.split(separator: "=").last
+        else { return 0 }
+        return Int(calls) ?? 0
+      }
+      return (count("zscore"), count("zrank"))
+    }
+    // One event loop, as one connection's handler polls (each loop has its own memo).
+    let loop = group.next()
+    func poll(_ room: String, claim: Bool = false) async throws -> VisitorStatus {
+      try await store.status(room: room, visitor: visitor, claim: claim, on: loop).get()
+    }
+    let before = try await calls()
+    for _ in 0..<5 {
+      guard case .queued(let place) = try await poll(room) else {
+        Issue.record("not queued"); return
+      }
+      #expect(place.position == 1)
+    }
+    var now = try await calls()
+    #expect(now.zscore - before.zscore == 1 && now.zrank - before.zrank == 5, "\(before) → \(now)")
+    // The same visitor id in another room: that room's second is read, not this one's.
+    _ = try await poll(other)
+    #expect(try await calls().zscore - now.zscore == 1)
+
+    try await Task.sleep(for: .milliseconds(3_100))
+    now = try await calls()
+    _ = try await poll(room)
+    #expect(try await calls().zscore - now.zscore == 1)
+    let score = try #require(
+      try await redis.send(RedisCommand("ZSCORE", RoomKeys(room: room).queue, visitor.description)).string
+        .flatMap { Int64($0) })
+    let time = try await redis.send(RedisCommand("TIME")).array?.first?.int ?? 0
+    let seen = QueueScore.seenSecond(score, nowSecond: Int64(time))
+    #expect(Int64(time) - seen <= 1, "the last-seen second was not rewritten: \(seen) at \(time)")
+
+    // Admitted meanwhile: the memo still knows the visitor, but `ZRANK` finds no place.
+    try await store.update(room, changes: ["state": "queue"])
+    #expect(try await store.admit(room: room).admitted == [visitor.description])
+    guard case .active = try await poll(room, claim: true) else {
+      Issue.record("the admitted visitor was not given the session"); return
+    }
+  }
+
+  @Test func theSeenMemoKeepsVisitorsAndRoomsApart() {
+    let memo = SeenMemo(capacity: 1 << 10)
+    let visitors = (0..<200).map { _ in VisitorID.random() }
+    for (index, visitor) in visitors.enumerated() { memo.record(visitor, room: 1, seen: Int64(index)) }
+    // Each recorded visitor is found with its own second, or (a collision) not at all.
+    var found = 0
+    for (index, visitor) in visitors.enumerated() {
+      if let seen = memo.seen(visitor, room: 1) {
+        #expect(seen == Int64(index))
+        found += 1
+      }
+      #expect(memo.seen(visitor, room: 2) == nil)
+    }
+    #expect(found > 150, "\(found) of 200 kept in 1,024 slots")
+    // Sequential-looking ids (as foyer-bench makes) spread too.
+    let similar = (0..<200).map { VisitorID(high: 42, low: UInt64($0) << 40) }
+    for visitor in similar { memo.record(visitor, room: 3, seen: 7) }
+    #expect(similar.filter { memo.seen($0, room: 3) == 7 }.count > 150)
+    memo.forget(similar[0], room: 3)
+    #expect(memo.seen(similar[0], room: 3) == nil)
+    // One slot: the latest visitor evicts the one before.
+    let tiny = SeenMemo(capacity: 1)
+    tiny.record(visitors[0], room: 1, seen: 5)
+    tiny.record(visitors[1], room: 1, seen: 6)
+    #expect(tiny.seen(visitors[0], room: 1) == nil && tiny.seen(visitors[1], room: 1) == 6)
+  }
+
   @Test func settingsAreValidatedWithClearErrors() async throws {
     let store = try store()
     let room = room()

@@ -338,16 +338,18 @@ final class ExpressLane: ChannelDuplexHandler {
         // `Expect` and the other hop-by-hop headers are the NIOHTTP1 path's to handle.
         express = false
       } else if named("host") {
-        if host == nil { host = field.value }
+        // Exactly one, or the NIOHTTP1 path answers 400 (`GatewayHandler.lacksHost`).
+        express = express && host == nil
+        host = field.value
       } else if named("foyer-pass") {
         if passHeader == nil { passHeader = field.value }
       }
     }
-    guard express else { return .delegate(length: head.length) }
+    guard express, host != nil else { return .delegate(length: head.length) }
     let pathEnd = bytes[target].firstIndex(of: UInt8(ascii: "?")) ?? target.upperBound
     let path = bytes[target.lowerBound..<pathEnd]
-    if path.starts(with: "/_foyer/".utf8) {
-      guard !isHead, path.elementsEqual("/_foyer/status".utf8) else { return .delegate(length: head.length) }
+    if path.hasPrefix(utf8: "/_foyer/") {
+      guard !isHead, path.equals(utf8: "/_foyer/status") else { return .delegate(length: head.length) }
       guard passHeader == nil else { return .delegate(length: head.length) }
       return decidePoll(bytes, head, query: pathEnd..<target.upperBound, context: context)
     }

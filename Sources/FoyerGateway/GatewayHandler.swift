@@ -138,9 +138,11 @@ final class GatewayHandler: ChannelDuplexHandler {
   private var context: ChannelHandlerContext?
   private var readPending = false
   private var requestEnded = false
-  /// The request was answered at its head (`Expect: 100-continue` without forwarding); its
-  /// body, if the client sends one anyway, is dropped.
+  /// The request was answered at its head (`Expect: 100-continue` without forwarding, or no
+  /// `Host`); its body, if the client sends one anyway, is dropped.
   private var answeredEarly = false
+  /// HTTP/1.1 without exactly one `Host`: answered 400 at its head (checked once, there).
+  private var lacksHost = false
   private var responseStarted = false
   private var upstreamReusable = true
   private var responseTimeout: Scheduled<Void>?
@@ -194,15 +196,17 @@ final class GatewayHandler: ChannelDuplexHandler {
         head.version.major == 1 && head.version.minor >= 1
         && head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
       if expectsContinue { head.headers.remove(name: "expect") }
-      if let forward = forwardingDecision(head) {
+      lacksHost = Self.lacksHost(head)
+      if !lacksHost, let forward = forwardingDecision(head) {
         if expectsContinue {
           context.writeAndFlush(
             wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
         startForwarding(head, visitor: forward, context: context)
-      } else if expectsContinue {
-        // Answered without the body (RFC 9110 §10.1.1): the client need not send it, so the
-        // answer closes the connection rather than wait for a body that may never come.
+      } else if expectsContinue || lacksHost {
+        // Answered without the body (RFC 9110 §10.1.1; a host-less request gets its 400 so):
+        // the client need not send it, so the answer closes the connection rather than wait
+        // for a body that may never come.
         head.headers.replaceOrAdd(name: "connection", value: "close")
         answeredEarly = true
         state = .local(head)
@@ -273,6 +277,13 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    if lacksHost {
+      respond(
+        context, head, status: .badRequest, contentType: "application/json",
+        body:
+          "{\"error\":\"host_required\",\"message\":\"an HTTP/1.1 request carries exactly one Host header\"}")
+      return
+    }
     let target = self.target(head)
     switch target.path {
     case "/_foyer/healthz":
@@ -799,6 +810,15 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   // MARK: Helpers
+
+  /// RFC 9112 §3.2: a server answers `400` to an HTTP/1.1 request without exactly one
+  /// `Host` (as nginx does); such a request is never forwarded, queued or routed by host.
+  static func lacksHost(_ head: HTTPRequestHead) -> Bool {
+    guard head.version.major == 1 && head.version.minor >= 1 else { return false }
+    var count = 0
+    for field in head.headers where ForwardingHeaders.equalsLowercase(field.name.utf8, "host") { count += 1 }
+    return count != 1
+  }
 
   private static func verify(
     _ signer: TokenSigner, _ token: Substring, kind: TokenKind, room: String, now: Int64

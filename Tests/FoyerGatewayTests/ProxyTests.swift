@@ -470,6 +470,70 @@ final class TestUpstreamHandler: ChannelInboundHandler {
     #expect(answer.contains("\"received\":\"5\""))
   }
 
+  /// RFC 9112 §3.2, as nginx answers it: an HTTP/1.1 request without exactly one `Host` is a
+  /// 400 that closes the connection, pass or not, and reaches nobody; HTTP/1.0 needs none.
+  @Test(arguments: lanes) func http11WithoutExactlyOneHostIs400(express: Bool) async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let (_, _, room, channel) = try await gateway(express: express, upstreamPort: upstream.port)
+    defer { channel.close(promise: nil) }
+    let port = channel.localAddress!.port!
+    let pass = signer.sign(
+      Token(kind: .pass, room: room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 60))
+    for request in [
+      "GET /shop/a HTTP/1.1\r\nFoyer-Pass: \(pass)\r\n\r\n",
+      "GET /shop/a HTTP/1.1\r\nHost: x\r\nhost: y\r\nFoyer-Pass: \(pass)\r\n\r\n",
+      "GET /public/a HTTP/1.1\r\n\r\n",
+      "GET /_foyer/status?room=\(room) HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+    ] {
+      let answer = await rawExchange(port: port, send: Array(request.utf8))
+      #expect(answer.hasPrefix("HTTP/1.1 400"), "\(request.debugDescription): \(answer.prefix(200))")
+      #expect(answer.contains("host_required") && answer.lowercased().contains("connection: close"))
+    }
+    let old = await rawExchange(
+      port: port, send: Array("GET /shop/b HTTP/1.0\r\nFoyer-Pass: \(pass)\r\n\r\n".utf8))
+    #expect(old.prefix(12).hasSuffix(" 200"), "\(old.prefix(200))")
+    #expect(upstream.requests == ["/shop/b"])
+  }
+
+  /// One keep-alive connection, as a browser keeps it: after a valid pass (which the express
+  /// lane remembers), a forged one is still refused, and the valid one stops being forwarded
+  /// the second it runs out.
+  @Test(arguments: lanes) func aPassIsCheckedOnEveryRequestOfAConnection(express: Bool) async throws {
+    let upstream = try await TestUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    // Paused: a request without a valid pass gets the gateway's JSON (an open room with
+    // room to spare would admit it at once with a redirect).
+    let (_, _, room, channel) = try await gateway(
+      express: express, upstreamPort: upstream.port, settings: RoomSettings(state: .paused))
+    defer { channel.close(promise: nil) }
+    let fd = try #require(connectLoopback(port: channel.localAddress!.port!))
+    defer { close(fd) }
+    // Whole seconds: at least 3 s to forward the first two requests, even on a loaded CI
+    // machine (with 2 s, a slow second request met an expired pass).
+    let expiry = Int64(Date().timeIntervalSince1970) + 4
+    let pass = signer.sign(Token(kind: .pass, room: room, visitor: .random(), time: expiry))
+    var forged = Array(pass.utf8)
+    forged[forged.count - 10] =
+      forged[forged.count - 10] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+    func get(_ path: String, _ pass: String) async -> String {
+      Self.write(
+        fd, "GET \(path) HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nFoyer-Pass: \(pass)\r\n\r\n")
+      return await Self.receive(fd, until: "}")
+    }
+    // The upstream's echo, not the gateway's own 200 JSON for a paused room.
+    for path in ["/shop/one", "/shop/two"] {
+      let answer = await get(path, pass)
+      #expect(answer.hasPrefix("HTTP/1.1 200") && answer.contains("\"received\""), "\(answer.prefix(300))")
+    }
+    let refused = await get("/shop/forged", String(decoding: forged, as: UTF8.self))
+    #expect(refused.contains("\"state\""), "\(refused.prefix(300))")  // the gateway's own JSON
+    while Int64(Date().timeIntervalSince1970) < expiry { try await Task.sleep(for: .milliseconds(50)) }
+    let expired = await get("/shop/late", pass)
+    #expect(expired.contains("\"state\""), "\(expired.prefix(300))")
+    #expect(upstream.requests == ["/shop/one", "/shop/two"])
+  }
+
   @Test(arguments: lanes) func expectContinueIsAnsweredByTheGateway(express: Bool) async throws {
     let upstream = try await TestUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }

@@ -847,7 +847,7 @@ final class ExpressLane: ChannelDuplexHandler {
   private func finish(closeClient: Bool) {
     guard let current = exchange, let context else { return }
     if current.responseStarted {
-      shared.metrics.proxyDuration.recordNanoseconds((NIODeadline.now() - current.started).nanoseconds)
+      shared.metrics.recordProxied(since: current.started)
     }
     mode = .idle
     if let upstream = current.upstream {

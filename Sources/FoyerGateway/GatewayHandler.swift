@@ -531,7 +531,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         context.flush()
       }
     case .end(let trailers):
-      shared.metrics.proxyDuration.recordNanoseconds((NIODeadline.now() - requestStart).nanoseconds)
+      shared.metrics.recordProxied(since: requestStart)
       handler.delegate = nil
       handler.paused = false
       if requestEnded && upstreamReusable {

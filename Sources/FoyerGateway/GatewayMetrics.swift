@@ -1,4 +1,5 @@
 public import FoyerCore
+internal import NIOCore
 public import Prometheus
 public import WaitingRoom
 
@@ -14,7 +15,9 @@ public final class GatewayMetrics: Sendable {
   let passRejections: [TokenRejection: Counter]
   /// Indexed by the status class: `[0]` is 1xx … `[4]` is 5xx.
   let proxiedByClass: [Counter]
-  let proxyDuration: DurationHistogram
+  /// In seconds as `Double`: a `DurationHistogram` compares every bucket through a call
+  /// into the runtime on each record (perf: 0.4% of the proxy loop; this one is inlined away).
+  let proxyDuration: ValueHistogram
   let expressRequests: Counter
   let upstreamConnectErrors: Counter
   let upstreamTimeouts: Counter
@@ -43,15 +46,11 @@ public final class GatewayMetrics: Sendable {
           "Forwarded requests by the status class of the answer (gateway-made 502/504 included)."),
         labels: [("class", "\(digit)xx")])
     }
-    proxyDuration = registry.makeDurationHistogram(
+    proxyDuration = registry.makeValueHistogram(
       descriptor: .foyer(
         "foyer_proxy_duration_seconds",
         "Forwarded requests, from the request head to the end of the response."),
-      buckets: [
-        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
-        .seconds(2.5), .seconds(5), .seconds(10),
-      ])
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
     expressRequests = registry.makeCounter(
       descriptor: .foyer(
         "foyer_express_requests_total",
@@ -80,6 +79,11 @@ public final class GatewayMetrics: Sendable {
         "foyer_connections_rejected_total", "Connections closed at once: over max_connections."))
     openConnections = registry.makeGauge(
       descriptor: .foyer("foyer_open_connections", "Client connections open on this gateway."))
+  }
+
+  /// A forwarded request that started at `start` has ended.
+  func recordProxied(since start: NIODeadline) {
+    proxyDuration.record(Double((NIODeadline.now() - start).nanoseconds) / 1e9)
   }
 
   func countProxied(status: Int) {

@@ -79,13 +79,15 @@ final class ConnectionGuard: ChannelDuplexHandler {
   private func arm(_ context: ChannelHandlerContext, idle: Bool) {
     let at = NIODeadline.now() + (idle ? limits.idleTimeout : limits.headerTimeout)
     deadline = (at, idle)
-    timer.ensure(by: at, on: context.eventLoop) { self.check(context) }
+    timer.ensure(by: at, on: context.eventLoop) { self.check() }
   }
 
-  private func check(_ context: ChannelHandlerContext) {
-    guard let deadline else { return }  // serving a request: armed again after it
+  /// Captures only `self` where it is passed as a closure: a closure holding one reference
+  /// needs no heap context, and this is re-armed on every exchange.
+  private func check() {
+    guard let context, let deadline else { return }  // serving a request: armed again after it
     if deadline.at > NIODeadline.now() {
-      timer.ensure(by: deadline.at, on: context.eventLoop) { self.check(context) }
+      timer.ensure(by: deadline.at, on: context.eventLoop) { self.check() }
     } else if deadline.idle {
       context.close(promise: nil)
     } else {

@@ -417,12 +417,18 @@ final class ExpressLane: ChannelDuplexHandler {
   private func upstreamRequest(
     _ bytes: UnsafeRawBufferPointer, _ head: RawHead, holder: Holder?, allocator: ByteBufferAllocator
   ) -> (ByteBuffer, Range<Int>) {
-    let (method, target, _) = head.start
+    let (method, target, version) = head.start
     var out = allocator.buffer(capacity: head.length + 320)
-    out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[method]))
-    out.writeStaticString(" ")
-    out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[target]))
-    out.writeStaticString(" HTTP/1.1\r\n")
+    var copier = RunWriter(bytes)
+    if bytes[version.upperBound - 1] == UInt8(ascii: "1") {
+      // `method SP target SP HTTP/1.1 CRLF` exactly, as the reader took it.
+      copier.copy(0..<(version.upperBound + 2), to: &out)
+    } else {
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[method]))
+      out.writeStaticString(" ")
+      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[target]))
+      out.writeStaticString(" HTTP/1.1\r\n")
+    }
     var forwardedFor: [Range<Int>] = []
     var givenID: Range<Int>?
     for field in head.fields {
@@ -442,6 +448,7 @@ final class ExpressLane: ChannelDuplexHandler {
       } else if named("cookie") {
         let value = bytes[field.value]
         if Cookies.hasGatewayCookie(inHeader: value) {
+          copier.flush(&out)
           var first = true
           for pair in Cookies.foreignPairs(inHeader: value) {
             out.writeStaticString(first ? "cookie: " : "; ")
@@ -452,11 +459,9 @@ final class ExpressLane: ChannelDuplexHandler {
           continue
         }
       }
-      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
-      out.writeStaticString(": ")
-      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
-      out.writeStaticString("\r\n")
+      copier.copy(field.line, to: &out)
     }
+    copier.flush(&out)
     if let holder {
       out.writeStaticString("foyer-visitor: ")
       out.writeString(holder.visitor.description)
@@ -744,11 +749,17 @@ final class ExpressLane: ChannelDuplexHandler {
       var small = 0
       if case .fixed(let length) = framing, length <= Self.coalesceLimit { small = length }
       var out = context.channel.allocator.buffer(capacity: head.length + 160 + small)
-      out.writeStaticString("HTTP/1.1 ")
-      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[code]))
-      out.writeStaticString(" ")
-      out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[reason]))
-      out.writeStaticString("\r\n")
+      var copier = RunWriter(bytes)
+      if bytes[version.upperBound - 1] == UInt8(ascii: "1") && reason.upperBound > 12 {
+        // `HTTP/1.1 SP code SP [reason] CRLF` as it came (one without the second space gets it).
+        copier.copy(0..<(reason.upperBound + 2), to: &out)
+      } else {
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[code]))
+        out.writeStaticString(" ")
+        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[reason]))
+        out.writeStaticString("\r\n")
+      }
       for field in head.fields {
         let name = field.name
         if ForwardingHeaders.isHopByHop(bytes[name])
@@ -760,9 +771,9 @@ final class ExpressLane: ChannelDuplexHandler {
           release = release || RawHTTP.equals(bytes, field.value, lowercase: "done")
           continue
         }
-        out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[name.lowerBound..<field.value.upperBound]))
-        out.writeStaticString("\r\n")
+        copier.copy(field.line, to: &out)
       }
+      copier.flush(&out)
       if release, let holder = exchange.holder {
         out.writeStaticString("set-cookie: ")
         out.writeString(

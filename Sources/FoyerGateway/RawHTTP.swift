@@ -1,3 +1,38 @@
+internal import NIOCore
+
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
+/// Copies ranges of one head's bytes into a buffer, joining ranges that touch into one
+/// write: the fields a proxy keeps are mostly consecutive lines, and each `writeBytes` pays
+/// an exclusivity and a capacity check (ByteBuffer writes were 1.3% of the proxy loop in
+/// `perf` when every field took four).
+struct RunWriter {
+  let bytes: UnsafeRawBufferPointer
+  private var run = 0..<0
+
+  init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+  /// Queues `range` for copying; call `flush` before writing anything else to `out`.
+  mutating func copy(_ range: Range<Int>, to out: inout ByteBuffer) {
+    if !run.isEmpty && run.upperBound == range.lowerBound {
+      run = run.lowerBound..<range.upperBound
+    } else {
+      flush(&out)
+      run = range
+    }
+  }
+
+  mutating func flush(_ out: inout ByteBuffer) {
+    guard !run.isEmpty else { return }
+    out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[run]))
+    run = 0..<0
+  }
+}
+
 /// HTTP/1.1 heads read straight from the bytes of a connection, for the express lane.
 ///
 /// Written by hand, not with NIOHTTP1: decoding a head into `HTTPHeaders` of `String`s and
@@ -16,6 +51,8 @@ struct RawHead {
   struct Field {
     var name: Range<Int>
     var value: Range<Int>
+    /// The whole line with its CRLF, to pass the field on as it came.
+    var line: Range<Int>
   }
 }
 
@@ -59,19 +96,17 @@ enum RawHTTP {
     }
   }
 
-  /// The index of the CR of the next CRLF at or after `from`; `nil` if none yet. A bare CR or
-  /// LF is left for `looksValid` to refuse.
+  /// The index of the CR of the next CRLF at or after `from`; `nil` if none yet, or if the
+  /// LF comes bare (left for `looksValid` to refuse). A bare CR inside the line is refused by
+  /// whoever reads the line: no CR is a token, target, version or field-value byte. `memchr`
+  /// rather than a loop: this scan is every byte of every head, both ways.
   private static func lineEnd(_ bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
-    var index = from
-    while index < bytes.count {
-      let byte = bytes[index]
-      if byte == cr || byte == lf {
-        guard byte == cr, index + 1 < bytes.count, bytes[index + 1] == lf else { return nil }
-        return index
-      }
-      index += 1
-    }
-    return nil
+    guard from < bytes.count, let base = bytes.baseAddress,
+      let found = memchr(base + from, Int32(lf), bytes.count - from)
+    else { return nil }
+    let index = base.distance(to: UnsafeRawPointer(found))
+    guard index > from, bytes[index - 1] == cr else { return nil }
+    return index - 1
   }
 
   /// Whether the bytes from `from` could still become a clean line (no bare CR or LF).
@@ -117,7 +152,8 @@ enum RawHTTP {
   private static func isVersion(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
     guard range.count == 8 else { return false }
     let base = range.lowerBound
-    for (offset, byte) in "HTTP/1.".utf8.enumerated() where bytes[base + offset] != byte { return false }
+    let prefix: StaticString = "HTTP/1."
+    for offset in 0..<7 where bytes[base + offset] != prefix.utf8Start[offset] { return false }
     return bytes[base + 7] == UInt8(ascii: "1") || bytes[base + 7] == UInt8(ascii: "0")
   }
 
@@ -132,7 +168,7 @@ enum RawHTTP {
     var valueEnd = end
     while valueEnd > index && (bytes[valueEnd - 1] == space || bytes[valueEnd - 1] == tab) { valueEnd -= 1 }
     for position in index..<valueEnd where !isFieldValueByte(bytes[position]) { return nil }
-    return RawHead.Field(name: name, value: index..<valueEnd)
+    return RawHead.Field(name: name, value: index..<valueEnd, line: from..<(end + 2))
   }
 
   /// RFC 9110 `tchar`.
@@ -155,7 +191,10 @@ enum RawHTTP {
     (byte >= space && byte < 0x7f) || byte == tab
   }
 
-  /// ASCII case-insensitive comparison of `bytes[range]` with a lowercase name.
+  /// ASCII case-insensitive comparison of `bytes[range]` with a lowercase name. By offsets
+  /// into the raw buffer rather than through `ForwardingHeaders.equalsLowercase` on a slice:
+  /// this runs for every field of every head, and with the slice's checked subscripts a
+  /// proxied request took about 0.5 µs more (three of four alternating runs; near the noise).
   static func equals(
     _ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, lowercase name: StaticString
   ) -> Bool {

@@ -25,20 +25,43 @@ enum Cookies {
     prefix: String, room: String, inHeader header: Bytes
   ) -> Range<Bytes.Index>? {
     for pair in PairRanges(header) {
-      var cursor = pair.lowerBound
-      if skip(prefix.utf8, in: header, upTo: pair.upperBound, at: &cursor),
-        skip(room.utf8, in: header, upTo: pair.upperBound, at: &cursor),
-        cursor < pair.upperBound, header[cursor] == UInt8(ascii: "=")
-      {
-        return header.index(after: cursor)..<pair.upperBound
-      }
+      if let value = value(of: pair, in: header, prefix: prefix, room: room) { return value }
     }
     return nil
   }
 
+  /// Where the values of the room's pass and visitor cookies are in one `Cookie` header value
+  /// (the first of each), in one scan: a status poll looks for both.
+  static func passAndVisitorRanges<Bytes: Collection<UInt8>>(
+    room: String, inHeader header: Bytes
+  ) -> (pass: Range<Bytes.Index>?, visitor: Range<Bytes.Index>?) {
+    var pass: Range<Bytes.Index>?
+    var visitor: Range<Bytes.Index>?
+    for pair in PairRanges(header) {
+      if pass == nil, let value = value(of: pair, in: header, prefix: passPrefix, room: room) {
+        pass = value
+      } else if visitor == nil, let value = value(of: pair, in: header, prefix: visitorPrefix, room: room) {
+        visitor = value
+      }
+    }
+    return (pass, visitor)
+  }
+
+  /// The value of `pair` if its name is `prefix + room`.
+  private static func value<Bytes: Collection<UInt8>>(
+    of pair: Range<Bytes.Index>, in header: Bytes, prefix: String, room: String
+  ) -> Range<Bytes.Index>? {
+    var cursor = pair.lowerBound
+    guard skip(prefix.utf8, in: header, upTo: pair.upperBound, at: &cursor),
+      skip(room.utf8, in: header, upTo: pair.upperBound, at: &cursor),
+      cursor < pair.upperBound, header[cursor] == UInt8(ascii: "=")
+    else { return nil }
+    return header.index(after: cursor)..<pair.upperBound
+  }
+
   /// Whether a `name=value` pair is one of the gateway's own cookies (any room).
   static func isGatewayCookie<Bytes: Collection<UInt8>>(_ pair: Bytes) -> Bool {
-    pair.starts(with: passPrefix.utf8) || pair.starts(with: visitorPrefix.utf8)
+    pair.hasPrefix(utf8: passPrefix) || pair.hasPrefix(utf8: visitorPrefix)
   }
 
   /// Where the pairs of one `Cookie` header value are that are not the gateway's: what goes
@@ -84,11 +107,15 @@ enum Cookies {
   private static func skip<Bytes: Collection<UInt8>>(
     _ expected: String.UTF8View, in bytes: Bytes, upTo end: Bytes.Index, at cursor: inout Bytes.Index
   ) -> Bool {
-    for byte in expected {
-      guard cursor < end, bytes[cursor] == byte else { return false }
-      cursor = bytes.index(after: cursor)
+    func skip(_ expected: some Sequence<UInt8>) -> Bool {
+      for byte in expected {
+        guard cursor < end, bytes[cursor] == byte else { return false }
+        cursor = bytes.index(after: cursor)
+      }
+      return true
     }
-    return true
+    // Through the contiguous bytes when there are (see `hasPrefix(utf8:)`).
+    return expected.withContiguousStorageIfAvailable { skip($0) } ?? skip(expected)
   }
 
   /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Path=/`, `Secure` when configured.

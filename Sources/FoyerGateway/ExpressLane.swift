@@ -113,6 +113,9 @@ final class ExpressLane: ChannelDuplexHandler {
   /// This connection's event loop's upstream pool and signer, looked up once.
   private let pool: UpstreamPool?
   private let signer: TokenSigner
+  /// The last pass and visitor token that verified here (a keep-alive client repeats them).
+  private var passes: TokenMemo
+  private var visitorTokens: TokenMemo
   private let connectionGuard: ConnectionGuard
   private var context: ChannelHandlerContext?
   private var mode = Mode.idle
@@ -147,6 +150,8 @@ final class ExpressLane: ChannelDuplexHandler {
     self.shared = shared
     pool = shared.pool(on: eventLoop)
     signer = shared.signer(on: eventLoop)
+    passes = TokenMemo(signer: signer)
+    visitorTokens = TokenMemo(signer: signer)
     self.connectionGuard = connectionGuard
   }
 
@@ -321,8 +326,8 @@ final class ExpressLane: ChannelDuplexHandler {
     var express =
       head.length <= shared.configuration.limits.maxHeaderBytes
       && bytes[version.upperBound - 1] == UInt8(ascii: "1") && bytes[target.lowerBound] == UInt8(ascii: "/")
-    let isHead = bytes[method].elementsEqual("HEAD".utf8)
-    express = express && (isHead || bytes[method].elementsEqual("GET".utf8))
+    let isHead = bytes[method].equals(utf8: "HEAD")
+    express = express && (isHead || bytes[method].equals(utf8: "GET"))
     var host: Range<Int>?
     var passHeader: Range<Int>?
     for field in head.fields {
@@ -362,7 +367,7 @@ final class ExpressLane: ChannelDuplexHandler {
       // The pass cookie first, then the header, as the NIOHTTP1 path looks for it; a pass that
       // fails is left to that path, which counts the rejection and answers.
       guard let pass = cookie(Cookies.passPrefix, bytes, head, room: room.id) ?? passHeader,
-        case .valid(let visitor, _) = signer.verify(
+        case .valid(let visitor, _) = passes.verify(
           utf8: UnsafeRawBufferPointer(rebasing: bytes[pass]), kind: .pass, room: room.id,
           now: GatewayHandler.unixSeconds())
       else { return .delegate(length: head.length) }
@@ -388,11 +393,17 @@ final class ExpressLane: ChannelDuplexHandler {
     _ bytes: UnsafeRawBufferPointer, _ head: RawHead, query: Range<Int>, context: ChannelHandlerContext
   ) -> Decision {
     let delegate = Decision.delegate(length: head.length)
-    let queryText = Substring(decoding: bytes[query].dropFirst(), as: UTF8.self)
-    guard let id = GatewayHandler.parameter("room", in: queryText), let room = shared.room(id: id),
-      cookie(Cookies.passPrefix, bytes, head, room: room.id) == nil,
-      let token = cookie(Cookies.visitorPrefix, bytes, head, room: room.id),
-      case .valid(let visitor, _) = signer.verify(
+    guard let id = GatewayHandler.parameter("room", in: bytes[query].dropFirst()),
+      let room = shared.room(id: id)
+    else { return delegate }
+    var token: Range<Int>?
+    for field in head.fields where RawHTTP.equals(bytes, field.name, lowercase: "cookie") {
+      let (pass, visitor) = Cookies.passAndVisitorRanges(room: room.id, inHeader: bytes[field.value])
+      if pass != nil { return delegate }
+      if token == nil { token = visitor }
+    }
+    guard let token,
+      case .valid(let visitor, _) = visitorTokens.verify(
         utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id,
         now: GatewayHandler.unixSeconds())
     else { return delegate }

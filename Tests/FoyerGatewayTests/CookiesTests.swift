@@ -24,6 +24,30 @@ import Testing
     #expect(value(["ü=ö; foyer_v_r1=é"]) == "é")
   }
 
+  /// The one-scan lookup of both cookies finds what two `valueRange` lookups find.
+  @Test func passAndVisitorAreFoundInOneScanAsInTwo() {
+    let headers = [
+      "foyer_v_r1=abc", "a=1; foyer_p_r1=pass; foyer_v_r1=visitor", "foyer_v_r1=first; foyer_v_r1=second",
+      "foyer_p_r1=p1; foyer_p_r1=p2; foyer_v_r1=v", "foyer_v_r10=x; foyer_p_r=y; foyer_v_r1", "", ";;",
+      "x=foyer_p_r1=w; foyer_p_r1", "ü=ö; foyer_p_r1=é",
+    ]
+    for header in headers {
+      let bytes = Array(header.utf8)
+      func text(_ range: Range<Int>?) -> String? { range.map { String(decoding: bytes[$0], as: UTF8.self) } }
+      let both = Cookies.passAndVisitorRanges(room: "r1", inHeader: bytes)
+      #expect(
+        text(both.pass) == text(Cookies.valueRange(prefix: Cookies.passPrefix, room: "r1", inHeader: bytes)),
+        "\(header)")
+      #expect(
+        text(both.visitor)
+          == text(Cookies.valueRange(prefix: Cookies.visitorPrefix, room: "r1", inHeader: bytes)), "\(header)"
+      )
+    }
+    let both = Cookies.passAndVisitorRanges(
+      room: "r1", inHeader: Array("a=1; foyer_p_r1=pass; foyer_v_r1=v".utf8))
+    #expect(both.pass != nil && both.visitor != nil)
+  }
+
   @Test func gatewayCookiesAreStrippedAndTheRestKept() {
     func strip(_ values: [String]) -> [String] {
       var headers = HTTPHeaders(values.map { ("Cookie", $0) } + [("Host", "x")])

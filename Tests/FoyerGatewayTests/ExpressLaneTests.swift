@@ -41,6 +41,49 @@ import WaitingRoom
     #expect(String(decoding: bytes[head.start.1], as: UTF8.self) == "/shop/a?b=1")
   }
 
+  /// Field lines are kept whole, and the run writer joins the ones that touch.
+  @Test func fieldLinesCopyAsTheyCame() {
+    let text = "GET /a HTTP/1.1\r\nHost: x\r\nA:  1 \r\nDrop: me\r\nB:2\r\n\r\n"
+    let bytes = Array(text.utf8)
+    guard case .head(let head) = request(text) else {
+      Issue.record("not read")
+      return
+    }
+    #expect(
+      head.fields.map { String(decoding: bytes[$0.line], as: UTF8.self) } == [
+        "Host: x\r\n", "A:  1 \r\n", "Drop: me\r\n", "B:2\r\n",
+      ])
+    var out = ByteBuffer()
+    bytes.withUnsafeBytes { raw in
+      var copier = RunWriter(raw)
+      copier.copy(0..<(head.start.2.upperBound + 2), to: &out)
+      for field in head.fields where !RawHTTP.equals(raw, field.name, lowercase: "drop") {
+        copier.copy(field.line, to: &out)
+      }
+      copier.flush(&out)
+      out.writeStaticString("\r\n")
+      copier.flush(&out)  // nothing left: writes nothing
+    }
+    #expect(String(buffer: out) == "GET /a HTTP/1.1\r\nHost: x\r\nA:  1 \r\nB:2\r\n\r\n")
+  }
+
+  @Test func utf8PrefixesAndEquality() {
+    let bytes = Array("/shop/caf\u{e9}?x".utf8)
+    bytes.withUnsafeBytes { raw in
+      let all = raw[...]
+      for (prefix, expected) in [
+        ("", true), ("/", true), ("/shop", true), ("/shop/caf\u{e9}", true), ("/shop/cafe", false),
+        ("/shop/caf\u{e9}?x", true), ("/shop/caf\u{e9}?xy", false), ("shop", false),
+      ] {
+        #expect(all.hasPrefix(utf8: prefix) == expected, "\(prefix)")
+        #expect(all.hasPrefix(utf8: prefix) == all.starts(with: prefix.utf8))
+        #expect(all.equals(utf8: prefix) == all.elementsEqual(prefix.utf8), "\(prefix)")
+      }
+      #expect(raw[0..<3].equals(utf8: "/sh"))
+      #expect(!raw[0..<3].equals(utf8: "/s"))
+    }
+  }
+
   @Test func partialHeadsWait() {
     for text in ["GET /a HTTP/1.1\r\nHost: x\r\n", "GET /a HTTP/1.1\r\nHost: x\r", "GET /a HT", ""] {
       guard case .incomplete = request(text) else {

@@ -138,6 +138,10 @@ final class ExpressLane: ChannelDuplexHandler {
   private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
   private var clientAddress = "unknown"
   private var forwardingTail = ""
+  /// The JSON of the last status answer, and the last answer the lane made itself, kept so
+  /// the next ones are written without allocating.
+  private var json: ByteBuffer?
+  private var answerBuffer: ByteBuffer?
 
   /// Reads pause while a pipelining client is this far ahead.
   private static let inboundLimit = 1 << 20
@@ -510,49 +514,72 @@ final class ExpressLane: ChannelDuplexHandler {
   private func poll(_ request: ByteBuffer, room: String, visitor: VisitorID, context: ChannelHandlerContext) {
     mode = .polling
     connectionGuard.exchangeStarted()
-    shared.store.status(room: room, visitor: visitor, claim: true, on: context.eventLoop)
-      .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-        guard case .polling = self.mode, let context = self.context else { return }
-        if case .success(let status) = result, !status.isAbsent {
-          self.shared.metrics.statusPolls.increment()
-          let (body, passCookie) = StatusBody.answer(
-            status, room: room, visitor: visitor, signer: self.signer,
-            secureCookies: self.shared.configuration.secureCookies)
-          var headers = [("retry-after", String(body.retryAfterSeconds))]
-          if let passCookie { headers.append(("set-cookie", passCookie)) }
-          self.answer(.ok, headers: headers, body: body.json, isHead: false, context: context)
-          self.mode = .idle
-          self.connectionGuard.exchangeEnded()
-          self.afterAnswer(context: context)
-        } else {
-          self.mode = .delegated
-          self.passToCodec(request, context: context)
-          if self.quiescing { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+    shared.store.status(room: room, visitor: visitor, claim: true, on: context.eventLoop) { result in
+      guard case .polling = self.mode, let context = self.context else { return }
+      if case .success(let status) = result, !status.isAbsent {
+        self.shared.metrics.statusPolls.increment()
+        let (body, passCookie) = StatusBody.answer(
+          status, room: room, visitor: visitor, signer: self.signer,
+          secureCookies: self.shared.configuration.secureCookies)
+        // Taken out while written, so the buffer stays uniquely referenced and is reused.
+        var json = self.json.take() ?? context.channel.allocator.buffer(capacity: 256)
+        json.clear()
+        body.writeJSON(into: &json)
+        let fieldsLength = 16 + ReservedWriter.decimalLength + (passCookie.map { 16 + $0.utf8.count } ?? 0)
+        self.answer(.ok, body: json, isHead: false, context: context, fieldsLength: fieldsLength) { head in
+          head.write("retry-after: ")
+          head.write(decimal: body.retryAfterSeconds)
+          head.write("\r\n")
+          if let passCookie {
+            head.write("set-cookie: ")
+            head.write(passCookie)
+            head.write("\r\n")
+          }
         }
+        self.json = json
+        self.mode = .idle
+        self.connectionGuard.exchangeEnded()
+        self.afterAnswer(context: context)
+      } else {
+        self.mode = .delegated
+        self.passToCodec(request, context: context)
+        if self.quiescing { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
       }
+    }
   }
 
-  /// An answer the lane makes itself, as `LocalResponse` makes it on the NIOHTTP1 path:
-  /// `headers`, then type, length and `no-store`; `connection: close` when shutting down.
+  /// An answer the lane makes itself, as `LocalResponse` makes it on the NIOHTTP1 path: the
+  /// headers `fields` writes (at most `fieldsLength` bytes), then type, length and
+  /// `no-store`; `connection: close` when shutting down.
   private func answer(
-    _ status: HTTPResponseStatus, headers: [(String, String)], body: String, isHead: Bool,
-    context: ChannelHandlerContext
+    _ status: HTTPResponseStatus, body: ByteBuffer, isHead: Bool, context: ChannelHandlerContext,
+    fieldsLength: Int = 0, fields: (inout ReservedWriter) -> Void = { _ in }
   ) {
-    var out = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
-    out.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
-    for (name, value) in headers {
-      out.writeString(name)
-      out.writeStaticString(": ")
-      out.writeString(value)
-      out.writeStaticString("\r\n")
+    // The last answer's buffer is reused once its write is done (then this lane holds the only
+    // reference); while the write is still pending, clearing it copies, as it must.
+    var out = answerBuffer.take() ?? context.channel.allocator.buffer(capacity: 512)
+    out.clear()
+    let reason = status.reasonPhrase
+    // The fixed text is under 130 bytes, with two numbers.
+    let capacity =
+      160 + 2 * ReservedWriter.decimalLength + reason.utf8.count + fieldsLength
+      + (isHead ? 0 : body.readableBytes)
+    out.writeReserved(capacity: capacity) { out in
+      out.write("HTTP/1.1 ")
+      out.write(decimal: Int(status.code))
+      out.write(" ")
+      out.write(reason)
+      out.write("\r\n")
+      fields(&out)
+      out.write("content-type: application/json\r\ncontent-length: ")
+      out.write(decimal: body.readableBytes)
+      out.write("\r\ncache-control: no-store\r\n")
+      if quiescing { out.write("connection: close\r\n") }
+      out.write("\r\n")
+      if !isHead { out.write(body) }
     }
-    out.writeStaticString("content-type: application/json\r\ncontent-length: ")
-    out.writeString(String(body.utf8.count))
-    out.writeStaticString("\r\ncache-control: no-store\r\n")
-    if quiescing { out.writeStaticString("connection: close\r\n") }
-    out.writeStaticString("\r\n")
-    if !isHead { out.writeString(body) }
     context.writeAndFlush(wrapOutboundOut(.byteBuffer(out)), promise: nil)
+    answerBuffer = out
   }
 
   /// After an answer: close if shutting down, else the next request.
@@ -906,7 +933,8 @@ final class ExpressLane: ChannelDuplexHandler {
     current.upstream = nil
     current.reusable = false
     let body = shared.failedExchange(status, message, requestID: current.requestID, uri: current.target[...])
-    answer(status, headers: [], body: body, isHead: current.isHead, context: context)
+    answer(
+      status, body: context.channel.allocator.buffer(string: body), isHead: current.isHead, context: context)
     finish(closeClient: false)
   }
 

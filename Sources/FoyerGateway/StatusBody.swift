@@ -1,4 +1,5 @@
 internal import FoyerCore
+internal import NIOCore
 internal import WaitingRoom
 
 /// The JSON of `GET /_foyer/status` (DESIGN §5):
@@ -20,12 +21,45 @@ struct StatusBody {
   var startsAtMilliseconds: Int64 = 0
 
   var json: String {
-    func number(_ value: Int?) -> String { value.map(String.init) ?? "null" }
-    var text = "{\"room\":\"\(room)\",\"state\":\"\(state)\",\"position\":\(number(position)),"
-    text += "\"waiting\":\(number(waiting)),\"etaSeconds\":\(number(etaSeconds)),"
-    text += "\"pollAfterMs\":\(pollAfterMilliseconds),\"admitted\":\(admitted)"
-    if let pass { text += ",\"pass\":\"\(pass)\"" }
-    return text + "}"
+    var buffer = ByteBuffer()
+    writeJSON(into: &buffer)
+    return String(buffer: buffer)
+  }
+
+  /// Appends the JSON to `buffer`, numbers written as digits with no string in between.
+  func writeJSON(into buffer: inout ByteBuffer) {
+    buffer.writeReserved(capacity: maximumJSONLength) { writeJSON(into: &$0) }
+  }
+
+  /// At least the length of the JSON: the fixed text (about 100 bytes), four numbers and
+  /// the strings.
+  var maximumJSONLength: Int {
+    128 + 4 * ReservedWriter.decimalLength + room.utf8.count + state.utf8.count + (pass?.utf8.count ?? 0)
+  }
+
+  func writeJSON(into writer: inout ReservedWriter) {
+    func number(_ value: Int?) {
+      if let value { writer.write(decimal: value) } else { writer.write("null") }
+    }
+    writer.write("{\"room\":\"")
+    writer.write(room)
+    writer.write("\",\"state\":\"")
+    writer.write(state)
+    writer.write("\",\"position\":")
+    number(position)
+    writer.write(",\"waiting\":")
+    number(waiting)
+    writer.write(",\"etaSeconds\":")
+    number(etaSeconds)
+    writer.write(",\"pollAfterMs\":")
+    writer.write(decimal: pollAfterMilliseconds)
+    writer.write(admitted ? ",\"admitted\":true" : ",\"admitted\":false")
+    if let pass {
+      writer.write(",\"pass\":\"")
+      writer.write(pass)
+      writer.write("\"")
+    }
+    writer.write("}")
   }
 
   /// The `Retry-After` of the JSON answer: the poll interval, in whole seconds.

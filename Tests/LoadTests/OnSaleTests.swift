@@ -59,7 +59,9 @@ import WaitingRoom
     #expect(report.ledger.orders > 0 && report.ledger.orders == report.ordersSeen)
     #expect(report.ledger.tickets == report.ticketsSeen && report.ledger.seatsSold == report.ledger.tickets)
     #expect(report.ledger.seatsHeld == 0)
-    #expect(report.ledger.declines > 0 && report.ledger.charges == report.ledger.orders)
+    // Every successful charge became an order or was refunded: a hold that ran out during
+    // payment (a slow, loaded machine) is charged, answered 410 and refunded.
+    #expect(report.ledger.declines > 0 && report.ledger.charges == report.ledger.orders + report.ledger.refunds)
     // The crowd did what the scenario says: everyone came, cheaters tried, the rate doubled.
     #expect(report.visitors == scenario.visitors)
     #expect((report.outcomes["cheater"] ?? 0) > 0 && (report.statuses["cheat"]?.values.reduce(0, +) ?? 0) > 0)

@@ -27,6 +27,16 @@ wait_port() {
   return 1
 }
 
+# For benchmark rounds: `mark=$(steal_mark)` before a run, `steal_since "$mark"` after it
+# prints the share (%) of this VM's CPU time that the hypervisor gave to other guests
+# meanwhile. On a shared host that share moves the figures more than most code changes do.
+steal_mark() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9 ":" $9}' /proc/stat; }
+steal_since() {
+  awk -v a="$1" -v b="$(steal_mark)" 'BEGIN {
+    split(a, x, ":"); split(b, y, ":"); t = y[1] - x[1]
+    printf "%.0f", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }'
+}
+
 # start_redis DIR PORT [redis-server options…]: sets redis_pid.
 start_redis() {
   local dir=$1 port=$2

@@ -91,21 +91,23 @@ public struct BoxOfficeServer: Sendable {
       onServerRunning: onServerRunning, logger: logger)
   }
 
-  /// Everything to run, in start order: the database client first, the HTTP server last
-  /// (shut down first).
+  /// Everything to run: the database client first, the HTTP server last (shut down first).
+  /// The expiry worker and the server start once the migrations are applied.
+  /// `expiryWorker: false` leaves expired holds to the lazy takeover alone (tests).
   public func services(
-    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    expiryWorker: Bool = true, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
   ) -> [any Service] {
-    let migrate = configuration.migrateOnStart
-    let postgres = self.postgres
-    let logger = self.logger
     let application = application { channel in
       await onServerRunning(channel)
     }
-    return [
-      PostgresService(client: postgres), MigrationService(client: postgres, enabled: migrate, logger: logger),
-      expiry, application,
+    let schema = StartupGate()
+    var services: [any Service] = [
+      PostgresService(client: postgres),
+      MigrationService(client: postgres, enabled: configuration.migrateOnStart, gate: schema, logger: logger),
     ]
+    if expiryWorker { services.append(AfterGate(service: expiry, gate: schema)) }
+    services.append(AfterGate(service: application, gate: schema))
+    return services
   }
 }
 
@@ -115,13 +117,16 @@ struct PostgresService: Service {
   func run() async throws { await client.run() }
 }
 
-/// Applies pending migrations once at start-up, then waits for shutdown.
+/// Applies pending migrations once at start-up, opens `gate` for the services that need the
+/// schema, then waits for shutdown. A failed migration throws, which stops the group.
 struct MigrationService: Service {
   let client: PostgresClient
   let enabled: Bool
+  let gate: StartupGate
   let logger: Logger
   func run() async throws {
     if enabled { try await Migrations.migrate(client, logger: logger) }
+    gate.open()
     try? await gracefulShutdown()
   }
 }

@@ -21,14 +21,14 @@ public final class InProcessBoxOffice: @unchecked Sendable {
     let logger = Logger(label: "test")
     let server = try BoxOfficeServer(configuration: configuration, adminToken: adminToken, logger: logger)
     let (ports, continuation) = AsyncStream<Int>.makeStream()
-    var services = server.services { continuation.yield($0.localAddress?.port ?? 0) }
-    if !expiryWorker { services.removeAll { $0 is ExpiryWorker } }
+    let services = server.services(expiryWorker: expiryWorker) {
+      continuation.yield($0.localAddress?.port ?? 0)
+    }
     let group = ServiceGroup(configuration: .init(services: services, logger: logger))
     let task = Task { try await group.run() }
     var iterator = ports.makeAsyncIterator()
     guard let port = await iterator.next() else { throw TestServiceError("BoxOffice did not start") }
-    // Migrations run beside the server: wait for the schema before creating the event.
-    try await server.migrate()
+    // The server listens only once the migrations are applied.
     let created = try await server.inventory.createEvent(event)
     return InProcessBoxOffice(server: server, port: port, event: created, group: group, task: task)
   }

@@ -321,7 +321,7 @@ enum ForwardingHeaders {
   static func stripGatewayCookies(_ headers: inout HTTPHeaders) {
     guard
       headers.contains(where: {
-        equalsIgnoringCase($0.name[...], "cookie") && Cookies.hasGatewayCookie(inHeader: $0.value.utf8)
+        equalsLowercase($0.name.utf8, "cookie") && Cookies.hasGatewayCookie(inHeader: $0.value.utf8)
       })
     else { return }
     let cookies = headers["cookie"]

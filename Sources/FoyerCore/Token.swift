@@ -98,6 +98,9 @@ public enum TokenRejection: String, Sendable, Hashable, CaseIterable {
   case expired
   case wrongRoom = "wrong_room"
   case wrongKind = "wrong_kind"
+  /// Authentic and unexpired, but given back (leave, checkout done, an operator): decided by
+  /// the gateway's revocation list, never by the signer.
+  case revoked
 }
 
 /// The outcome of verifying a token.

@@ -8,6 +8,9 @@ public import RedisNIO
 public struct RoomKeys: Sendable, Hashable {
   public let room: String
   public let queue, active, claimed, settings, bucket, stats, minute: String
+  /// Passes given back before they ran out: `visitor:expirySeconds` scored by Redis time in
+  /// milliseconds, kept a day (the longest a session may be).
+  public let revoked: String
 
   /// The set of room ids (outside any room's slot; never touched by a room script).
   public static let rooms = "foyer:rooms"
@@ -22,10 +25,11 @@ public struct RoomKeys: Sendable, Hashable {
     bucket = prefix + "bucket"
     stats = prefix + "stats"
     minute = prefix + "minute"
+    revoked = prefix + "revoked"
   }
 
   /// The order every script expects its keys in.
-  public var scriptKeys: [String] { [queue, active, claimed, settings, bucket, stats, minute] }
+  public var scriptKeys: [String] { [queue, active, claimed, settings, bucket, stats, minute, revoked] }
 }
 
 /// Where a waiting visitor stands.
@@ -79,6 +83,23 @@ public enum ReleaseReason: String, Sendable {
   case done
   /// The visitor left (`POST /_foyer/leave`).
   case left
+  /// An operator took the slot back (`DELETE /rooms/{room}/visitors/{visitor}`).
+  case `operator`
+}
+
+/// A pass given back before it ran out: refused by every gateway until `passExpiry`.
+public struct Revocation: Sendable, Hashable {
+  public var visitor: VisitorID
+  /// The revoked pass's expiry, Unix seconds (a later pass of the same visitor is valid).
+  public var passExpiry: Int64
+  /// Redis time of the release.
+  public var atMilliseconds: Int64
+
+  public init(visitor: VisitorID, passExpiry: Int64, atMilliseconds: Int64) {
+    self.visitor = visitor
+    self.passExpiry = passExpiry
+    self.atMilliseconds = atMilliseconds
+  }
 }
 
 public enum ReleaseResult: String, Sendable {
@@ -308,6 +329,31 @@ public final class RoomStore: Sendable {
         throw RoomStoreError(.unexpectedReply, "release answered \(reply)")
       }
       return result
+    }
+  }
+
+  /// The passes of `room` given back since Redis time `sinceMilliseconds` (inclusive: a
+  /// release in the same millisecond as the last one read is not missed), oldest first.
+  public func revocations(
+    room: String, sinceMilliseconds: Int64, limit: Int = 1_000, on eventLoop: (any EventLoop)? = nil
+  ) -> EventLoopFuture<[Revocation]> {
+    let command = RedisCommand(
+      "ZRANGEBYSCORE", entry(room).entry.keys.revoked, String(sinceMilliseconds), "+inf", "WITHSCORES", "LIMIT",
+      "0", String(limit))
+    return connection(on: eventLoop).send(command).flatMapThrowing { reply in
+      guard let values = reply.array, values.count % 2 == 0 else {
+        throw RoomStoreError(.unexpectedReply, "revocations answered \(reply)")
+      }
+      var revocations: [Revocation] = []
+      revocations.reserveCapacity(values.count / 2)
+      for index in stride(from: 0, to: values.count, by: 2) {
+        guard let member = values[index].string, let score = values[index + 1].string.flatMap({ Double($0) }),
+          let colon = member.firstIndex(of: ":"), let visitor = VisitorID(member[..<colon]),
+          let expiry = Int64(member[member.index(after: colon)...])
+        else { throw RoomStoreError(.unexpectedReply, "revocations answered \(reply)") }
+        revocations.append(Revocation(visitor: visitor, passExpiry: expiry, atMilliseconds: Int64(score)))
+      }
+      return revocations
     }
   }
 

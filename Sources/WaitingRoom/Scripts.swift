@@ -16,8 +16,8 @@ public import RedisNIO
 /// after 2020-01-01: shuffled among themselves and ahead of everyone who joins later.
 public enum Scripts {
   static let prologue = """
-    local K_QUEUE, K_ACTIVE, K_CLAIMED, K_SETTINGS, K_BUCKET, K_STATS, K_MINUTE =
-      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+    local K_QUEUE, K_ACTIVE, K_CLAIMED, K_SETTINGS, K_BUCKET, K_STATS, K_MINUTE, K_REVOKED =
+      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
     local EPOCH = 1577836800000
     local SEEN = 8192
     local PREQUEUE = 1000000
@@ -230,12 +230,18 @@ public enum Scripts {
       return { #admitted, abandoned, waiting - scanned, active + #admitted, now, admitted }
       """)
 
-  /// ARGV: visitor. Frees the visitor's slot, or gives back the place in the queue.
+  /// ARGV: visitor. Frees the visitor's slot, or gives back the place in the queue. A pass
+  /// that was issued (a claimed slot) is logged as revoked, with its expiry, for every
+  /// gateway to refuse; the log keeps a day, the longest a session may be.
   public static let release = RedisScript(
     prologue + """
       local v = ARGV[1]
-      if redis.call('ZREM', K_ACTIVE, v) == 1 then
-        redis.call('SREM', K_CLAIMED, v)
+      local ends = redis.call('ZSCORE', K_ACTIVE, v)
+      if ends and redis.call('ZREM', K_ACTIVE, v) == 1 then
+        if redis.call('SREM', K_CLAIMED, v) == 1 then
+          redis.call('ZADD', K_REVOKED, now, v .. ':' .. math.floor(tonumber(ends) / 1000))
+          redis.call('ZREMRANGEBYSCORE', K_REVOKED, '-inf', now - 86400000)
+        end
         redis.call('HINCRBY', K_STATS, 'released', 1)
         return 'released'
       end

@@ -198,7 +198,23 @@ final class AdminHandler: ChannelInboundHandler {
         try await store.createRoom(id, settings: settings)
         return (.created, Self.json(try await Self.describe(id, store)))
       }
-    case (_, 1, "rooms"), (_, 2, "rooms"):
+    case (.DELETE, 4, "rooms") where parts[2] == "visitors":
+      // Takes a visitor's slot back (or place in line): the pass is refused by every gateway
+      // within the revocation refresh (RevocationRefresher).
+      let room = parts[1]
+      guard let visitor = VisitorID(parts[3]) else {
+        return respond(
+          context, head, .badRequest,
+          ["error": "invalid_visitor", "message": "the visitor id must be 32 hex digits"])
+      }
+      operation = {
+        guard try await store.rooms().contains(room) else {
+          return (.notFound, Self.json(["error": "noSuchRoom", "message": "no room '\(room)'"]))
+        }
+        let result = try await store.release(room: room, visitor: visitor, reason: .operator)
+        return (.ok, Self.json(["room": room, "visitor": visitor.description, "result": result.rawValue]))
+      }
+    case (_, 1, "rooms"), (_, 2, "rooms"), (_, 4, "rooms"):
       return respond(
         context, head, .methodNotAllowed,
         ["error": "method_not_allowed", "message": "\(head.method) is not allowed here"])

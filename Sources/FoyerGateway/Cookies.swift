@@ -59,9 +59,11 @@ enum Cookies {
     return header.index(after: cursor)..<pair.upperBound
   }
 
-  /// Whether a `name=value` pair is one of the gateway's own cookies (any room).
+  /// Whether a `name=value` pair is one of the gateway's own cookies (any room). Without
+  /// case: an upstream's cookie parser may fold names, and the gateway's cookies must never
+  /// reach it in any spelling.
   static func isGatewayCookie<Bytes: Collection<UInt8>>(_ pair: Bytes) -> Bool {
-    pair.hasPrefix(utf8: passPrefix) || pair.hasPrefix(utf8: visitorPrefix)
+    pair.hasPrefixIgnoringCase(utf8: passPrefix) || pair.hasPrefixIgnoringCase(utf8: visitorPrefix)
   }
 
   /// Where the pairs of one `Cookie` header value are that are not the gateway's: what goes
@@ -91,7 +93,9 @@ enum Cookies {
 
     mutating func next() -> Range<Bytes.Index>? {
       while index < bytes.endIndex {
-        while index < bytes.endIndex && bytes[index] == UInt8(ascii: " ") {
+        // Any whitespace or control byte before a name is skipped, as upstream cookie
+        // parsers skip it: a pair after `;\t` is still a pair.
+        while index < bytes.endIndex && (bytes[index] <= 0x20 || bytes[index] == 0x7f) {
           index = bytes.index(after: index)
         }
         let start = index

@@ -75,7 +75,7 @@ final class ExpressLane: ChannelDuplexHandler {
     let request: ByteBuffer
     let requestIDRange: Range<Int>
     let isHead: Bool
-    let holder: (room: String, visitor: VisitorID)?
+    let holder: (room: String, visitor: VisitorID, expiry: Int64)?
     let started: NIODeadline
     var upstream: UpstreamConnection?
     var retried = false
@@ -87,7 +87,7 @@ final class ExpressLane: ChannelDuplexHandler {
 
     init(
       request: ByteBuffer, requestIDRange: Range<Int>, isHead: Bool,
-      holder: (room: String, visitor: VisitorID)?, started: NIODeadline
+      holder: (room: String, visitor: VisitorID, expiry: Int64)?, started: NIODeadline
     ) {
       self.request = request
       self.requestIDRange = requestIDRange
@@ -113,6 +113,7 @@ final class ExpressLane: ChannelDuplexHandler {
   /// This connection's event loop's upstream pool and signer, looked up once.
   private let pool: UpstreamPool?
   private let signer: TokenSigner
+  private let revocations: RevocationList
   /// The last pass and visitor token that verified here (a keep-alive client repeats them).
   private var passes: TokenMemo
   private var visitorTokens: TokenMemo
@@ -154,6 +155,7 @@ final class ExpressLane: ChannelDuplexHandler {
     self.shared = shared
     pool = shared.pool(on: eventLoop)
     signer = shared.signer(on: eventLoop)
+    revocations = shared.revocations(on: eventLoop)
     passes = TokenMemo(signer: signer)
     visitorTokens = TokenMemo(signer: signer)
     self.connectionGuard = connectionGuard
@@ -347,14 +349,17 @@ final class ExpressLane: ChannelDuplexHandler {
         // `Expect` and the other hop-by-hop headers are the NIOHTTP1 path's to handle.
         express = false
       } else if named("host") {
-        // Exactly one, or the NIOHTTP1 path answers 400 (`GatewayHandler.lacksHost`).
+        // Exactly one, or the NIOHTTP1 path answers 400 (`RequestRules.framing`).
         express = express && host == nil
         host = field.value
       } else if named("foyer-pass") {
         if passHeader == nil { passHeader = field.value }
       }
     }
-    guard express, host != nil else { return .delegate(length: head.length) }
+    // A target that is not plainly canonical is rewritten (or refused) by the NIOHTTP1 path.
+    guard express, host != nil, CanonicalTarget.isPlainlyCanonical(bytes[target]) else {
+      return .delegate(length: head.length)
+    }
     let pathEnd = bytes[target].firstIndex(of: UInt8(ascii: "?")) ?? target.upperBound
     let path = bytes[target.lowerBound..<pathEnd]
     if path.hasPrefix(utf8: "/_foyer/") {
@@ -371,11 +376,12 @@ final class ExpressLane: ChannelDuplexHandler {
       // The pass cookie first, then the header, as the NIOHTTP1 path looks for it; a pass that
       // fails is left to that path, which counts the rejection and answers.
       guard let pass = cookie(Cookies.passPrefix, bytes, head, room: room.id) ?? passHeader,
-        case .valid(let visitor, _) = passes.verify(
+        case .valid(let visitor, let expiry) = passes.verify(
           utf8: UnsafeRawBufferPointer(rebasing: bytes[pass]), kind: .pass, room: room.id,
-          now: GatewayHandler.unixSeconds())
+          now: GatewayHandler.unixSeconds()),
+        !revocations.isRevoked(room: room.id, visitor: visitor, passExpiry: expiry)
       else { return .delegate(length: head.length) }
-      holder = (room.id, visitor, pass)
+      holder = (room.id, visitor, pass, expiry)
     }
     forwardedCount &+= 1
     let (request, idRange) = upstreamRequest(
@@ -384,11 +390,11 @@ final class ExpressLane: ChannelDuplexHandler {
       length: head.length,
       Exchange(
         request: request, requestIDRange: idRange, isHead: isHead,
-        holder: holder.map { ($0.room, $0.visitor) }, started: .now()))
+        holder: holder.map { ($0.room, $0.visitor, $0.expiry) }, started: .now()))
   }
 
   /// A verified pass holder: the room, the visitor, and where the pass is in the head.
-  private typealias Holder = (room: String, visitor: VisitorID, pass: Range<Int>)
+  private typealias Holder = (room: String, visitor: VisitorID, pass: Range<Int>, expiry: Int64)
 
   /// A status poll the lane answers itself: a known visitor (valid visitor cookie) of a
   /// protected room, without a pass. New visitors, pass holders and mistakes take the
@@ -843,7 +849,10 @@ final class ExpressLane: ChannelDuplexHandler {
       // Checkout done: free the slot at once (the cookie above clears the pass).
       let logger = shared.logger
       let requestID = exchange.requestID
-      shared.store.release(room: holder.room, visitor: holder.visitor, reason: .done, on: context.eventLoop)
+      shared.release(
+        room: holder.room, visitor: holder.visitor, passExpiry: holder.expiry, reason: .done,
+        on: context.eventLoop
+      )
         .whenFailure { error in
           logger.warning(
             "release failed",

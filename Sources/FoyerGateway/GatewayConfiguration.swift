@@ -49,6 +49,9 @@ public struct GatewayConfiguration: Sendable {
   /// Forward body-less pass-holder `GET`/`HEAD`s on the byte-level express lane
   /// (`ExpressLane`); off, every request takes the NIOHTTP1 path.
   public var expressLane: Bool
+  /// How often the rooms' revocation logs are read from Redis: a pass given back on another
+  /// gateway is refused here within this (and a round trip).
+  public var revocationRefreshInterval: TimeAmount = .milliseconds(250)
 
   public init(
     host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,

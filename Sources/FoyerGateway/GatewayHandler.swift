@@ -20,9 +20,33 @@ struct GatewayContext: Sendable {
   let signers: [ObjectIdentifier: NIOLoopBound<TokenSigner>]
   /// One upstream pool per event loop; empty when no upstream is configured.
   let pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>]
+  /// One revocation list per event loop (`RevocationRefresher` fills them).
+  let revocations: [ObjectIdentifier: NIOLoopBound<RevocationList>]
   let metrics: GatewayMetrics
   let waitingPage: WaitingPage
   let logger: Logger
+
+  func revocations(on loop: any EventLoop) -> RevocationList {
+    revocations[ObjectIdentifier(loop)]!.value
+  }
+
+  /// Gives a pass holder's slot (or a waiting visitor's place) back. A pass is refused on
+  /// every loop of this gateway at once, before Redis answers; the others learn it from
+  /// Redis' revocation log.
+  func release(
+    room: String, visitor: VisitorID, passExpiry: Int64?, reason: ReleaseReason, on loop: any EventLoop
+  ) -> EventLoopFuture<ReleaseResult> {
+    if let passExpiry {
+      for list in revocations.values {
+        if list.eventLoop === loop {
+          list.value.add(room: room, visitor: visitor, passExpiry: passExpiry)
+        } else {
+          list.eventLoop.execute { list.value.add(room: room, visitor: visitor, passExpiry: passExpiry) }
+        }
+      }
+    }
+    return store.release(room: room, visitor: visitor, reason: reason, on: loop)
+  }
 
   func pool(on loop: any EventLoop) -> UpstreamPool? {
     pools[ObjectIdentifier(loop)]?.value
@@ -65,14 +89,15 @@ extension [RoomRoute] {
   }
 
   /// The same on any UTF-8 path bytes (the express lane's raw request). `hostHeader` is asked
-  /// only when a room names a host.
+  /// only when a room names a host. Prefixes match without case, and a request without a
+  /// `Host` (HTTP/1.0) belongs to host-bound rooms too: an upstream may serve either to it.
   func match<Path: Collection<UInt8>>(path: Path, hostHeader: () -> Substring?) -> RoomRoute? {
     var best: RoomRoute?
-    var requestHost: Substring?
-    for room in self where path.hasPrefix(utf8: room.pathPrefix) {
+    var requestHost: Substring??
+    for room in self where path.hasPrefixIgnoringCase(utf8: room.pathPrefix) {
       if let host = room.host {
-        if requestHost == nil { requestHost = Self.host(hostHeader() ?? "") }
-        guard requestHost! == host else { continue }
+        if requestHost == nil { requestHost = .some(hostHeader().map { CanonicalTarget.normalizedHost($0) }) }
+        if let given = requestHost!, given != host { continue }
       }
       guard let current = best else {
         best = room
@@ -85,17 +110,14 @@ extension [RoomRoute] {
     }
     return best
   }
+}
 
-  /// A `Host` header value without its port, lowercased.
-  private static func host(_ value: Substring) -> Substring {
-    var host = value.lowercased()[...]
-    if host.hasPrefix("[") {
-      if let close = host.firstIndex(of: "]") { host = host[...close] }
-    } else if let colon = host.lastIndex(of: ":") {
-      host = host[..<colon]
-    }
-    return host
-  }
+/// A request's verified pass: whose it is, the token as presented (sent upstream), and when
+/// it runs out (what a revocation is matched on).
+struct PassHolder {
+  var visitor: VisitorID
+  var pass: Substring
+  var expiry: Int64
 }
 
 /// Where a request goes: its path and query, and the protected room it belongs to.
@@ -134,6 +156,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// This connection's event loop's upstream pool and signer, looked up once.
   private let pool: UpstreamPool?
   private let signer: TokenSigner
+  private let revocations: RevocationList
   private var state = State.idle
   private var context: ChannelHandlerContext?
   private var readPending = false
@@ -141,8 +164,15 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// The request was answered at its head (`Expect: 100-continue` without forwarding, or no
   /// `Host`); its body, if the client sends one anyway, is dropped.
   private var answeredEarly = false
-  /// HTTP/1.1 without exactly one `Host`: answered 400 at its head (checked once, there).
-  private var lacksHost = false
+  /// This request's body framing as the upstream gets it (`RequestRules.framing`).
+  private var framing = RequestFraming.none
+  /// The body of a request answered locally, kept (up to `localBodyLimit`) in case it is
+  /// forwarded after all: a passthrough room is only known to be one once Redis answers.
+  private var localBody: ByteBuffer?
+  private var localBodyOverflow = false
+  /// Answered at the head (`Expect: 100-continue`): its body was never asked for.
+  private var answeredAtHead = false
+  static let localBodyLimit = 64 * 1024
   private var responseStarted = false
   private var upstreamReusable = true
   private var responseTimeout: Scheduled<Void>?
@@ -157,7 +187,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// This request's path, query and room (see `target(_:)`).
   private var requestTarget: RequestTarget?
   /// This request's pass check, once per request: (room, holder or nil).
-  private var passChecked: (room: String, holder: (visitor: VisitorID, pass: Substring)?)?
+  private var passChecked: (room: String, holder: PassHolder?)?
+  /// This request presented a valid pass that was given back.
+  private var passRevoked = false
   /// Per connection, for request ids: a random prefix and a count.
   private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
   private var requestCount = 0
@@ -171,6 +203,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     self.shared = shared
     pool = shared.pool(on: eventLoop)
     signer = shared.signer(on: eventLoop)
+    revocations = shared.revocations(on: eventLoop)
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
@@ -186,29 +219,40 @@ final class GatewayHandler: ChannelDuplexHandler {
       requestEnded = false
       answeredEarly = false
       forwardedBodyBytes = 0
+      localBody = nil
+      localBodyOverflow = false
+      answeredAtHead = false
       passChecked = nil
+      passRevoked = false
       requestTarget = nil
       requestID = nil
       requestCount &+= 1
+      switch RequestRules.framing(head).flatMap({ framing in RequestRules.canonical(head).map { (framing, $0) } }) {
+      case .failure(let refusal):
+        refuse(refusal, head: head, context: context)
+        return
+      case .success(let (framing, canonical)):
+        self.framing = framing
+        head = canonical
+      }
       // `Expect: 100-continue` is answered here, as nginx does, and never forwarded: the
       // upstream sees a plain request whose body is already on its way.
       let expectsContinue =
-        head.version.major == 1 && head.version.minor >= 1
+        head.version.minor >= 1
         && head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
       if expectsContinue { head.headers.remove(name: "expect") }
-      lacksHost = Self.lacksHost(head)
-      if !lacksHost, let forward = forwardingDecision(head) {
+      if let forward = forwardingDecision(head) {
         if expectsContinue {
           context.writeAndFlush(
             wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
         startForwarding(head, visitor: forward, context: context)
-      } else if expectsContinue || lacksHost {
-        // Answered without the body (RFC 9110 §10.1.1; a host-less request gets its 400 so):
-        // the client need not send it, so the answer closes the connection rather than wait
-        // for a body that may never come.
+      } else if expectsContinue {
+        // Answered without the body (RFC 9110 §10.1.1): the client need not send it, so the
+        // answer closes the connection rather than wait for a body that may never come.
         head.headers.replaceOrAdd(name: "connection", value: "close")
         answeredEarly = true
+        answeredAtHead = true
         state = .local(head)
         route(head, context: context)
       } else {
@@ -216,7 +260,18 @@ final class GatewayHandler: ChannelDuplexHandler {
       }
     case .body(let body):
       if answeredEarly { break }
-      if case .local = state { break }
+      if case .local = state {
+        // Kept in case the room turns out to be passthrough and the request is forwarded.
+        if localBodyOverflow || (localBody?.readableBytes ?? 0) + body.readableBytes > Self.localBodyLimit {
+          localBodyOverflow = true
+          localBody = nil
+        } else if localBody == nil {
+          localBody = body
+        } else {
+          localBody!.writeImmutableBuffer(body)
+        }
+        break
+      }
       forwardedBodyBytes += Int64(body.readableBytes)
       let limit = shared.configuration.limits.maxBodyBytes
       if limit > 0 && forwardedBodyBytes > limit {
@@ -236,7 +291,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       case .local(let head):
         route(head, context: context)
       case .connecting, .streaming:
-        upstreamWrite(.end(trailers))
+        upstreamWrite(.end(trailers.map(Self.forwardableTrailers)))
       case .discarding:
         state = .idle
       case .idle:
@@ -276,14 +331,23 @@ final class GatewayHandler: ChannelDuplexHandler {
     context.fireChannelInactive()
   }
 
+  /// A head the gateway will not frame or route: answered and the connection closed, so
+  /// nothing after it is read as a request.
+  private func refuse(_ refusal: Refusal, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    shared.metrics.countRefused(refusal.code)
+    var head = head
+    if head.version.major != 1 || head.version.minor > 1 { head.version = .http1_1 }
+    head.headers.replaceOrAdd(name: "connection", value: "close")
+    answeredEarly = true
+    state = .local(head)
+    var headers = HTTPHeaders()
+    if let allow = refusal.allow { headers.add(name: "allow", value: allow) }
+    respond(
+      context, head, status: refusal.status, contentType: "application/json", body: refusal.json,
+      extraHeaders: headers)
+  }
+
   private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-    if lacksHost {
-      respond(
-        context, head, status: .badRequest, contentType: "application/json",
-        body:
-          "{\"error\":\"host_required\",\"message\":\"an HTTP/1.1 request carries exactly one Host header\"}")
-      return
-    }
     let target = self.target(head)
     switch target.path {
     case "/_foyer/healthz":
@@ -368,19 +432,29 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// request (the forwarding decision and the queue path both ask); a presented pass that
   /// fails is counted by reason.
   private func pass(in head: HTTPRequestHead, room: String) -> VisitorID? {
-    if let checked = passChecked, checked.room == room { return checked.holder?.visitor }
-    var holder: (visitor: VisitorID, pass: Substring)?
+    passHolder(in: head, room: room)?.visitor
+  }
+
+  private func passHolder(in head: HTTPRequestHead, room: String) -> PassHolder? {
+    if let checked = passChecked, checked.room == room { return checked.holder }
+    var holder: PassHolder?
     let presented =
       Cookies.value(prefix: Cookies.passPrefix, room: room, in: head.headers)
       ?? head.headers.first(name: "foyer-pass")?[...]
     if let presented {
       switch Self.verify(signer, presented, kind: .pass, room: room, now: Self.unixSeconds()) {
-      case .valid(let visitor, _): holder = (visitor, presented)
+      case .valid(let visitor, let expiry):
+        if revocations.isRevoked(room: room, visitor: visitor, passExpiry: expiry) {
+          shared.metrics.passRejections[.revoked]?.increment()
+          passRevoked = true
+        } else {
+          holder = PassHolder(visitor: visitor, pass: presented, expiry: expiry)
+        }
       case .rejected(let reason): shared.metrics.passRejections[reason]?.increment()
       }
     }
     passChecked = (room, holder)
-    return holder?.visitor
+    return holder
   }
 
   private func startForwarding(
@@ -397,7 +471,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     var buffered: [HTTPClientRequestPart] = [
       .head(upstreamHead(head, visitor: visitor?.visitor, context: context))
     ]
-    if requestComplete { buffered.append(.end(nil)) }
+    if requestComplete {
+      if let localBody { buffered.append(.body(.byteBuffer(localBody))) }
+      buffered.append(.end(nil))
+    }
     state = .connecting(head, buffered: buffered)
     lastProgress = .now()
     armResponseTimeout(pool.configuration.responseTimeout, context: context)
@@ -426,6 +503,17 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
   }
 
+  /// Trailers go upstream under the header rules: no hop-by-hop fields, none of the gateway's
+  /// own (a `Foyer-Visitor` in a trailer is as forged as in the head).
+  static func forwardableTrailers(_ trailers: HTTPHeaders) -> HTTPHeaders {
+    var kept = trailers
+    ForwardingHeaders.stripHopByHop(&kept)
+    for name in ["foyer-visitor", "foyer-pass", "content-length", "transfer-encoding", "cookie", "host"] {
+      kept.remove(name: name)
+    }
+    return kept
+  }
+
   /// The request as the upstream sees it: no hop-by-hop headers, no gateway cookies or
   /// smuggled Foyer headers, the verified visitor, and the forwarding chain.
   private func upstreamHead(
@@ -433,6 +521,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   ) -> HTTPRequestHead {
     var headers = head.headers
     ForwardingHeaders.stripHopByHop(&headers)
+    RequestRules.frame(&headers, framing)
     ForwardingHeaders.stripGatewayCookies(&headers)
     headers.remove(name: "foyer-visitor")
     headers.remove(name: "foyer-pass")
@@ -505,8 +594,10 @@ final class GatewayHandler: ChannelDuplexHandler {
           // Checkout done: free the slot at once and clear the pass.
           let logger = shared.logger
           let requestID = id(head)
-          shared.store.release(room: room, visitor: visitor, reason: .done, on: context.eventLoop).whenFailure
-          { error in
+          shared.release(
+            room: room, visitor: visitor, passExpiry: passChecked?.holder?.expiry, reason: .done,
+            on: context.eventLoop
+          ).whenFailure { error in
             logger.warning(
               "release failed",
               metadata: ["request_id": "\(requestID)", "room": "\(room)", "error": "\(error)"])
@@ -626,6 +717,22 @@ final class GatewayHandler: ChannelDuplexHandler {
       }
       return
     }
+    if passRevoked {
+      // The pass was given back (checkout done, left, or taken by an operator): the visit has
+      // ended. The pass goes from the jar; a visitor who comes back after that joins again.
+      let cleared = Cookies.setCookie(
+        name: Cookies.passName(room: room), value: "", maxAge: 0, secure: shared.configuration.secureCookies)
+      let body = StatusBody.notWaiting(room: room, state: "ended", pollAfterMilliseconds: 2_000)
+      if wantsJSON {
+        respondJSON(context, head, body, cookies: [cleared])
+      } else {
+        respond(
+          context, head, status: .ok, contentType: "text/html; charset=utf-8",
+          body: self.page(body, message: "Your visit has ended. Thank you!"),
+          extraHeaders: ["set-cookie": cleared])
+      }
+      return
+    }
 
     let visitor: VisitorID
     if let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow) {
@@ -671,9 +778,9 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// `POST /_foyer/leave?room=R`: gives the slot (a pass holder) or the place in line (a
   /// waiting visitor) back at once, and clears the gateway's cookies for the room.
   private func leave(_ room: String, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    let holder = passHolder(in: head, room: room)
     let visitor =
-      pass(in: head, room: room)
-      ?? Self.visitorCookie(in: head, room: room, signer: signer, now: Self.unixSeconds())
+      holder?.visitor ?? Self.visitorCookie(in: head, room: room, signer: signer, now: Self.unixSeconds())
     var headers = HTTPHeaders()
     for name in [Cookies.passName(room: room), Cookies.visitorName(room: room)] {
       headers.add(
@@ -687,7 +794,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         body: "{\"room\":\"\(room)\",\"result\":\"none\"}", extraHeaders: headers)
       return
     }
-    shared.store.release(room: room, visitor: visitor, reason: .left, on: context.eventLoop)
+    shared.release(room: room, visitor: visitor, passExpiry: holder?.expiry, reason: .left, on: context.eventLoop)
       .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
         switch result {
         case .success(let outcome):
@@ -734,8 +841,22 @@ final class GatewayHandler: ChannelDuplexHandler {
     if let passCookie { cookies.append(passCookie) }
     if page && body.admitted {
       if case .passthrough = status, pool != nil {
-        // Not protected right now: forward (the request has been read; bodies were dropped).
-        startForwarding(head, visitor: nil, context: context, requestComplete: true)
+        // Not protected right now: forward the request as it was read, body and all.
+        if answeredAtHead {
+          respond(
+            context, head, status: .expectationFailed, contentType: "application/json",
+            body: "{\"error\":\"expectation_failed\",\"message\":\"retry without Expect: 100-continue\"}")
+        } else if localBodyOverflow {
+          respond(
+            context, head, status: .payloadTooLarge, contentType: "application/json",
+            body: Refusal(
+              status: .payloadTooLarge, code: "body_too_large",
+              message: "a request body answered by the queue is kept up to \(Self.localBodyLimit) bytes"
+            ).json)
+        } else {
+          framing = localBody.map { .length(Int64($0.readableBytes)) } ?? .none
+          startForwarding(head, visitor: nil, context: context, requestComplete: true)
+        }
       } else {
         // Admitted just now: send the visitor back to the same URL, now with the pass, so
         // the request (and any body) goes through the forwarding path (307 keeps the method).
@@ -811,15 +932,6 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   // MARK: Helpers
-
-  /// RFC 9112 §3.2: a server answers `400` to an HTTP/1.1 request without exactly one
-  /// `Host` (as nginx does); such a request is never forwarded, queued or routed by host.
-  static func lacksHost(_ head: HTTPRequestHead) -> Bool {
-    guard head.version.major == 1 && head.version.minor >= 1 else { return false }
-    var count = 0
-    for field in head.headers where ForwardingHeaders.equalsLowercase(field.name.utf8, "host") { count += 1 }
-    return count != 1
-  }
 
   private static func verify(
     _ signer: TokenSigner, _ token: Substring, kind: TokenKind, room: String, now: Int64

@@ -27,6 +27,8 @@ public final class GatewayMetrics: Sendable {
   let waitingPages: Counter
   let newVisitors: Counter
   let connectionsRejected: Counter
+  /// Requests refused at their head, by `Refusal.code`.
+  private let refusals: [String: Counter]
   let openConnections: Gauge
 
   public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
@@ -77,8 +79,21 @@ public final class GatewayMetrics: Sendable {
     connectionsRejected = registry.makeCounter(
       descriptor: .foyer(
         "foyer_connections_rejected_total", "Connections closed at once: over max_connections."))
+    var refusals: [String: Counter] = [:]
+    for code in Refusal.codes {
+      refusals[code] = registry.makeCounter(
+        descriptor: .foyer(
+          "foyer_refused_requests_total", "Requests refused at their head, by reason (the error code)."),
+        labels: [("reason", code)])
+    }
+    self.refusals = refusals
     openConnections = registry.makeGauge(
       descriptor: .foyer("foyer_open_connections", "Client connections open on this gateway."))
+  }
+
+  /// A request refused at its head for `code` (framing, form or target).
+  func countRefused(_ code: String) {
+    refusals[code]?.increment()
   }
 
   /// A forwarded request that started at `start` has ended.

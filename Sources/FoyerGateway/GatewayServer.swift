@@ -37,7 +37,11 @@ public final class GatewayServer: ListenerService, Sendable {
   public func start() async throws -> any Channel {
     var signers: [ObjectIdentifier: NIOLoopBound<TokenSigner>] = [:]
     var pools: [ObjectIdentifier: NIOLoopBound<UpstreamPool>] = [:]
+    var revocations: [ObjectIdentifier: NIOLoopBound<RevocationList>] = [:]
     for loop in eventLoopGroup.makeIterator() {
+      revocations[ObjectIdentifier(loop)] = try await loop.submit {
+        NIOLoopBound(RevocationList(), eventLoop: loop)
+      }.get()
       let keyRing = configuration.keyRing
       signers[ObjectIdentifier(loop)] = try await loop.submit {
         NIOLoopBound(try TokenSigner(keyRing: keyRing), eventLoop: loop)
@@ -50,7 +54,8 @@ public final class GatewayServer: ListenerService, Sendable {
     }
     let page = try configuration.waitingPageTemplate.map { try WaitingPage(template: $0) } ?? .builtIn
     let shared = GatewayContext(
-      configuration: configuration, store: store, signers: signers, pools: pools, metrics: metrics,
+      configuration: configuration, store: store, signers: signers, pools: pools, revocations: revocations,
+      metrics: metrics,
       waitingPage: page, logger: logger)
     let metrics = self.metrics
     let quiescing = self.quiescing
@@ -110,6 +115,16 @@ public final class GatewayServer: ListenerService, Sendable {
         }
       }
       .bind(host: configuration.host, port: configuration.port).get()
+    let refreshLoop = eventLoopGroup.next()
+    let (store, configuration, logger) = (self.store, self.configuration, self.logger)
+    let refreshing = try await refreshLoop.submit {
+      RevocationRefresher(
+        store: store, rooms: configuration.rooms.map(\.id), lists: revocations,
+        interval: configuration.revocationRefreshInterval, metrics: metrics, logger: logger,
+        on: refreshLoop
+      ).start()
+    }.get()
+    channel.closeFuture.whenComplete { _ in refreshing.cancel() }
     logger.info("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
     return channel
   }

@@ -81,12 +81,15 @@ final class RequestSequencer: ChannelDuplexHandler {
   private var delivering = false
   /// Shutdown asked the connection to close after the exchange in flight.
   private var quiescing = false
+  /// The response in flight closes the connection once it is written.
+  private var closing = false
 
   init(limit: Int = 1 << 20) {
     machine = PipeliningStateMachine(limit: limit)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    if closing { return }
     switch machine.received(unwrapInboundIn(data)) {
     case .deliver: context.fireChannelRead(data)
     case .queue: break
@@ -94,16 +97,28 @@ final class RequestSequencer: ChannelDuplexHandler {
   }
 
   func read(context: ChannelHandlerContext) {
+    if closing { return }
     if machine.shouldHoldReads { readPending = true } else { context.read() }
   }
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-    guard case .end = unwrapOutboundIn(data) else {
+    switch unwrapOutboundIn(data) {
+    case .head(let head):
+      // An answer that says it closes the connection (a refused head, a client that asked):
+      // nothing queued behind it is a request to serve.
+      if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) {
+        closing = true
+      }
       context.write(data, promise: promise)
       return
+    case .body:
+      context.write(data, promise: promise)
+      return
+    case .end:
+      break
     }
     machine.responseEnded()
-    if quiescing {
+    if quiescing || closing {
       // Close once this response is on the wire; queued requests are not started.
       let written = promise ?? context.eventLoop.makePromise()
       written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }

@@ -1,0 +1,110 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One HTTP/1.1 answer read off raw bytes: what an attack test checks, answer by answer.
+public struct RawAnswer: Sendable, CustomStringConvertible {
+  public var status: Int
+  /// Lowercased names, in order.
+  public var headers: [(name: String, value: String)]
+  public var body: [UInt8]
+
+  public var text: String { String(decoding: body, as: UTF8.self) }
+  public func header(_ name: String) -> String? { headers.first { $0.name == name }?.value }
+  public var description: String { "\(status) \(text.prefix(120))" }
+
+  /// The complete answers at the start of `bytes` (Content-Length or chunked bodies; `HEAD`
+  /// answers are not told apart, so corpora avoid them), and whether bytes were left over.
+  public static func parse(_ bytes: [UInt8]) -> (answers: [RawAnswer], rest: Int) {
+    var answers: [RawAnswer] = []
+    var index = 0
+    func line(from start: Int) -> (String, Int)? {
+      var cursor = start
+      while cursor + 1 < bytes.count {
+        if bytes[cursor] == 13 && bytes[cursor + 1] == 10 {
+          return (String(decoding: bytes[start..<cursor], as: UTF8.self), cursor + 2)
+        }
+        cursor += 1
+      }
+      return nil
+    }
+    parsing: while index < bytes.count {
+      guard let (statusLine, afterStatus) = line(from: index) else { break }
+      let parts = statusLine.split(separator: " ", maxSplits: 2)
+      guard parts.count >= 2, let status = Int(parts[1]) else { break }
+      var cursor = afterStatus
+      var headers: [(String, String)] = []
+      while true {
+        guard let (field, next) = line(from: cursor) else { break parsing }
+        cursor = next
+        if field.isEmpty { break }
+        guard let colon = field.firstIndex(of: ":") else { break parsing }
+        headers.append(
+          (field[..<colon].lowercased(), String(field[field.index(after: colon)...].drop { $0 == " " })))
+      }
+      var body: [UInt8] = []
+      if status < 200 || status == 204 || status == 304 {
+        // no body
+      } else if headers.contains(where: { $0.0 == "transfer-encoding" }) {
+        while true {
+          guard let (size, next) = line(from: cursor),
+            let length = Int(size.split(separator: ";").first ?? "", radix: 16)
+          else { break parsing }
+          cursor = next
+          if length == 0 {
+            while true {
+              guard let (trailer, after) = line(from: cursor) else { break parsing }
+              cursor = after
+              if trailer.isEmpty { break }
+            }
+            break
+          }
+          guard cursor + length + 2 <= bytes.count else { break parsing }
+          body += bytes[cursor..<(cursor + length)]
+          cursor += length + 2
+        }
+      } else {
+        let length = headers.first { $0.0 == "content-length" }.flatMap { Int($0.1) } ?? 0
+        guard cursor + length <= bytes.count else { break }
+        body = Array(bytes[cursor..<(cursor + length)])
+        cursor += length
+      }
+      answers.append(RawAnswer(status: status, headers: headers, body: body))
+      index = cursor
+    }
+    return (answers, bytes.count - index)
+  }
+}
+
+/// Sends `bytes` on a new loopback connection and reads until `answers` complete answers
+/// have come, the server closes, or `timeout` passes; also tells whether it closed.
+public func rawAnswers(
+  port: Int, send bytes: [UInt8], answers expected: Int, timeout: Double = 3
+) async -> (answers: [RawAnswer], closed: Bool) {
+  await offPool {
+    guard let fd = connectLoopback(port: port) else { return ([], true) }
+    defer { close(fd) }
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    let deadline = Double(clockSeconds()) + timeout
+    while true {
+      let left = deadline - Double(clockSeconds())
+      if left <= 0 { break }
+      var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      guard poll(&poller, 1, Int32(min(left, 0.2) * 1_000)) >= 0 else { break }
+      if poller.revents == 0 {
+        if RawAnswer.parse(received).answers.count >= expected { return (RawAnswer.parse(received).answers, false) }
+        continue
+      }
+      let count = recv(fd, &buffer, buffer.count, 0)
+      if count <= 0 { return (RawAnswer.parse(received).answers, true) }
+      received += buffer[0..<count]
+    }
+    return (RawAnswer.parse(received).answers, false)
+  }
+}
+
+private func clockSeconds() -> Double { ProcessInfo.processInfo.systemUptime }

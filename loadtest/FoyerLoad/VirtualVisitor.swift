@@ -333,7 +333,9 @@ struct VirtualVisitor {
       // Two clicks at once: one of them runs, the other sees it in flight (409
       // `request_in_progress`) or replays its answer. That one answer may be an order or,
       // when the hold ran out while paying, a 410; either way both clicks agree on it.
-      let finals = replies.filter { !Self.isInFlight($0) }
+      // A click the gateway answered itself came after the other's order gave the pass back
+      // (`Foyer-Release: done`): the pass is refused from then on, rightly; not an answer.
+      let finals = replies.filter { !Self.isInFlight($0) && !$0.isGatewayStatus }
       // (With one answer lost in transit, the one left may be the in-flight one.)
       if (finals.isEmpty && replies.count == 2) || Set(finals.map(Self.outcome)).count > 1 {
         crowd.recorder.violation(
@@ -362,8 +364,10 @@ struct VirtualVisitor {
       }
       if chance(scenario.retrySameKey) {
         // The answer was "lost": the same request again, with the pass still in the jar.
+        // The order gave the pass back, so the gateway may refuse the replay itself; if it
+        // does reach BoxOffice, the answer must be the same order.
         if let replay = await before.sendCopy(.checkout, .POST, path, headers: key, body: good),
-          forwarded(replay, "checkout replay")
+          !replay.isGatewayStatus, forwarded(replay, "checkout replay")
         {
           if replay.status != 201 || replay.decode(OrderAnswer.self)?.id != order.id {
             crowd.recorder.violation(

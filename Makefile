@@ -49,5 +49,9 @@ bench-boxoffice:
 onsale:
 	loadtest/onsale loadtest/onsale-large.yaml
 
+## make fuzz: ten minutes of libFuzzer on each edge reader (head, chunk, path); the corpus grows in fuzz/corpus.
+fuzz:
+	for target in head chunk path; do scripts/fuzz.sh $$target 600; done
+
 clean:
 	rm -rf .build .run

@@ -80,10 +80,16 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The byte-level HTTP readers (head, chunked body, target), alone so they can be fuzzed.
+    .target(name: "HTTPWire", swiftSettings: swiftSettings),
+    .target(name: "CFuzzerDriver", path: "fuzz/CFuzzerDriver"),
+    .executableTarget(
+      name: "foyer-fuzz", dependencies: ["HTTPWire", "CFuzzerDriver"], path: "fuzz/foyer-fuzz",
+      swiftSettings: swiftSettings),
     .target(
       name: "FoyerGateway",
       dependencies: [
-        "WaitingRoom", "RedisNIO", "FoyerCore", nioCore, nioPosix, logging,
+        "HTTPWire", "WaitingRoom", "RedisNIO", "FoyerCore", nioCore, nioPosix, logging,
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "NIOExtras", package: "swift-nio-extras"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -184,7 +190,7 @@ let package = Package(
     .testTarget(
       name: "FoyerGatewayTests",
       dependencies: [
-        "FoyerGateway", "WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix,
+        "FoyerGateway", "HTTPWire", "WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix,
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Prometheus", package: "swift-prometheus"),
       ],

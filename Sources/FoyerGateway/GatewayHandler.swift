@@ -1,3 +1,4 @@
+internal import HTTPWire
 internal import FoyerCore
 internal import Logging
 internal import NIOCore

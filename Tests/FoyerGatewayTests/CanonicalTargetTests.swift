@@ -1,6 +1,7 @@
 import Testing
 
 @testable import FoyerGateway
+import HTTPWire
 
 @Suite struct CanonicalTargetTests {
   static let rewrites: [(String, String)] = [

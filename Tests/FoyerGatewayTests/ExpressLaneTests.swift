@@ -10,6 +10,7 @@ import Testing
 import WaitingRoom
 
 @testable import FoyerGateway
+import HTTPWire
 
 /// The byte-level reader behind the express lane: what it takes, and what it leaves to NIOHTTP1.
 @Suite struct RawHTTPTests {

@@ -1,3 +1,4 @@
+internal import HTTPWire
 internal import NIOHTTP1
 
 /// A request the gateway answers itself at its head and then closes the connection on: what

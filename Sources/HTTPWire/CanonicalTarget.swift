@@ -3,8 +3,8 @@
 ///
 /// Written by hand: Foundation's `URLComponents` neither refuses encoded separators nor says
 /// whether it changed anything, and the check runs on raw request bytes in the express lane.
-enum CanonicalTarget {
-  enum Outcome: Equatable {
+public enum CanonicalTarget {
+  public enum Outcome: Equatable, Sendable {
     /// Already canonical origin-form: forwarded as it came.
     case canonical
     /// The canonical origin-form target; `authority` is the absolute-form's host, if it was.
@@ -12,7 +12,7 @@ enum CanonicalTarget {
     case refused(String)
   }
 
-  static func canonicalize(_ target: String) -> Outcome {
+  public static func canonicalize(_ target: String) -> Outcome {
     var target = target
     return target.withUTF8 { canonicalize(UnsafeRawBufferPointer($0)) }
   }
@@ -21,7 +21,7 @@ enum CanonicalTarget {
   /// are decoded (other escapes get upper-case hex), repeated `/` collapse and dot segments
   /// are removed. An encoded `/`, `\`, NUL or control byte, a raw `\`, a raw non-ASCII byte
   /// or a fragment is refused: upstreams disagree on what each means.
-  static func canonicalize(_ bytes: UnsafeRawBufferPointer) -> Outcome {
+  public static func canonicalize(_ bytes: UnsafeRawBufferPointer) -> Outcome {
     guard !bytes.isEmpty else { return .refused("the target is empty") }
     var pathStart = 0
     var authority: String?
@@ -92,14 +92,23 @@ enum CanonicalTarget {
   }
 
   /// A cheap, conservative test for the express lane: `true` only for an origin-form target
-  /// that `canonicalize` leaves as it is (no escapes, backslashes, fragments, raw non-ASCII
-  /// bytes, empty or dot segments in the path).
-  static func isPlainlyCanonical(_ target: Slice<UnsafeRawBufferPointer>) -> Bool {
+  /// that `canonicalize` leaves as it is (no escapes, backslashes, fragments, raw control or
+  /// non-ASCII bytes, empty or dot segments in the path).
+  public static func isPlainlyCanonical(_ target: Slice<UnsafeRawBufferPointer>) -> Bool {
     guard target.first == slash else { return false }
     var previous: UInt8 = 0
+    var inQuery = false
     for byte in target {
-      if byte == UInt8(ascii: "?") { return true }
-      if byte == UInt8(ascii: "%") || byte == backslash || byte == UInt8(ascii: "#") || byte >= 0x80 {
+      // The query is not canonicalised, but a fragment anywhere is refused.
+      if inQuery {
+        if byte == UInt8(ascii: "#") { return false }
+        continue
+      }
+      if byte == UInt8(ascii: "?") {
+        inQuery = true
+        continue
+      }
+      if byte == UInt8(ascii: "%") || byte == backslash || byte == UInt8(ascii: "#") || byte >= 0x7f || byte <= 0x20 {
         return false
       }
       if previous == slash && (byte == slash || byte == UInt8(ascii: ".")) { return false }
@@ -109,7 +118,7 @@ enum CanonicalTarget {
   }
 
   /// A host as compared: lowercased, without its port or a trailing dot.
-  static func normalizedHost(_ value: Substring) -> Substring {
+  public static func normalizedHost(_ value: Substring) -> Substring {
     var host = value.lowercased()[...]
     if host.hasPrefix("[") {
       if let close = host.firstIndex(of: "]") { host = host[...close] }
@@ -125,7 +134,9 @@ enum CanonicalTarget {
     let schemes: [StaticString] = ["http://", "https://"]
     for scheme in schemes {
       let length = scheme.utf8CodeUnitCount
-      guard bytes.count > length, ForwardingHeaders.equalsLowercase(bytes[0..<length], scheme) else { continue }
+      let expected = UnsafeBufferPointer(start: scheme.utf8Start, count: length)
+      // The scheme without case (`HTTP://`): every byte of it is a letter, `:` or `/`.
+      guard bytes.count > length, zip(bytes[0..<length], expected).allSatisfy({ $0 | 0x20 == $1 }) else { continue }
       let end = bytes[length...].firstIndex { $0 == slash || $0 == UInt8(ascii: "?") } ?? bytes.count
       let authority = bytes[length..<end]
       // No user info (`user@host`), nothing but host and port characters.

@@ -1,0 +1,1 @@
+// Declarations only (CFuzzerDriver.h); libFuzzer provides the definitions.

@@ -219,7 +219,8 @@ final class ExpressLane: ChannelDuplexHandler {
   func read(context: ChannelHandlerContext) {
     if case .handedOver = mode {
       context.read()
-    } else if (inbound?.readableBytes ?? 0) > Self.inboundLimit {
+    } else if (inbound?.readableBytes ?? 0) > Self.inboundLimit || !context.channel.isWritable {
+      // Far ahead, or not reading its answers: nothing more is read until it catches up.
       readPending = true
     } else {
       context.read()
@@ -229,6 +230,10 @@ final class ExpressLane: ChannelDuplexHandler {
   func channelWritabilityChanged(context: ChannelHandlerContext) {
     exchange?.upstream?.relay.paused = !context.channel.isWritable
     context.fireChannelWritabilityChanged()
+    if context.channel.isWritable, case .idle = mode {
+      takeNextRequest(context: context)
+      resumeReadsIfPending(context: context)
+    }
   }
 
   func channelInactive(context: ChannelHandlerContext) {
@@ -275,7 +280,10 @@ final class ExpressLane: ChannelDuplexHandler {
 
   /// Reads the next request head from `inbound` and acts on it.
   private func takeNextRequest(context: ChannelHandlerContext) {
-    guard case .idle = mode, var buffer = inbound, buffer.readableBytes > 0 else { return }
+    // A client that does not read its answers gets no more until it does (see `read`).
+    guard case .idle = mode, context.channel.isWritable, var buffer = inbound, buffer.readableBytes > 0 else {
+      return
+    }
     let decision = buffer.withUnsafeReadableBytes { bytes -> Decision in
       switch RawHTTP.request(bytes) {
       case .incomplete: bytes.count > shared.configuration.limits.maxHeaderBytes ? .handOver : .wait
@@ -314,7 +322,7 @@ final class ExpressLane: ChannelDuplexHandler {
   }
 
   private func resumeReadsIfPending(context: ChannelHandlerContext) {
-    if readPending && (inbound?.readableBytes ?? 0) <= Self.inboundLimit {
+    if readPending && (inbound?.readableBytes ?? 0) <= Self.inboundLimit && context.channel.isWritable {
       readPending = false
       context.read()
     }

@@ -11,10 +11,16 @@ struct PipeliningStateMachine {
   /// Parts of requests that arrived while another was in flight, in order.
   private var queued = CircularBuffer<HTTPServerRequestPart>()
   private var queuedBytes = 0
+  private var queuedHeads = 0
   /// Above this many queued body bytes the client's reads pause until the queue drains.
   let limit: Int
+  /// Above this many queued requests the same: a head costs memory even without a body.
+  let headLimit: Int
 
-  init(limit: Int) { self.limit = limit }
+  init(limit: Int, headLimit: Int = 32) {
+    self.limit = limit
+    self.headLimit = headLimit
+  }
 
   enum Received { case deliver, queue }
 
@@ -47,17 +53,25 @@ struct PipeliningStateMachine {
       inFlight = true
     }
     let part = queued.removeFirst()
-    if case .body(let buffer) = part { queuedBytes -= buffer.readableBytes }
+    switch part {
+    case .body(let buffer): queuedBytes -= buffer.readableBytes
+    case .head: queuedHeads -= 1
+    case .end: break
+    }
     return part
   }
 
   var isIdle: Bool { !inFlight && queued.isEmpty }
 
   /// Reads pause only while a pipelining client has sent more than `limit` ahead.
-  var shouldHoldReads: Bool { queuedBytes > limit }
+  var shouldHoldReads: Bool { queuedBytes > limit || queuedHeads > headLimit }
 
   private mutating func enqueue(_ part: HTTPServerRequestPart) {
-    if case .body(let buffer) = part { queuedBytes += buffer.readableBytes }
+    switch part {
+    case .body(let buffer): queuedBytes += buffer.readableBytes
+    case .head: queuedHeads += 1
+    case .end: break
+    }
     queued.append(part)
   }
 }
@@ -96,9 +110,17 @@ final class RequestSequencer: ChannelDuplexHandler {
     }
   }
 
+  /// Reads also wait while the client does not read its answers: what it sends next would
+  /// only pile more answers up in the gateway's memory.
   func read(context: ChannelHandlerContext) {
     if closing { return }
-    if machine.shouldHoldReads { readPending = true } else { context.read() }
+    if machine.shouldHoldReads || !context.channel.isWritable { readPending = true } else { context.read() }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    context.fireChannelWritabilityChanged()
+    guard context.channel.isWritable else { return }
+    deliverQueued(context: context)
   }
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -150,12 +172,12 @@ final class RequestSequencer: ChannelDuplexHandler {
     delivering = true
     defer { delivering = false }
     var delivered = false
-    while let part = machine.nextQueued() {
+    while context.channel.isWritable, let part = machine.nextQueued() {
       delivered = true
       context.fireChannelRead(wrapInboundOut(part))
     }
     if delivered { context.fireChannelReadComplete() }
-    if readPending && !machine.shouldHoldReads {
+    if readPending && !machine.shouldHoldReads && context.channel.isWritable {
       readPending = false
       context.read()
     }

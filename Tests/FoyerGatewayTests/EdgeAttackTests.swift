@@ -155,6 +155,38 @@ private final class RecordingHandler: ChannelInboundHandler {
     #expect(upstream.requests.isEmpty)
   }
 
+  /// Mechanism 7: a client that pipelines without reading its answers is stopped (reads
+  /// pause while its answers cannot be written), not answered into the gateway's memory.
+  @Test(arguments: ProxyTests.lanes) func aClientThatNeverReadsIsStopped(express: Bool) async throws {
+    let upstream = try await RecordingUpstream(group: group)
+    defer { upstream.channel.close(promise: nil) }
+    let gateway = try await gateway(express: express, upstreamPort: upstream.port)
+    defer { gateway.channel.close(promise: nil) }
+    let request = "GET /public/x HTTP/1.1\r\nHost: h\r\n\r\n"
+    let taken = await bytesTakenFromAClientThatNeverReads(port: gateway.port, request: request)
+    try await Task.sleep(for: .milliseconds(500))
+    // The kernel's buffers take a few MiB of requests, but the gateway serves only as many as
+    // its answers fill the way back (about 180 bytes each into a few MiB of socket buffers).
+    let served = upstream.requests.count
+    #expect(taken != nil, "the gateway kept reading past 32 MiB")
+    #expect(served < 30_000, "served \(served) requests to a client that read none of them")
+    // Answers the gateway makes itself (status polls of a known visitor) are held back too.
+    let visitor = VisitorID.random()
+    try await _ = gateway.store.join(room: gateway.room, visitor: visitor)
+    let token = signer.sign(Token(kind: .visitor, room: gateway.room, visitor: visitor, time: Int64(Date().timeIntervalSince1970)))
+    let poll = "GET /_foyer/status?room=\(gateway.room) HTTP/1.1\r\nHost: h\r\nCookie: foyer_v_\(gateway.room)=\(token)\r\n\r\n"
+    let pollsTaken = await bytesTakenFromAClientThatNeverReads(port: gateway.port, request: poll)
+    try await Task.sleep(for: .milliseconds(500))
+    let polls = ProxyTests.metricsText(gateway.metrics).split(separator: "\n")
+      .first { $0.hasPrefix("foyer_status_polls_total ") }.map { Int($0.split(separator: " ")[1]) ?? -1 } ?? -1
+    #expect(pollsTaken != nil, "the gateway kept reading polls past 32 MiB")
+    #expect(polls >= 0 && polls < 30_000, "answered \(polls) polls to a client that read none")
+    // And it still serves everyone else.
+    let (answers, _) = await rawAnswers(
+      port: gateway.port, send: Array("GET /_foyer/healthz HTTP/1.1\r\nHost: h\r\n\r\n".utf8), answers: 1)
+    #expect(answers.first?.status == 200)
+  }
+
   @Test(arguments: ProxyTests.lanes) func passthroughRoomsForwardBodiesInStep(express: Bool) async throws {
     let upstream = try await RecordingUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }

@@ -108,3 +108,33 @@ public func rawAnswers(
 }
 
 private func clockSeconds() -> Double { ProcessInfo.processInfo.systemUptime }
+
+/// A client that pipelines `request` over and over and never reads an answer: how many bytes
+/// it got the server to take before the server stopped reading (no progress for a second),
+/// or `nil` if the server was still taking them after `limit` bytes or `seconds`.
+public func bytesTakenFromAClientThatNeverReads(
+  port: Int, request: String, limit: Int = 32 << 20, seconds: Double = 30
+) async -> Int? {
+  await offPool {
+    guard let fd = connectLoopback(port: port) else { return nil }
+    defer { close(fd) }
+    var small: Int32 = 16_384
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    let batch = Array(String(repeating: request, count: max(1, 16_384 / request.utf8.count)).utf8)
+    var sent = 0
+    let started = clockSeconds()
+    var lastProgress = started
+    while sent < limit && clockSeconds() - started < seconds {
+      let count = batch.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+      if count > 0 {
+        sent += count
+        lastProgress = clockSeconds()
+        continue
+      }
+      if clockSeconds() - lastProgress > 1 { return sent }
+      usleep(10_000)
+    }
+    return nil
+  }
+}

@@ -64,6 +64,9 @@ public struct GatewayFile: Sendable {
       let connect = try upstream.milliseconds("connect_timeout_ms", in: 1...600_000)
       let response = try upstream.milliseconds("response_timeout_ms", in: 1...3_600_000)
       let idle = try upstream.int("max_idle_per_loop", in: 0...10_000)
+      let most = try upstream.int("max_connections_per_loop", in: 1...100_000)
+      let queue = try upstream.milliseconds("queue_timeout_ms", in: 1...600_000)
+      let idleTimeout = try upstream.milliseconds("idle_timeout_ms", in: 100...3_600_000)
       gateway.expressLane = try upstream.bool("express_lane") ?? gateway.expressLane
       try upstream.finish()
       if let url, !url.isEmpty {
@@ -71,6 +74,9 @@ public struct GatewayFile: Sendable {
         configuration.connectTimeout = connect ?? configuration.connectTimeout
         configuration.responseTimeout = response ?? configuration.responseTimeout
         configuration.maxIdlePerEventLoop = idle ?? configuration.maxIdlePerEventLoop
+        configuration.maxConnectionsPerEventLoop = most ?? configuration.maxConnectionsPerEventLoop
+        configuration.queueTimeout = queue ?? configuration.queueTimeout
+        configuration.idleTimeout = idleTimeout ?? configuration.idleTimeout
         gateway.upstream = configuration
       }
     }

@@ -625,7 +625,8 @@ final class ExpressLane: ChannelDuplexHandler {
   }
 
   private func connect(_ pool: UpstreamPool, for exchange: Exchange) {
-    pool.connect().assumeIsolated().whenComplete { result in
+    // The retry after a stale kept-alive connection asks for a new one.
+    pool.acquire(fresh: exchange.retried).assumeIsolated().whenComplete { result in
       // Still this exchange's to use: the client may have gone, or a timeout answered it.
       guard self.exchange === exchange, exchange.upstream == nil else {
         if case .success(let upstream) = result { pool.release(upstream) }
@@ -634,6 +635,9 @@ final class ExpressLane: ChannelDuplexHandler {
       switch result {
       case .success(let upstream):
         self.attach(upstream)
+      case .failure(UpstreamPoolError.busy):
+        self.shared.metrics.upstreamBusy.increment()
+        self.fail(.serviceUnavailable, "the upstream is at its connection limit", code: "upstream_busy")
       case .failure(let error):
         self.shared.metrics.upstreamConnectErrors.increment()
         self.shared.logger.warning(
@@ -941,7 +945,7 @@ final class ExpressLane: ChannelDuplexHandler {
 
   /// The exchange failed before any answer went out: a small JSON answer, as the NIOHTTP1
   /// path gives (`GatewayHandler.failExchange`).
-  private func fail(_ status: HTTPResponseStatus, _ message: String) {
+  private func fail(_ status: HTTPResponseStatus, _ message: String, code: String? = nil) {
     guard let current = exchange, let context else { return }
     if current.responseStarted { return abort() }
     if let upstream = current.upstream {
@@ -950,7 +954,8 @@ final class ExpressLane: ChannelDuplexHandler {
     }
     current.upstream = nil
     current.reusable = false
-    let body = shared.failedExchange(status, message, requestID: current.requestID, uri: current.target[...])
+    let body = shared.failedExchange(
+      status, message, code: code, requestID: current.requestID, uri: current.target[...])
     answer(
       status, body: context.channel.allocator.buffer(string: body), isHead: current.isHead, context: context)
     finish(closeClient: false)

@@ -495,6 +495,9 @@ final class GatewayHandler: ChannelDuplexHandler {
           self.readPending = false
           self.context?.read()
         }
+      case .failure(UpstreamPoolError.busy):
+        self.shared.metrics.upstreamBusy.increment()
+        self.failExchange(.serviceUnavailable, "the upstream is at its connection limit", code: "upstream_busy")
       case .failure(let error):
         self.shared.metrics.upstreamConnectErrors.increment()
         self.shared.logger.warning(

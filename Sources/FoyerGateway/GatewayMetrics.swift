@@ -22,6 +22,7 @@ public final class GatewayMetrics: Sendable {
   let upstreamConnectErrors: Counter
   let upstreamTimeouts: Counter
   let upstreamResets: Counter
+  let upstreamBusy: Counter
   let redisErrors: Counter
   let statusPolls: Counter
   let waitingPages: Counter
@@ -66,6 +67,7 @@ public final class GatewayMetrics: Sendable {
     upstreamConnectErrors = upstreamErrors("connect")
     upstreamTimeouts = upstreamErrors("timeout")
     upstreamResets = upstreamErrors("closed")
+    upstreamBusy = upstreamErrors("busy")
     redisErrors = registry.makeCounter(
       descriptor: .foyer(
         "foyer_redis_errors_total",

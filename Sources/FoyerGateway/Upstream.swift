@@ -12,12 +12,23 @@ public struct UpstreamConfiguration: Sendable, Hashable {
   public var responseTimeout: TimeAmount
   /// Idle keep-alive connections kept per event loop.
   public var maxIdlePerEventLoop: Int
+  /// Connections open per event loop at most (connecting, busy or idle); a request over it
+  /// waits for one to be released.
+  public var maxConnectionsPerEventLoop: Int
+  /// How long such a request waits before it is answered `503 upstream_busy`.
+  public var queueTimeout: TimeAmount
+  /// An idle connection is closed after this long (before the upstream closes it on us).
+  public var idleTimeout: TimeAmount
 
   public init(
     host: String, port: Int, connectTimeout: TimeAmount = .seconds(2),
     responseTimeout: TimeAmount = .seconds(30),
-    maxIdlePerEventLoop: Int = 64
+    maxIdlePerEventLoop: Int = 64, maxConnectionsPerEventLoop: Int = 1_024,
+    queueTimeout: TimeAmount = .seconds(5), idleTimeout: TimeAmount = .seconds(30)
   ) {
+    self.maxConnectionsPerEventLoop = maxConnectionsPerEventLoop
+    self.queueTimeout = queueTimeout
+    self.idleTimeout = idleTimeout
     self.host = host
     self.port = port
     self.connectTimeout = connectTimeout
@@ -60,37 +71,156 @@ struct UpstreamConnection {
   var reused = false
 }
 
-/// Idle keep-alive connections to the upstream, one pool per event loop, so a request and
-/// its upstream connection share a thread.
+/// The pool's rules, apart from the channels (DESIGN §8; async-http-client's
+/// `HTTPConnectionPool.StateMachine` is the model): at most `maxConnections` open per event
+/// loop (connecting, leased or idle), requests over that wait in order for a released
+/// connection, and at most `maxIdle` idle ones are kept.
+struct UpstreamPoolStateMachine {
+  typealias Connection = ObjectIdentifier
+  typealias Waiter = Int
+
+  let maxConnections: Int
+  let maxIdle: Int
+  /// Connecting, leased and idle.
+  private(set) var open = 0
+  /// Most recently released last.
+  private(set) var idle: [Connection] = []
+  private var waiters = CircularBuffer<Waiter>()
+  private var nextWaiter = 0
+
+  init(maxConnections: Int, maxIdle: Int) {
+    self.maxConnections = max(1, maxConnections)
+    self.maxIdle = maxIdle
+  }
+
+  enum Acquire: Equatable {
+    /// Use this idle connection (the caller checks it is still open; else `closed` it).
+    case lease(Connection)
+    case connect
+    /// Over the cap: wait for a released connection (or a free place).
+    case wait(Waiter)
+  }
+
+  /// `fresh` skips idle connections (the retry after a stale one) unless the cap is reached.
+  mutating func acquire(fresh: Bool = false) -> Acquire {
+    if !fresh, let connection = idle.popLast() { return .lease(connection) }
+    if open < maxConnections {
+      open += 1
+      return .connect
+    }
+    if let connection = idle.popLast() { return .lease(connection) }
+    let waiter = nextWaiter
+    nextWaiter &+= 1
+    waiters.append(waiter)
+    return .wait(waiter)
+  }
+
+  enum Release: Equatable {
+    case hand(to: Waiter)
+    case keepIdle
+    case close
+  }
+
+  /// A leased connection whose exchange ended cleanly.
+  mutating func released(_ connection: Connection) -> Release {
+    if let waiter = waiters.popFirst() { return .hand(to: waiter) }
+    guard idle.count < maxIdle else { return .close }
+    idle.append(connection)
+    return .keepIdle
+  }
+
+  enum Freed: Equatable {
+    case none
+    /// A place is free and someone waits: connect for them.
+    case connect(for: Waiter)
+  }
+
+  /// A connection closed (wherever it was), or a connect failed.
+  mutating func closed(_ connection: Connection?) -> Freed {
+    open -= 1
+    if let connection, let index = idle.lastIndex(of: connection) { idle.remove(at: index) }
+    guard let waiter = waiters.popFirst() else { return .none }
+    open += 1
+    return .connect(for: waiter)
+  }
+
+  /// An idle connection should go (its idle time ran out): `true` if it was still idle.
+  mutating func expire(_ connection: Connection) -> Bool {
+    guard let index = idle.firstIndex(of: connection) else { return false }
+    idle.remove(at: index)
+    return true
+  }
+
+  /// A waiter's deadline passed: `true` if it was still waiting.
+  mutating func timedOut(_ waiter: Waiter) -> Bool {
+    guard let index = waiters.firstIndex(of: waiter) else { return false }
+    waiters.remove(at: index)
+    return true
+  }
+
+  var waiting: Int { waiters.count }
+}
+
+public enum UpstreamPoolError: Error, Hashable {
+  /// Every allowed connection stayed busy for the whole wait.
+  case busy
+}
+
+/// Keep-alive connections to the upstream, one pool per event loop, so a request and its
+/// upstream connection share a thread. Carries out `UpstreamPoolStateMachine`.
 final class UpstreamPool {
   let eventLoop: any EventLoop
   let configuration: UpstreamConfiguration
-  private var idle: [UpstreamConnection] = []
+  private var machine: UpstreamPoolStateMachine
+  private var idle: [ObjectIdentifier: (connection: UpstreamConnection, expiry: Scheduled<Void>)] = [:]
+  private var waiters: [Int: (promise: EventLoopPromise<UpstreamConnection>, deadline: Scheduled<Void>)] = [:]
 
   init(eventLoop: any EventLoop, configuration: UpstreamConfiguration) {
     self.eventLoop = eventLoop
     self.configuration = configuration
+    machine = UpstreamPoolStateMachine(
+      maxConnections: configuration.maxConnectionsPerEventLoop, maxIdle: configuration.maxIdlePerEventLoop)
   }
 
-  /// An idle connection, or a new one.
-  func acquire() -> EventLoopFuture<UpstreamConnection> {
-    if let connection = takeIdle() { return eventLoop.makeSucceededFuture(connection) }
-    return connect()
-  }
-
-  /// An idle connection that is still open, if there is one.
-  func takeIdle() -> UpstreamConnection? {
-    while var connection = idle.popLast() {
-      if connection.channel.isActive {
-        connection.reused = true
-        return connection
+  /// An idle connection, a new one, or (over the cap) the next one released.
+  func acquire(fresh: Bool = false) -> EventLoopFuture<UpstreamConnection> {
+    if !fresh, let connection = takeIdle() { return eventLoop.makeSucceededFuture(connection) }
+    switch machine.acquire(fresh: fresh) {
+    case .lease(let id):
+      if let connection = lease(id) { return eventLoop.makeSucceededFuture(connection) }
+      return acquire(fresh: fresh)
+    case .connect:
+      return connect()
+    case .wait(let waiter):
+      let promise = eventLoop.makePromise(of: UpstreamConnection.self)
+      let deadline = eventLoop.assumeIsolated().scheduleTask(in: configuration.queueTimeout) {
+        guard self.machine.timedOut(waiter), let entry = self.waiters.removeValue(forKey: waiter) else { return }
+        entry.promise.fail(UpstreamPoolError.busy)
       }
+      waiters[waiter] = (promise, deadline)
+      return promise.futureResult
+    }
+  }
+
+  /// An idle connection that is still open, if there is one (the express lane's fast path).
+  func takeIdle() -> UpstreamConnection? {
+    while let id = machine.idle.last {
+      _ = machine.expire(id)
+      if let connection = lease(id) { return connection }
     }
     return nil
   }
 
-  /// A new connection.
-  func connect() -> EventLoopFuture<UpstreamConnection> {
+  private func lease(_ id: ObjectIdentifier) -> UpstreamConnection? {
+    guard var entry = idle.removeValue(forKey: id) else { return nil }
+    entry.expiry.cancel()
+    // Closing already: its close is counted when it completes.
+    guard entry.connection.channel.isActive else { return nil }
+    entry.connection.reused = true
+    return entry.connection
+  }
+
+  private func connect() -> EventLoopFuture<UpstreamConnection> {
     ClientBootstrap(group: eventLoop)
       .connectTimeout(configuration.connectTimeout)
       .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -106,21 +236,54 @@ final class UpstreamPool {
       .connect(host: configuration.host, port: configuration.port)
       .assumeIsolated()
       .flatMapThrowing { channel in
+        let id = ObjectIdentifier(channel)
+        channel.closeFuture.assumeIsolated().whenComplete { _ in self.closed(id) }
         let handlers = channel.pipeline.syncOperations
         return UpstreamConnection(
           channel: channel, relay: try handlers.handler(type: UpstreamRelay.self),
           handler: try handlers.handler(type: UpstreamHandler.self))
+      }
+      .flatMapErrorThrowing { error in
+        // Never opened: its place is free at once.
+        self.freed(self.machine.closed(nil))
+        throw error
       }
       .nonisolated()
   }
 
   /// Returns a connection whose exchange completed cleanly.
   func release(_ connection: UpstreamConnection) {
-    guard connection.channel.isActive, idle.count < configuration.maxIdlePerEventLoop else {
+    guard connection.channel.isActive else { return }  // its close frees the place
+    let id = ObjectIdentifier(connection.channel)
+    switch machine.released(id) {
+    case .hand(let waiter):
+      guard let entry = waiters.removeValue(forKey: waiter) else { return release(connection) }
+      entry.deadline.cancel()
+      var connection = connection
+      connection.reused = true
+      entry.promise.succeed(connection)
+    case .keepIdle:
+      let expiry = eventLoop.assumeIsolated().scheduleTask(in: configuration.idleTimeout) {
+        if self.machine.expire(id) { self.idle.removeValue(forKey: id)?.connection.channel.close(promise: nil) }
+      }
+      idle[id] = (connection, expiry)
+    case .close:
       connection.channel.close(promise: nil)
+    }
+  }
+
+  private func closed(_ id: ObjectIdentifier) {
+    idle.removeValue(forKey: id)?.expiry.cancel()
+    freed(machine.closed(id))
+  }
+
+  private func freed(_ action: UpstreamPoolStateMachine.Freed) {
+    guard case .connect(let waiter) = action, let entry = waiters.removeValue(forKey: waiter) else {
+      if case .connect = action { freed(machine.closed(nil)) }  // the waiter is gone
       return
     }
-    idle.append(connection)
+    entry.deadline.cancel()
+    connect().cascade(to: entry.promise)
   }
 }
 

@@ -51,11 +51,12 @@ private final class RecordingHandler: ChannelInboundHandler {
       length = 0
     case .body(let body):
       length += body.readableBytes
-    case .end:
+    case .end(let trailers):
       guard let head else { return }
       var line = "\(head.method.rawValue) \(head.uri) \(length)"
       let cookies = head.headers["cookie"]
       if !cookies.isEmpty { line += " cookie=" + cookies.joined(separator: "|") }
+      if let trailers, !trailers.isEmpty { line += " trailers=" + trailers.map(\.name).joined(separator: ",") }
       seen.withLockedValue { $0.append(line) }
       var headers = HTTPHeaders()
       if head.uri.hasSuffix("/release") { headers.add(name: "foyer-release", value: "done") }

@@ -112,10 +112,10 @@ public struct EdgeAttack: Sendable, CustomStringConvertible {
       "GET /public/a HTTP/1.1\r\nHost: {H}\r\nContent-Length: \(hidden.utf8.count)\r\n\r\n\(hidden)" + after,
       .forwarded(["GET /public/a \(hidden.utf8.count)", "GET /after 0"])),
     EdgeAttack(
-      "chunk extensions and trailers",
-      "POST /public/a HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n0\r\nFoyer-Visitor: 00000000000000000000000000000000\r\n\r\n"
+      "chunk extensions and trailers (a forged visitor in a trailer is dropped)",
+      "POST /public/a HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n0\r\nFoyer-Visitor: 00000000000000000000000000000000\r\nX-Checksum: 1\r\n\r\n"
         + after,
-      .forwarded(["POST /public/a 4", "GET /after 0"])),
+      .forwarded(["POST /public/a 4 trailers=X-Checksum", "GET /after 0"])),
 
     // 2. Path forms: rooms match the canonical path, which is what goes upstream.
     EdgeAttack("empty first segment", get("/{P}"), .queued),

@@ -79,9 +79,10 @@ public struct RawAnswer: Sendable, CustomStringConvertible {
 }
 
 /// Sends `bytes` on a new loopback connection and reads until `answers` complete answers
-/// have come, the server closes, or `timeout` passes; also tells whether it closed.
+/// have come and nothing more for `quiet` seconds, the server closes, or `timeout` passes;
+/// also tells whether it closed.
 public func rawAnswers(
-  port: Int, send bytes: [UInt8], answers expected: Int, timeout: Double = 3
+  port: Int, send bytes: [UInt8], answers expected: Int, timeout: Double = 3, quiet: Double = 0.2
 ) async -> (answers: [RawAnswer], closed: Bool) {
   await offPool {
     guard let fd = connectLoopback(port: port) else { return ([], true) }
@@ -94,7 +95,7 @@ public func rawAnswers(
       let left = deadline - Double(clockSeconds())
       if left <= 0 { break }
       var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-      guard poll(&poller, 1, Int32(min(left, 0.2) * 1_000)) >= 0 else { break }
+      guard poll(&poller, 1, Int32(min(left, quiet) * 1_000)) >= 0 else { break }
       if poller.revents == 0 {
         if RawAnswer.parse(received).answers.count >= expected { return (RawAnswer.parse(received).answers, false) }
         continue

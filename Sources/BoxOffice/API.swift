@@ -188,7 +188,8 @@ public struct BoxOfficeAPI: Sendable {
       }
       result = try await guarded(seatIds) {
         try await inventory.claim(
-          event: event, seatIds: seatIds, visitor: visitor, duration: configuration.holdDuration)
+          event: event, seatIds: seatIds, visitor: visitor, duration: configuration.holdDuration,
+          seatCap: configuration.maxSeatsPerVisitor)
       }
     case (nil, let section?, let quantity?):
       guard (1...maxSeats).contains(quantity) else {
@@ -197,7 +198,7 @@ public struct BoxOfficeAPI: Sendable {
       metrics.claimAttempts.increment()
       result = try await inventory.claimBest(
         event: event, section: section, quantity: quantity, visitor: visitor,
-        duration: configuration.holdDuration)
+        duration: configuration.holdDuration, seatCap: configuration.maxSeatsPerVisitor)
       // Only an empty answer can mean there is no such section: asked then, not before every
       // hold (the seat-map tag is an aggregate over the section).
       if case .unavailable(let seats) = result, seats.isEmpty,

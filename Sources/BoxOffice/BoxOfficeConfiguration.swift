@@ -27,6 +27,9 @@ public struct BoxOfficeConfiguration: Sendable {
   public var holdDuration: Duration
   /// Seats in one hold at most.
   public var maxSeatsPerHold: Int
+  /// Seats one visitor may hold at once and have bought, together, per event (one pass must
+  /// not hoard the hall); `nil`: no limit.
+  public var maxSeatsPerVisitor: Int? = 8
   /// Largest request body accepted (413 beyond).
   public var maxBodyBytes: Int
   public var identity: VisitorIdentity
@@ -95,6 +98,9 @@ public struct BoxOfficeConfiguration: Sendable {
         configuration.holdDuration = .seconds(seconds)
       }
       configuration.maxSeatsPerHold = try holds.int("max_seats", in: 1...100) ?? configuration.maxSeatsPerHold
+      if let cap = try holds.int("max_seats_per_visitor", in: 0...10_000) {
+        configuration.maxSeatsPerVisitor = cap == 0 ? nil : cap
+      }
       try holds.finish()
     }
     if var visitors = try top.section("visitors") {

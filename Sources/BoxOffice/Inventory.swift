@@ -199,23 +199,49 @@ public final class Inventory: Sendable {
   /// `UPDATE` takes the seats that are available or held by a hold that ran out (lazy
   /// takeover). Fewer rows than asked: roll back and name the others.
   public func claim(
-    event: UUID, seatIds: [Int64], visitor: String, duration: Duration
+    event: UUID, seatIds: [Int64], visitor: String, duration: Duration, seatCap: Int? = nil
   ) async throws -> ClaimResult {
     do {
       return .held(
-        try await claimOrThrow(event: event, seatIds: seatIds, visitor: visitor, duration: duration))
+        try await claimOrThrow(
+          event: event, seatIds: seatIds, visitor: visitor, duration: duration, seatCap: seatCap))
     } catch let unavailable as Unavailable {
       return .unavailable(unavailable.seatIds)
     }
   }
 
+  /// `seatCap`: the seats one visitor may hold at once and have bought for the event,
+  /// together, at most; checked under a per-visitor lock, so concurrent claims of one
+  /// visitor are counted one after another.
   private func claimOrThrow(
-    event: UUID, seatIds: [Int64], visitor: String, duration: Duration
+    event: UUID, seatIds: [Int64], visitor: String, duration: Duration, seatCap: Int? = nil
   ) async throws -> Hold {
     let holdID = UUID()
     let milliseconds = Int(
       duration.components.seconds * 1_000 + duration.components.attoseconds / 1_000_000_000_000_000)
     return try await transaction { connection -> Hold in
+      if let seatCap {
+        let key = visitor + ":" + event.uuidString
+        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+        var taken = 0
+        for try await count in try await connection.query(
+          """
+          SELECT coalesce(sum(cardinality(h.seat_ids)), 0)::bigint FROM holds h
+          WHERE h.event_id = \(event) AND h.visitor = \(visitor)
+            AND ((h.status = 'active' AND h.expires_at > now())
+              OR (h.status = 'ordered' AND EXISTS (
+                SELECT 1 FROM orders o WHERE o.hold_id = h.id AND o.status = 'confirmed')))
+          """, logger: logger
+        ).decode(Int64.self) {
+          taken = Int(count)
+        }
+        guard taken + seatIds.count <= seatCap else {
+          throw APIError(
+            .conflict, "limit_reached",
+            "one visitor may hold and buy \(seatCap) seats of this event; \(taken) are held or bought already",
+            details: ["limit": [Int64(seatCap)], "taken": [Int64(taken)], "asked": [Int64(seatIds.count)]])
+        }
+      }
       var existing: [Int64] = []
       for try await id in try await connection.query(
         "SELECT id FROM seats WHERE event_id = \(event) AND id = ANY(\(seatIds)) ORDER BY id FOR UPDATE",
@@ -267,14 +293,15 @@ public final class Inventory: Sendable {
   /// enough, front rows first), else the best seats left. Retries when another claim takes
   /// the picked seats first.
   public func claimBest(
-    event: UUID, section: String, quantity: Int, visitor: String, duration: Duration
+    event: UUID, section: String, quantity: Int, visitor: String, duration: Duration, seatCap: Int? = nil
   ) async throws -> ClaimResult {
     for _ in 0..<5 {
       let picked = try await pickBest(event: event, section: section, quantity: quantity)
       guard picked.count == quantity else { return .unavailable([]) }
       do {
         return .held(
-          try await claimOrThrow(event: event, seatIds: picked, visitor: visitor, duration: duration))
+          try await claimOrThrow(
+            event: event, seatIds: picked, visitor: visitor, duration: duration, seatCap: seatCap))
       } catch is Unavailable {
         continue  // taken meanwhile: pick again
       }

@@ -23,6 +23,44 @@ import Testing
     #expect(try await box.integers("SELECT count(*) FROM holds WHERE status = 'active'") == [1])
   }
 
+  /// One pass may not hoard the hall (#16): 200 concurrent one-seat holds by one visitor
+  /// give it exactly the cap, and the rest are told why.
+  @Test func oneVisitorHoldsAtMostTheSeatCap() async throws {
+    let box = try await TestBoxOffice.start(
+      sections: [EventSpec.Section(name: "Floor", rows: 10, seatsPerRow: 20, priceCents: 5_000)])
+    defer { Task { await box.stop() } }
+    let seats = try await box.seatIds()
+    let visitor = VisitorID.random()
+    let pass = box.pass(visitor)
+    let replies = try await withThrowingTaskGroup(of: TestBoxOffice.Reply.self) { tasks in
+      for seat in seats.prefix(200) {
+        tasks.addTask {
+          try await box.request("POST", "/events/\(box.event.id)/holds", pass: pass, body: #"{"seatIds":[\#(seat)]}"#)
+        }
+      }
+      return try await tasks.reduce(into: []) { $0.append($1) }
+    }
+    let held = replies.filter { $0.status == 201 }
+    let refused = replies.filter { $0.status == 409 }
+    #expect(held.count == 8, "\(held.count) holds of 200")
+    #expect(refused.count == 192 && refused.allSatisfy { $0.json["error"] as? String == "limit_reached" })
+    #expect(refused.first?.text.contains("8 seats") == true, "\(refused.first?.text ?? "")")
+    #expect(
+      try await box.integers(
+        "SELECT coalesce(sum(cardinality(seat_ids)), 0)::bigint FROM holds WHERE status = 'active' AND visitor = '\(visitor)'"
+      ) == [8])
+    // A released hold frees its seat for the same visitor's next hold; another visitor is
+    // not counted against this one.
+    let first = try #require(held.first?.json["id"] as? String)
+    #expect(try await box.request("DELETE", "/holds/\(first)", pass: pass).status == 204)
+    let again = try await box.request("POST", "/events/\(box.event.id)/holds", pass: pass, body: #"{"section":"Floor","quantity":1}"#)
+    #expect(again.status == 201, "\(again.text)")
+    let over = try await box.request("POST", "/events/\(box.event.id)/holds", pass: pass, body: #"{"section":"Floor","quantity":1}"#)
+    #expect(over.status == 409 && over.json["error"] as? String == "limit_reached")
+    let other = try await box.request("POST", "/events/\(box.event.id)/holds", pass: box.pass(), body: #"{"section":"Floor","quantity":6}"#)
+    #expect(other.status == 201, "\(other.text)")
+  }
+
   @Test func overlappingHoldsNeverShareASeatAndTheAuditAgrees() async throws {
     let box = try await TestBoxOffice.start()
     defer { Task { await box.stop() } }

@@ -1,3 +1,5 @@
+import Foundation
+import FoyerTestSupport
 import Testing
 
 @testable import BoxOffice
@@ -28,5 +30,23 @@ import Testing
       return await StartupGate().wait()
     }
     #expect(await late.value == false)
+  }
+
+  /// A migration that fails stops BoxOffice's start with the error, on a real database, rather
+  /// than leaving the server waiting for a schema that never comes.
+  @Test(.timeLimit(.minutes(1))) func aFailedMigrationStopsTheStart() async throws {
+    let url = try await PostgresDatabase.create()
+    // A table in the way of the first migration.
+    try await PostgresDatabase.execute(url, "CREATE TABLE venues (x int)")
+    let configuration = BoxOfficeConfiguration(
+      host: "127.0.0.1", port: 0, databaseURL: url, databaseConnections: 2, keyRing: TestBoxOffice.keyRing)
+    let error = await #expect(throws: TestServiceError.self) {
+      _ = try await InProcessBoxOffice.start(
+        configuration,
+        event: EventSpec(
+          name: "Never", category: "concert", city: "Lisbon", venue: "Hall", startsAt: Date(), onSaleAt: Date(),
+          sections: []))
+    }
+    #expect(error?.description.contains("did not start") == true, "\(error.map { "\($0)" } ?? "")")
   }
 }

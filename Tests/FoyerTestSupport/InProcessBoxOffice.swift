@@ -25,9 +25,15 @@ public final class InProcessBoxOffice: @unchecked Sendable {
       continuation.yield($0.localAddress?.port ?? 0)
     }
     let group = ServiceGroup(configuration: .init(services: services, logger: logger))
-    let task = Task { try await group.run() }
+    // The group ending before the server listens (a failed migration) ends the wait too.
+    let task = Task {
+      defer { continuation.finish() }
+      try await group.run()
+    }
     var iterator = ports.makeAsyncIterator()
-    guard let port = await iterator.next() else { throw TestServiceError("BoxOffice did not start") }
+    guard let port = await iterator.next() else {
+      throw TestServiceError("BoxOffice did not start: \(await task.result)")
+    }
     // The server listens only once the migrations are applied.
     let created = try await server.inventory.createEvent(event)
     return InProcessBoxOffice(server: server, port: port, event: created, group: group, task: task)

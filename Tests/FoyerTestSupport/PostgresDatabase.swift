@@ -9,7 +9,7 @@ public enum PostgresDatabase {
   /// Creates `boxoffice_test_<random>` and returns its URL.
   public static func create() async throws -> String {
     guard let adminURL = ProcessInfo.processInfo.environment["BOXOFFICE_TEST_DATABASE_URL"],
-      var components = URLComponents(string: adminURL), let host = components.host
+      var components = URLComponents(string: adminURL), components.host != nil
     else {
       throw TestServiceError(
         "BOXOFFICE_TEST_DATABASE_URL is not set: run `make test` (it starts PostgreSQL) or "
@@ -17,6 +17,17 @@ public enum PostgresDatabase {
     }
     let name =
       "boxoffice_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+    try await execute(adminURL, "CREATE DATABASE \(name)")
+    components.path = "/" + name
+    return components.string!
+  }
+
+  /// Runs one statement on the database at `url` (a test's own set-up, such as a table in
+  /// the way of a migration).
+  public static func execute(_ url: String, _ sql: String) async throws {
+    guard let components = URLComponents(string: url), let host = components.host else {
+      throw TestServiceError("not a database URL: \(url)")
+    }
     let configuration = PostgresClient.Configuration(
       host: host, port: components.port ?? 5432, username: components.user ?? "postgres",
       password: components.password, database: String(components.path.dropFirst()), tls: .disable)
@@ -27,10 +38,8 @@ public enum PostgresDatabase {
     let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     try await withThrowingTaskGroup(of: Void.self) { tasks in
       tasks.addTask { await client.run() }
-      try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+      try await client.query(PostgresQuery(unsafeSQL: sql))
       tasks.cancelAll()
     }
-    components.path = "/" + name
-    return components.string!
   }
 }

@@ -25,14 +25,7 @@ extension Collection<UInt8> {
   /// `hasPrefix(utf8:)` with ASCII letters compared without case (room path prefixes: an
   /// upstream may route `/EVENTS` as `/events`).
   func hasPrefixIgnoringCase(utf8 text: String) -> Bool {
-    var index = startIndex
-    for byte in text.utf8 {
-      guard index != endIndex else { return false }
-      let mine = self[index]
-      guard mine == byte || (mine | 0x20 == byte | 0x20 && (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
-      else { return false }
-      formIndex(after: &index)
-    }
-    return true
+    let length = text.utf8.count
+    return count >= length && ForwardingHeaders.equalsIgnoringCase(prefix(length), text.utf8)
   }
 }

@@ -39,7 +39,8 @@ struct GatewayContext: Sendable {
   ) -> EventLoopFuture<ReleaseResult> {
     if let passExpiry {
       for list in revocations.values {
-        if list.eventLoop === loop {
+        // On this loop at once: the next request here must already be refused.
+        if list.eventLoop.inEventLoop {
           list.value.add(room: room, visitor: visitor, passExpiry: passExpiry)
         } else {
           list.eventLoop.execute { list.value.add(room: room, visitor: visitor, passExpiry: passExpiry) }
@@ -94,11 +95,15 @@ extension [RoomRoute] {
   /// `Host` (HTTP/1.0) belongs to host-bound rooms too: an upstream may serve either to it.
   func match<Path: Collection<UInt8>>(path: Path, hostHeader: () -> Substring?) -> RoomRoute? {
     var best: RoomRoute?
-    var requestHost: Substring??
+    var requestHost: Substring?
+    var hostRead = false
     for room in self where path.hasPrefixIgnoringCase(utf8: room.pathPrefix) {
       if let host = room.host {
-        if requestHost == nil { requestHost = .some(hostHeader().map { CanonicalTarget.normalizedHost($0) }) }
-        if let given = requestHost!, given != host { continue }
+        if !hostRead {
+          requestHost = hostHeader().map { CanonicalTarget.normalizedHost($0) }
+          hostRead = true
+        }
+        if let requestHost, requestHost != host { continue }
       }
       guard let current = best else {
         best = room
@@ -188,9 +193,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// This request's path, query and room (see `target(_:)`).
   private var requestTarget: RequestTarget?
   /// This request's pass check, once per request: (room, holder or nil).
-  private var passChecked: (room: String, holder: PassHolder?)?
-  /// This request presented a valid pass that was given back.
-  private var passRevoked = false
+  private var passChecked: (room: String, holder: PassHolder?, revoked: Bool)?
   /// Per connection, for request ids: a random prefix and a count.
   private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
   private var requestCount = 0
@@ -224,7 +227,6 @@ final class GatewayHandler: ChannelDuplexHandler {
       localBodyOverflow = false
       answeredAtHead = false
       passChecked = nil
-      passRevoked = false
       requestTarget = nil
       requestID = nil
       requestCount &+= 1
@@ -439,6 +441,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   private func passHolder(in head: HTTPRequestHead, room: String) -> PassHolder? {
     if let checked = passChecked, checked.room == room { return checked.holder }
     var holder: PassHolder?
+    var revoked = false
     let presented =
       Cookies.value(prefix: Cookies.passPrefix, room: room, in: head.headers)
       ?? head.headers.first(name: "foyer-pass")?[...]
@@ -447,14 +450,14 @@ final class GatewayHandler: ChannelDuplexHandler {
       case .valid(let visitor, let expiry):
         if revocations.isRevoked(room: room, visitor: visitor, passExpiry: expiry) {
           shared.metrics.passRejections[.revoked]?.increment()
-          passRevoked = true
+          revoked = true
         } else {
           holder = PassHolder(visitor: visitor, pass: presented, expiry: expiry)
         }
       case .rejected(let reason): shared.metrics.passRejections[reason]?.increment()
       }
     }
-    passChecked = (room, holder)
+    passChecked = (room, holder, revoked)
     return holder
   }
 
@@ -512,9 +515,8 @@ final class GatewayHandler: ChannelDuplexHandler {
   static func forwardableTrailers(_ trailers: HTTPHeaders) -> HTTPHeaders {
     var kept = trailers
     ForwardingHeaders.stripHopByHop(&kept)
-    for name in ["foyer-visitor", "foyer-pass", "content-length", "transfer-encoding", "cookie", "host"] {
-      kept.remove(name: name)
-    }
+    ForwardingHeaders.stripGatewayHeaders(&kept)
+    for name in ["content-length", "transfer-encoding", "cookie", "host"] { kept.remove(name: name) }
     return kept
   }
 
@@ -527,8 +529,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     ForwardingHeaders.stripHopByHop(&headers)
     RequestRules.frame(&headers, framing)
     ForwardingHeaders.stripGatewayCookies(&headers)
-    headers.remove(name: "foyer-visitor")
-    headers.remove(name: "foyer-pass")
+    ForwardingHeaders.stripGatewayHeaders(&headers)
     if let visitor {
       headers.add(name: "foyer-visitor", value: visitor.description)
       // The verified pass goes along (never a client's unverified copy), so an upstream
@@ -721,7 +722,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       }
       return
     }
-    if passRevoked {
+    if passChecked?.revoked == true {
       // The pass was given back (checkout done, left, or taken by an operator): the visit has
       // ended. The pass goes from the jar; a visitor who comes back after that joins again.
       let cleared = Cookies.setCookie(

@@ -103,17 +103,20 @@ struct UpstreamPoolStateMachine {
 
   /// `fresh` skips idle connections (the retry after a stale one) unless the cap is reached.
   mutating func acquire(fresh: Bool = false) -> Acquire {
-    if !fresh, let connection = idle.popLast() { return .lease(connection) }
+    if !fresh, let connection = popIdle() { return .lease(connection) }
     if open < maxConnections {
       open += 1
       return .connect
     }
-    if let connection = idle.popLast() { return .lease(connection) }
+    if let connection = popIdle() { return .lease(connection) }
     let waiter = nextWaiter
     nextWaiter &+= 1
     waiters.append(waiter)
     return .wait(waiter)
   }
+
+  /// The most recently released idle connection, taken for a lease.
+  mutating func popIdle() -> Connection? { idle.popLast() }
 
   enum Release: Equatable {
     case hand(to: Waiter)
@@ -204,8 +207,7 @@ final class UpstreamPool {
 
   /// An idle connection that is still open, if there is one (the express lane's fast path).
   func takeIdle() -> UpstreamConnection? {
-    while let id = machine.idle.last {
-      _ = machine.expire(id)
+    while let id = machine.popIdle() {
       if let connection = lease(id) { return connection }
     }
     return nil
@@ -476,6 +478,12 @@ enum ForwardingHeaders {
     return zip(a, b).allSatisfy { x, y in
       x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
     }
+  }
+
+  /// The gateway's own headers come only from the gateway: a client's copies go.
+  static func stripGatewayHeaders(_ headers: inout HTTPHeaders) {
+    headers.remove(name: "foyer-visitor")
+    headers.remove(name: "foyer-pass")
   }
 
   /// The gateway's own cookies never reach the upstream. Raw `Cookie` values are used (not

@@ -157,9 +157,10 @@ public enum RawHTTP {
     }
   }
 
-  /// Visible ASCII, space and tab: obs-text is legal but rare, and left to NIOHTTP1.
+  /// Visible ASCII, space, tab and obs-text (RFC 9110 §5.5): every value byte llhttp takes,
+  /// so a head NIOHTTP1 read reads here again (`UpstreamRequestHead`).
   private static func isFieldValueByte(_ byte: UInt8) -> Bool {
-    (byte >= space && byte < 0x7f) || byte == tab
+    (byte >= space && byte != 0x7f) || byte == tab
   }
 
   /// A decimal `Content-Length` value; `nil` if it is not one (or would overflow).

@@ -1,6 +1,7 @@
 import Foundation
 import FoyerCore
 import FoyerTestSupport
+import HTTPWire
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -10,7 +11,6 @@ import Testing
 import WaitingRoom
 
 @testable import FoyerGateway
-import HTTPWire
 
 /// The byte-level reader behind the express lane: what it takes, and what it leaves to NIOHTTP1.
 @Suite struct RawHTTPTests {
@@ -104,7 +104,6 @@ import HTTPWire
       "GET /a HTTP/2.0\r\nHost: x\r\n\r\n",
       "GET  /a HTTP/1.1\r\n\r\n",
       "GET /a\r\n\r\n",
-      "GET /a HTTP/1.1\r\nX: caf\u{e9}\r\n\r\n",  // obs-text
       "GET /a HTTP/1.1\r\nX: a\u{0}b\r\n\r\n",
       "G(T /a HTTP/1.1\r\n\r\n",
     ]
@@ -113,6 +112,13 @@ import HTTPWire
         Issue.record("'\(text.debugDescription)' was taken")
         continue
       }
+    }
+    // obs-text is a value byte (RFC 9110 §5.5) llhttp takes too: a head NIOHTTP1 read is
+    // read again here on its way upstream (`UpstreamRequestHead.serialize`).
+    guard case .head(let head) = request("GET /a HTTP/1.1\r\nX: caf\u{e9}\r\n\r\n"), head.fields.count == 1
+    else {
+      Issue.record("obs-text in a value was not read")
+      return
     }
   }
 

@@ -63,6 +63,18 @@ final class ConnectionGuard: ChannelDuplexHandler {
     context.write(data, promise: promise)
   }
 
+  /// A forwarded answer's end (written below the codec): as a response's end.
+  func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?)
+  {
+    guard event is ForwardedResponseEnded else {
+      context.triggerUserOutboundEvent(event, promise: promise)
+      return
+    }
+    inRequest = false
+    arm(context, idle: true)
+    promise?.succeed(())
+  }
+
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     guard let parserError = error as? HTTPParserError else {
       context.fireErrorCaught(error)

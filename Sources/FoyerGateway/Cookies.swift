@@ -1,3 +1,4 @@
+internal import HTTPWire
 internal import NIOHTTP1
 
 /// Cookie handling for the gateway's own cookies (DESIGN §4).
@@ -17,6 +18,15 @@ enum Cookies {
       if let value = valueRange(prefix: prefix, room: room, inHeader: header.utf8) { return header[value] }
     }
     return nil
+  }
+
+  /// The pass a raw request head presents for `room`: the pass cookie first, then the first
+  /// `Foyer-Pass` header (the one order both lanes look in).
+  static func presentedPass(_ bytes: UnsafeRawBufferPointer, _ head: RawHead, room: String) -> Range<Int>? {
+    for field in head.fields where RawHTTP.equals(bytes, field.name, lowercase: "cookie") {
+      if let value = valueRange(prefix: passPrefix, room: room, inHeader: bytes[field.value]) { return value }
+    }
+    return head.fields.first { RawHTTP.equals(bytes, $0.name, lowercase: "foyer-pass") }?.value
   }
 
   /// Where the value of the cookie `prefix + room` is in one `Cookie` header value. On any

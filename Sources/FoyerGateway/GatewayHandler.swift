@@ -1,5 +1,5 @@
-internal import HTTPWire
 internal import FoyerCore
+internal import HTTPWire
 internal import Logging
 internal import NIOCore
 internal import NIOHTTP1
@@ -139,9 +139,11 @@ struct RequestTarget {
 /// paths (a valid pass is forwarded; anyone else joins or polls the queue and gets the
 /// waiting page or JSON); everything else is forwarded unprotected.
 ///
-/// Forwarding streams both ways on the same event loop: request parts go to the upstream as
-/// they arrive, response parts to the client, and each side stops reading while the other
-/// cannot take more (the `read` interception below and in `UpstreamHandler`).
+/// NIOHTTP1 is only this path's parser: a forwarded request's head is written out as bytes
+/// and goes through the same rewriter and `ForwardingExchange` as the express lane's, and
+/// its answer is written below the codec (`RawResponseWriter`). The body streams on the same
+/// event loop, and each side stops reading while the other cannot take more (the `read`
+/// interception below, `UpstreamRelay`'s gate).
 final class GatewayHandler: ChannelDuplexHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundIn = HTTPServerResponsePart
@@ -151,9 +153,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     case idle
     /// Answering from the gateway itself; the request body is not needed.
     case local(HTTPRequestHead)
-    /// Waiting for an upstream connection; request parts wait here, client reads are held.
-    case connecting(HTTPRequestHead, buffered: [HTTPClientRequestPart])
-    case streaming(HTTPRequestHead, upstream: UpstreamConnection)
+    /// Forwarded: the body goes to the exchange, which writes the answer below the codec.
+    case forwarding(HTTPRequestHead, ForwardingExchange)
     /// The exchange failed and was answered; the rest of the request is read and dropped.
     case discarding
   }
@@ -179,32 +180,26 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// Answered at the head (`Expect: 100-continue`): its body was never asked for.
   private var answeredAtHead = false
   static let localBodyLimit = 64 * 1024
-  private var responseStarted = false
-  private var upstreamReusable = true
-  private var responseTimeout: Scheduled<Void>?
-  /// When the request last moved (sent, or a body part forwarded): the 504 clock counts from
-  /// here, so a long upload is not cut off while it progresses.
-  private var lastProgress = NIODeadline.now()
-  /// The pass holder of the forwarded request, for `Foyer-Release: done`.
-  private var forwardedVisitor: (room: String, visitor: VisitorID)?
-  /// The client's address for X-Forwarded-For, read once per connection.
-  private var clientAddress = "unknown"
+  /// The upstream's answer timeout, one timer per connection.
+  private let timeout = DeadlineTimer()
+  /// What every forwarded request of this connection carries.
+  private var forwarding = ClientForwarding(address: "unknown")
+  /// Where forwarded answers are written (below the codec).
+  private let output: RawResponseWriter
   private var forwardedBodyBytes: Int64 = 0
   /// This request's path, query and room (see `target(_:)`).
   private var requestTarget: RequestTarget?
   /// This request's pass check, once per request: (room, holder or nil).
   private var passChecked: (room: String, holder: PassHolder?, revoked: Bool)?
-  /// Per connection, for request ids: a random prefix and a count.
-  private let connectionTag = String(UInt32.random(in: .min ... .max), radix: 16)
+  /// Requests on this connection, for request ids (with `forwarding.connectionTag`).
   private var requestCount = 0
   /// This request's id: the client's `X-Request-Id` if it is sane, else made here. Sent
   /// upstream and put on every log line about the request.
   private var requestID: String?
-  /// When the forwarded request's head arrived, for the proxy latency histogram.
-  private var requestStart = NIODeadline.now()
 
-  init(shared: GatewayContext, eventLoop: any EventLoop) {
+  init(shared: GatewayContext, eventLoop: any EventLoop, output: RawResponseWriter) {
     self.shared = shared
+    self.output = output
     pool = shared.pool(on: eventLoop)
     signer = shared.signer(on: eventLoop)
     revocations = shared.revocations(on: eventLoop)
@@ -212,10 +207,13 @@ final class GatewayHandler: ChannelDuplexHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
-    clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+    forwarding = ClientForwarding(address: context.channel.remoteAddress?.ipAddress ?? "unknown")
   }
 
-  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+  func handlerRemoved(context: ChannelHandlerContext) {
+    timeout.cancel()
+    self.context = nil
+  }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch unwrapInboundIn(data) {
@@ -230,7 +228,9 @@ final class GatewayHandler: ChannelDuplexHandler {
       requestTarget = nil
       requestID = nil
       requestCount &+= 1
-      switch RequestRules.framing(head).flatMap({ framing in RequestRules.canonical(head).map { (framing, $0) } }) {
+      switch RequestRules.framing(head).flatMap({ framing in
+        RequestRules.canonical(head).map { (framing, $0) }
+      }) {
       case .failure(let refusal):
         refuse(refusal, head: head, context: context)
         return
@@ -249,7 +249,7 @@ final class GatewayHandler: ChannelDuplexHandler {
           context.writeAndFlush(
             wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
         }
-        startForwarding(head, visitor: forward, context: context)
+        startForwarding(head, room: forward, context: context)
       } else if expectsContinue {
         // Answered without the body (RFC 9110 §10.1.1): the client need not send it, so the
         // answer closes the connection rather than wait for a body that may never come.
@@ -275,14 +275,14 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         break
       }
+      guard case .forwarding(_, let exchange) = state else { break }  // discarding
       forwardedBodyBytes += Int64(body.readableBytes)
       let limit = shared.configuration.limits.maxBodyBytes
       if limit > 0 && forwardedBodyBytes > limit {
-        failExchange(.payloadTooLarge, "the request body is over \(limit) bytes", code: "body_too_large")
-        context.close(promise: nil)
+        abandon(exchange, .payloadTooLarge, "the request body is over \(limit) bytes", code: "body_too_large")
         return
       }
-      upstreamWrite(.body(.byteBuffer(body)))
+      exchange.sendBody(body)
     case .end(let trailers):
       requestEnded = true
       if answeredEarly {
@@ -293,8 +293,8 @@ final class GatewayHandler: ChannelDuplexHandler {
       switch state {
       case .local(let head):
         route(head, context: context)
-      case .connecting, .streaming:
-        upstreamWrite(.end(trailers.map(Self.forwardableTrailers)))
+      case .forwarding(_, let exchange):
+        exchange.sendEnd(trailers: trailers.map(Self.forwardableTrailers))
       case .discarding:
         state = .idle
       case .idle:
@@ -309,9 +309,7 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// two `epoll_ctl` calls per exchange.
   func read(context: ChannelHandlerContext) {
     switch state {
-    case .connecting where !requestEnded:
-      readPending = true
-    case .streaming(_, let upstream) where !requestEnded && !upstream.channel.isWritable:
+    case .forwarding(_, let exchange) where !requestEnded && !exchange.canTakeBody:
       readPending = true
     default:
       context.read()
@@ -319,17 +317,16 @@ final class GatewayHandler: ChannelDuplexHandler {
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
-    if case .streaming(_, let upstream) = state { upstream.handler.paused = !context.channel.isWritable }
+    if case .forwarding(_, let exchange) = state {
+      exchange.clientWritabilityChanged(writable: context.channel.isWritable)
+    }
     context.fireChannelWritabilityChanged()
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    // The client left mid-exchange: the upstream connection's state is unknown; drop it.
-    if case .streaming(_, let upstream) = state {
-      upstream.handler.delegate = nil
-      upstream.channel.close(promise: nil)
-    }
-    responseTimeout?.cancel()
+    // The client left mid-exchange: the upstream connection's state is unknown; it goes.
+    if case .forwarding(_, let exchange) = state { exchange.clientClosed() }
+    timeout.cancel()
     state = .idle
     context.fireChannelInactive()
   }
@@ -407,24 +404,22 @@ final class GatewayHandler: ChannelDuplexHandler {
 
   /// Decided on the head alone, so the body can stream: `nil` answers locally; otherwise
   /// the request is forwarded, carrying the pass holder's visitor id if it had a pass.
-  private func forwardingDecision(_ head: HTTPRequestHead) -> (room: String, visitor: VisitorID)?? {
+  private func forwardingDecision(_ head: HTTPRequestHead) -> String?? {
     guard pool != nil else { return nil }
     let target = self.target(head)
     if target.isGatewayEndpoint { return nil }
     guard let route = target.room else { return .some(nil) }  // not protected
-    guard let visitor = pass(in: head, room: route.id) else {
+    guard pass(in: head, room: route.id) != nil else {
       return nil
     }
-    return .some((route.id, visitor))
+    return .some(route.id)
   }
 
   /// The request id, made on first use (most requests never need one).
   private func id(_ head: HTTPRequestHead) -> String {
     if let requestID { return requestID }
-    var id = connectionTag + "-" + String(requestCount)
-    if let given = head.headers.first(name: "x-request-id"), (1...128).contains(given.utf8.count),
-      given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f })
-    {
+    var id = forwarding.connectionTag + "-" + String(requestCount)
+    if let given = head.headers.first(name: "x-request-id"), UpstreamRequestHead.isSaneID(given.utf8) {
       id = given
     }
     requestID = id
@@ -461,54 +456,47 @@ final class GatewayHandler: ChannelDuplexHandler {
     return holder
   }
 
+  /// Forwards the request (a pass holder's of `room`, or unprotected): its head through the
+  /// one request rewriter, its body and answer through a `ForwardingExchange`.
   private func startForwarding(
-    _ head: HTTPRequestHead, visitor: (room: String, visitor: VisitorID)?, context: ChannelHandlerContext,
-    requestComplete: Bool = false
+    _ head: HTTPRequestHead, room: String?, context: ChannelHandlerContext, requestComplete: Bool = false
   ) {
-    guard let pool else {
+    guard let pool, let output = output.context else {
       return answerNoUpstream(head, context: context)
     }
-    forwardedVisitor = visitor
-    requestStart = .now()
-    responseStarted = false
-    upstreamReusable = true
-    var buffered: [HTTPClientRequestPart] = [
-      .head(upstreamHead(head, visitor: visitor?.visitor, context: context))
-    ]
+    let holder = room.flatMap { room in passChecked?.holder.map { (room, $0) } }
+    let serialized = UpstreamRequestHead.serialize(head, allocator: context.channel.allocator)
+    let rewritten = serialized.withUnsafeReadableBytes { bytes -> (ByteBuffer, Range<Int>)? in
+      guard case .head(let raw) = RawHTTP.request(bytes) else { return nil }
+      let pass = holder.flatMap { Cookies.presentedPass(bytes, raw, room: $0.0) }
+      return UpstreamRequestHead.write(
+        bytes, raw, framing: framing, holder: holder.flatMap { h in pass.map { (h.1.visitor, $0) } },
+        client: forwarding, requestNumber: requestCount, allocator: context.channel.allocator)
+    }
+    guard let (upstreamHead, idRange) = rewritten else {
+      // NIOHTTP1 took a head the byte reader does not: nothing goes upstream that it cannot read.
+      return respond(
+        context, head, status: .badRequest, contentType: "application/json",
+        body: "{\"error\":\"bad_request\",\"message\":\"the request head cannot be forwarded\"}")
+    }
+    let exchange = ForwardingExchange(
+      ForwardingExchange.Request(
+        head: upstreamHead, requestIDRange: idRange, isHead: head.method == .HEAD,
+        holder: holder.map { ($0.0, $0.1.visitor, $0.1.expiry) }, framing: framing,
+        clientKeepAlive: head.version.minor >= 1 && head.isKeepAlive,
+        idempotent: Self.idempotent.contains(head.method)),
+      shared: shared, pool: pool, client: self, output: output, timer: timeout)
+    requestID = exchange.requestID
+    state = .forwarding(head, exchange)
     if requestComplete {
-      if let localBody { buffered.append(.body(.byteBuffer(localBody))) }
-      buffered.append(.end(nil))
+      if let localBody { exchange.sendBody(localBody) }
+      exchange.sendEnd(trailers: nil)
     }
-    state = .connecting(head, buffered: buffered)
-    lastProgress = .now()
-    armResponseTimeout(pool.configuration.responseTimeout, context: context)
-    pool.acquire().assumeIsolated().whenComplete { result in
-      guard case .connecting(let head, let buffered) = self.state else {
-        if case .success(let upstream) = result { pool.release(upstream) }
-        return
-      }
-      switch result {
-      case .success(let upstream):
-        upstream.handler.delegate = self
-        upstream.handler.paused = !(self.context?.channel.isWritable ?? true)
-        self.state = .streaming(head, upstream: upstream)
-        for part in buffered { upstream.channel.write(part, promise: nil) }
-        upstream.channel.flush()
-        if self.readPending && upstream.channel.isWritable {
-          self.readPending = false
-          self.context?.read()
-        }
-      case .failure(UpstreamPoolError.busy):
-        self.shared.metrics.upstreamBusy.increment()
-        self.failExchange(.serviceUnavailable, "the upstream is at its connection limit", code: "upstream_busy")
-      case .failure(let error):
-        self.shared.metrics.upstreamConnectErrors.increment()
-        self.shared.logger.warning(
-          "upstream connect failed", metadata: ["request_id": "\(self.id(head))", "error": "\(error)"])
-        self.failExchange(.badGateway, "the upstream is unreachable")
-      }
-    }
+    exchange.start()
   }
+
+  /// RFC 9110 §9.2.2: sent again once when a kept-alive upstream connection turns out stale.
+  private static let idempotent: [HTTPMethod] = [.GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE]
 
   /// Trailers go upstream under the header rules: no hop-by-hop fields, none of the gateway's
   /// own (a `Foyer-Visitor` in a trailer is as forged as in the head).
@@ -520,167 +508,25 @@ final class GatewayHandler: ChannelDuplexHandler {
     return kept
   }
 
-  /// The request as the upstream sees it: no hop-by-hop headers, no gateway cookies or
-  /// smuggled Foyer headers, the verified visitor, and the forwarding chain.
-  private func upstreamHead(
-    _ head: HTTPRequestHead, visitor: VisitorID?, context: ChannelHandlerContext
-  ) -> HTTPRequestHead {
-    var headers = head.headers
-    ForwardingHeaders.stripHopByHop(&headers)
-    RequestRules.frame(&headers, framing)
-    ForwardingHeaders.stripGatewayCookies(&headers)
-    ForwardingHeaders.stripGatewayHeaders(&headers)
-    if let visitor {
-      headers.add(name: "foyer-visitor", value: visitor.description)
-      // The verified pass goes along (never a client's unverified copy), so an upstream
-      // that checks passes itself (BoxOffice's bypass protection) accepts the request.
-      if let pass = passChecked?.holder?.pass { headers.add(name: "foyer-pass", value: String(pass)) }
-    }
-    let client = clientAddress
-    let prior = headers["x-forwarded-for"].joined(separator: ", ")
-    headers.replaceOrAdd(name: "x-forwarded-for", value: prior.isEmpty ? client : prior + ", " + client)
-    headers.replaceOrAdd(name: "x-forwarded-proto", value: "http")
-    headers.add(name: "forwarded", value: "for=\"\(client)\";proto=http")
-    headers.replaceOrAdd(name: "x-request-id", value: id(head))
-    return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
-  }
-
-  /// One timer per exchange; when it fires after progress was made, it re-arms for the rest.
-  private func armResponseTimeout(_ timeout: TimeAmount, context: ChannelHandlerContext) {
-    responseTimeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: lastProgress + timeout) {
-      guard !self.responseStarted, let context = self.context else { return }
-      if NIODeadline.now() - self.lastProgress < timeout {
-        self.armResponseTimeout(timeout, context: context)
-      } else {
-        self.shared.metrics.upstreamTimeouts.increment()
-        self.failExchange(.gatewayTimeout, "the upstream did not answer in time")
-      }
-    }
-  }
-
-  private func upstreamWrite(_ part: HTTPClientRequestPart) {
-    lastProgress = .now()
-    switch state {
-    case .connecting(let head, var buffered):
-      buffered.append(part)
-      state = .connecting(head, buffered: buffered)
-    case .streaming(_, let upstream):
-      // Flushed once per read burst, in channelReadComplete.
-      upstream.channel.write(part, promise: nil)
-    case .idle, .local, .discarding:
-      break
-    }
-  }
-
   func channelReadComplete(context: ChannelHandlerContext) {
-    if case .streaming(_, let upstream) = state { upstream.channel.flush() }
+    if case .forwarding(_, let exchange) = state { exchange.flushUpstream() }
     context.fireChannelReadComplete()
   }
 
-  /// The upstream's read burst is over: one flush to the client for all of it.
-  func upstreamReadComplete() {
-    context?.flush()
-  }
-
-  func upstreamRead(_ part: HTTPClientResponsePart) {
-    guard case .streaming(let head, let upstream) = state, let context else { return }
-    let handler = upstream.handler
-    switch part {
-    case .head(let response):
-      responseTimeout?.cancel()
-      responseStarted = true
-      upstreamReusable = response.isKeepAlive
-      shared.metrics.countProxied(status: Int(response.status.code))
-      var headers = response.headers
-      ForwardingHeaders.stripHopByHop(&headers)
-      if headers.first(name: "foyer-release")?.lowercased() == "done" {
-        headers.remove(name: "foyer-release")
-        if let (room, visitor) = forwardedVisitor {
-          // Checkout done: free the slot at once and clear the pass.
-          let logger = shared.logger
-          let requestID = id(head)
-          shared.release(
-            room: room, visitor: visitor, passExpiry: passChecked?.holder?.expiry, reason: .done,
-            on: context.eventLoop
-          ).whenFailure { error in
-            logger.warning(
-              "release failed",
-              metadata: ["request_id": "\(requestID)", "room": "\(room)", "error": "\(error)"])
-          }
-          headers.add(
-            name: "set-cookie",
-            value: Cookies.setCookie(
-              name: Cookies.passName(room: room), value: "", maxAge: 0,
-              secure: shared.configuration.secureCookies))
-        }
-      }
-      if !head.isKeepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
-      context.write(
-        wrapOutboundOut(
-          .head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))),
-        promise: nil)
-    case .body(let buffer):
-      context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-      if !context.channel.isWritable {
-        // Pause first: the flush may drain the socket and turn the channel writable at once,
-        // and that event is what resumes reading.
-        handler.paused = true
-        context.flush()
-      }
-    case .end(let trailers):
-      shared.metrics.recordProxied(since: requestStart)
-      handler.delegate = nil
-      handler.paused = false
-      if requestEnded && upstreamReusable {
-        pool?.release(upstream)
-      } else {
-        upstream.channel.close(promise: nil)
-      }
-      state = requestEnded ? .idle : .discarding
-      // One flush carries head, body and end of a small response.
-      let done = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
-      if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
-    }
-  }
-
-  func upstreamWritabilityChanged(writable: Bool) {
-    if writable && readPending {
-      readPending = false
-      context?.read()
-    }
-  }
-
-  func upstreamClosed() {
-    guard case .streaming = state else { return }
-    shared.metrics.upstreamResets.increment()
-    if responseStarted {
-      // Cut off mid-response: the client cannot be told otherwise.
-      state = .idle
-      context?.close(promise: nil)
-    } else {
-      failExchange(.badGateway, "the upstream closed the connection")
-    }
-  }
-
-  private func failExchange(_ status: HTTPResponseStatus, _ message: String, code: String? = nil) {
-    responseTimeout?.cancel()
-    let head: HTTPRequestHead
-    switch state {
-    case .connecting(let h, _):
-      head = h
-    case .streaming(let h, let upstream):
-      head = h
-      upstream.handler.delegate = nil
-      upstream.channel.close(promise: nil)
-    case .idle, .local, .discarding:
-      return
-    }
-    state = requestEnded ? .idle : .discarding
-    guard let context else { return }
-    if responseStarted {
+  /// The request cannot go on (its body is over the limit): the exchange is dropped, the
+  /// client answered if nothing went out yet, and the connection closed.
+  private func abandon(
+    _ exchange: ForwardingExchange, _ status: HTTPResponseStatus, _ message: String, code: String
+  ) {
+    guard case .forwarding(let request, _) = state, let context else { return }
+    exchange.clientClosed()
+    state = .discarding
+    if exchange.responseStarted {
       context.close(promise: nil)
       return
     }
+    var head = request
+    head.headers.replaceOrAdd(name: "connection", value: "close")
     let body = shared.failedExchange(status, message, code: code, requestID: id(head), uri: head.uri[...])
     respond(context, head, status: status, contentType: "application/json", body: body)
   }
@@ -799,18 +645,20 @@ final class GatewayHandler: ChannelDuplexHandler {
         body: "{\"room\":\"\(room)\",\"result\":\"none\"}", extraHeaders: headers)
       return
     }
-    shared.release(room: room, visitor: visitor, passExpiry: holder?.expiry, reason: .left, on: context.eventLoop)
-      .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-        switch result {
-        case .success(let outcome):
-          self.respond(
-            context, head, status: .ok, contentType: "application/json",
-            body: "{\"room\":\"\(room)\",\"result\":\"\(outcome.rawValue)\"}", extraHeaders: headers)
-        case .failure:
-          self.shared.metrics.redisErrors.increment()
-          self.unavailable(room: room, cookies: [], head: head, context: context, json: true)
-        }
+    shared.release(
+      room: room, visitor: visitor, passExpiry: holder?.expiry, reason: .left, on: context.eventLoop
+    )
+    .hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+      switch result {
+      case .success(let outcome):
+        self.respond(
+          context, head, status: .ok, contentType: "application/json",
+          body: "{\"room\":\"\(room)\",\"result\":\"\(outcome.rawValue)\"}", extraHeaders: headers)
+      case .failure:
+        self.shared.metrics.redisErrors.increment()
+        self.unavailable(room: room, cookies: [], head: head, context: context, json: true)
       }
+    }
   }
 
   /// Redis is unreachable: nobody without a pass goes through; JSON gets 503 with a retry
@@ -860,7 +708,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             ).json)
         } else {
           framing = localBody.map { .length(Int64($0.readableBytes)) } ?? .none
-          startForwarding(head, visitor: nil, context: context, requestComplete: true)
+          startForwarding(head, room: nil, context: context, requestComplete: true)
         }
       } else {
         // Admitted just now: send the visitor back to the same URL, now with the pass, so
@@ -995,5 +843,35 @@ final class GatewayHandler: ChannelDuplexHandler {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     return Int64(now.tv_sec)
+  }
+}
+
+extension GatewayHandler: ForwardingClient {
+  func exchangeEnded(_ exchange: ForwardingExchange, closeClient: Bool) {
+    guard case .forwarding(let head, let current) = state, current === exchange, let context,
+      let written = output.flushed()
+    else { return }
+    // A request whose answer came before its body ended: the rest is read and dropped.
+    state = requestEnded ? .idle : .discarding
+    context.triggerUserOutboundEvent(
+      ForwardedResponseEnded(written: written, close: closeClient || !head.isKeepAlive), promise: nil)
+  }
+
+  func exchangeFailed(_ exchange: ForwardingExchange, status: HTTPResponseStatus, body: String) {
+    guard case .forwarding(let head, let current) = state, current === exchange, let context else { return }
+    state = requestEnded ? .idle : .discarding
+    respond(context, head, status: status, contentType: "application/json", body: body)
+  }
+
+  func exchangeAborted(_ exchange: ForwardingExchange) {
+    guard case .forwarding(_, let current) = state, current === exchange else { return }
+    state = .idle
+    context?.close(promise: nil)
+  }
+
+  func exchangeCanTakeBody(_ exchange: ForwardingExchange) {
+    guard readPending, case .forwarding(_, let current) = state, current === exchange else { return }
+    readPending = false
+    context?.read()
   }
 }

@@ -97,7 +97,7 @@ public final class GatewayServer: ListenerService, Sendable {
           decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
           decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
           // codec, then the guard (answers what never becomes a request), then pipelining
-          // and draining, then the gateway.
+          // and draining, then the gateway; the raw writer and the express lane in front.
           let pipeline = channel.pipeline.syncOperations
           let connectionGuard = ConnectionGuard(limits: limits)
           try pipeline.addHandler(connectionGuard)
@@ -105,7 +105,10 @@ public final class GatewayServer: ListenerService, Sendable {
             position: .first, withPipeliningAssistance: false, withErrorHandling: false,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
           try pipeline.addHandler(RequestSequencer())
-          try pipeline.addHandler(GatewayHandler(shared: shared, eventLoop: channel.eventLoop))
+          // Below the codec: forwarded answers go out as the one response rewriter made them.
+          let output = RawResponseWriter()
+          try pipeline.addHandler(output, position: .first)
+          try pipeline.addHandler(GatewayHandler(shared: shared, eventLoop: channel.eventLoop, output: output))
           // In front of the codec: the hot requests never reach it.
           if shared.configuration.expressLane {
             try pipeline.addHandler(

@@ -45,3 +45,17 @@ extension RawHTTP {
     ForwardingHeaders.equalsLowercase(UnsafeRawBufferPointer(rebasing: bytes[range]), name)
   }
 }
+
+extension RawHTTP {
+  /// `slice` without the spaces and tabs around it (a list element of a field value).
+  static func trim(_ slice: Slice<UnsafeRawBufferPointer>) -> Range<Int> {
+    var range = slice.startIndex..<slice.endIndex
+    while let first = range.first, slice.base[first] == RawHTTP.space || slice.base[first] == RawHTTP.tab {
+      range = range.dropFirst()
+    }
+    while let last = range.last, slice.base[last] == RawHTTP.space || slice.base[last] == RawHTTP.tab {
+      range = range.dropLast()
+    }
+    return range
+  }
+}

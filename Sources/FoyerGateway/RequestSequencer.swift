@@ -148,6 +148,27 @@ final class RequestSequencer: ChannelDuplexHandler {
       return
     }
     context.write(data, promise: promise)
+    responseEnded(context: context)
+  }
+
+  /// A forwarded answer, written below the codec, has ended: as a response's `.end`.
+  func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?)
+  {
+    guard let ended = event as? ForwardedResponseEnded else {
+      context.triggerUserOutboundEvent(event, promise: promise)
+      return
+    }
+    context.triggerUserOutboundEvent(event, promise: promise)  // for `ConnectionGuard`
+    machine.responseEnded()
+    if ended.close { closing = true }
+    if quiescing || closing {
+      ended.written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+      return
+    }
+    responseEnded(context: context)
+  }
+
+  private func responseEnded(context: ChannelHandlerContext) {
     // The express lane in front (if any) may take the next request now.
     context.triggerUserOutboundEvent(CodecExchangeEnded(), promise: nil)
     deliverQueued(context: context)

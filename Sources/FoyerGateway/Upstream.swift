@@ -60,12 +60,10 @@ public struct GatewayConfigurationError: Error, CustomStringConvertible, Sendabl
   init(_ description: String) { self.description = description }
 }
 
-/// One keep-alive connection to the upstream with the handlers that serve it: the raw relay
-/// at the front (express-lane exchanges) and the NIOHTTP1 exchange handler at the back.
+/// One keep-alive connection to the upstream and the relay that serves it.
 struct UpstreamConnection {
   let channel: any Channel
   let relay: UpstreamRelay
-  let handler: UpstreamHandler
   /// Whether it served an exchange before. The upstream may close an idle keep-alive
   /// connection just as a request goes out; on a reused connection that failure is retried.
   var reused = false
@@ -231,8 +229,6 @@ final class UpstreamPool {
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(UpstreamRelay())
-          try channel.pipeline.syncOperations.addHTTPClientHandlers()
-          try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
         }
       }
       .connect(host: configuration.host, port: configuration.port)
@@ -240,10 +236,8 @@ final class UpstreamPool {
       .flatMapThrowing { channel in
         let id = ObjectIdentifier(channel)
         channel.closeFuture.assumeIsolated().whenComplete { _ in self.closed(id) }
-        let handlers = channel.pipeline.syncOperations
         return UpstreamConnection(
-          channel: channel, relay: try handlers.handler(type: UpstreamRelay.self),
-          handler: try handlers.handler(type: UpstreamHandler.self))
+          channel: channel, relay: try channel.pipeline.syncOperations.handler(type: UpstreamRelay.self))
       }
       .flatMapErrorThrowing { error in
         // Never opened: its place is free at once.
@@ -289,22 +283,20 @@ final class UpstreamPool {
   }
 }
 
-/// The front of every upstream connection. While an express-lane exchange owns the
-/// connection, the upstream's bytes go to it undecoded and its request bytes go straight to
-/// the socket; otherwise everything passes to the NIOHTTP1 handlers behind it. Holds back
-/// reads while the express lane's client cannot take more.
+/// The only handler of an upstream connection: the exchange that owns the connection gets
+/// the upstream's bytes undecoded, and its request bytes go straight to the socket. Holds
+/// back reads while the exchange's client cannot take more. Idle in the pool it reads on, to
+/// notice the upstream's close; bytes it did not ask for close the connection.
 final class UpstreamRelay: ChannelDuplexHandler {
   typealias InboundIn = ByteBuffer
-  typealias InboundOut = ByteBuffer
   typealias OutboundIn = IOData
   typealias OutboundOut = IOData
 
-  /// The express lane of the current exchange; `nil` for NIOHTTP1 exchanges and while idle.
-  weak var delegate: ExpressLane?
+  /// The exchange the connection serves; `nil` while idle in the pool. Strong (a weak
+  /// reference costs each exchange an allocation): every way an exchange ends lets go.
+  var exchange: ForwardingExchange?
   private var context: ChannelHandlerContext?
   private var gate = ReadGate()
-  /// This read burst went to the express lane.
-  private var expressBurst = false
   var paused: Bool {
     get { gate.paused }
     set { if gate.pause(newValue) { context?.read() } }
@@ -319,80 +311,32 @@ final class UpstreamRelay: ChannelDuplexHandler {
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    if let delegate {
-      expressBurst = true
-      delegate.relayRead(unwrapInboundIn(data))
+    if let exchange {
+      exchange.relayRead(unwrapInboundIn(data))
     } else {
-      context.fireChannelRead(data)
+      // Nobody asked: what the upstream means by it is unknown.
+      context.close(promise: nil)
     }
   }
 
   func channelActive(context: ChannelHandlerContext) {
     context.fireChannelActive()
-    context.pipeline.read()
+    context.read()
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    if expressBurst {
-      // The answer may have ended (and the lane let go) inside the burst.
-      expressBurst = false
-      delegate?.relayReadComplete()
-      // Straight to the socket (`autoRead` is off): NIO would ask through every handler.
-      read(context: context)
-    } else {
-      context.fireChannelReadComplete()
-      // Through the NIOHTTP1 handlers, which hold reads back for their exchange; idle in the
-      // pool, reading on is how the upstream's close is noticed.
-      context.pipeline.read()
-    }
-  }
-
-  func channelInactive(context: ChannelHandlerContext) {
-    delegate?.relayClosed()
-    context.fireChannelInactive()
-  }
-
-  func read(context: ChannelHandlerContext) {
-    if gate.read() { context.read() }
-  }
-}
-
-/// Receives what the upstream answers and hands it to the client side; holds back reads
-/// while the client cannot take more (backpressure).
-final class UpstreamHandler: ChannelDuplexHandler {
-  typealias InboundIn = HTTPClientResponsePart
-  typealias OutboundIn = HTTPClientRequestPart
-  typealias OutboundOut = HTTPClientRequestPart
-
-  /// The client side of the current exchange; `nil` while idle in the pool.
-  weak var delegate: GatewayHandler?
-  private var context: ChannelHandlerContext?
-  private var gate = ReadGate()
-  var paused: Bool {
-    get { gate.paused }
-    set { if gate.pause(newValue) { context?.read() } }
-  }
-
-  func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    delegate?.upstreamRead(unwrapInboundIn(data))
-  }
-
-  func channelReadComplete(context: ChannelHandlerContext) {
-    delegate?.upstreamReadComplete()
-    context.fireChannelReadComplete()
+    // The answer may have ended (and the exchange let go) inside the burst.
+    exchange?.relayReadComplete()
+    // Straight to the socket (`autoRead` is off): NIO would ask through every handler.
+    read(context: context)
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
-    delegate?.upstreamWritabilityChanged(writable: context.channel.isWritable)
-    context.fireChannelWritabilityChanged()
+    exchange?.relayWritabilityChanged(writable: context.channel.isWritable)
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    delegate?.upstreamClosed()
-    context.fireChannelInactive()
+    exchange?.relayClosed()
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -408,8 +352,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
 /// forwarded request or response, so each is one pass over the headers that copies only
 /// when something must go.
 enum ForwardingHeaders {
-  /// Removes hop-by-hop headers, including those named in `Connection`. `Transfer-Encoding`
-  /// and `Content-Length` are kept: NIO re-frames the body the same way on the next hop.
+  /// Removes hop-by-hop headers, including those named in `Connection` (trailers; the
+  /// request head's rule is `UpstreamRequestHead`).
   static func stripHopByHop(_ headers: inout HTTPHeaders) {
     var listed: [Substring] = []
     for value in headers["connection"] {
@@ -485,31 +429,10 @@ enum ForwardingHeaders {
     headers.remove(name: "foyer-visitor")
     headers.remove(name: "foyer-pass")
   }
-
-  /// The gateway's own cookies never reach the upstream. Raw `Cookie` values are used (not
-  /// `canonicalForm`, which would split cookie values at commas). Works on UTF-8 bytes:
-  /// `Character`-wise splitting was a tenth of the proxy path's time in `perf`.
-  static func stripGatewayCookies(_ headers: inout HTTPHeaders) {
-    guard
-      headers.contains(where: {
-        equalsLowercase($0.name.utf8, "cookie") && Cookies.hasGatewayCookie(inHeader: $0.value.utf8)
-      })
-    else { return }
-    let cookies = headers["cookie"]
-    headers.remove(name: "cookie")
-    var kept = ""
-    for header in cookies {
-      for pair in Cookies.foreignPairs(inHeader: header.utf8) {
-        if !kept.isEmpty { kept += "; " }
-        kept += header[pair]
-      }
-    }
-    if !kept.isEmpty { headers.add(name: "cookie", value: kept) }
-  }
 }
 
 /// Holds back an upstream connection's reads while the client cannot take more, and lets the
-/// held read through when it can: both upstream handlers gate this way.
+/// held read through when it can.
 struct ReadGate {
   private(set) var paused = false
   private var pending = false

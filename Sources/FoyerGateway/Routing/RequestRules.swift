@@ -123,18 +123,6 @@ enum RequestRules {
     }
   }
 
-  /// The headers the upstream gets for the body: the gateway's own framing, never the
-  /// client's header as it came (NIO's encoder would re-frame by method otherwise).
-  static func frame(_ headers: inout HTTPHeaders, _ framing: RequestFraming) {
-    headers.remove(name: "content-length")
-    headers.remove(name: "transfer-encoding")
-    switch framing {
-    case .none: break
-    case .length(let length): headers.add(name: "content-length", value: String(length))
-    case .chunked: headers.add(name: "transfer-encoding", value: "chunked")
-    }
-  }
-
   private static func contentLength(_ value: String) -> Int64? {
     guard !value.isEmpty, value.utf8.count <= 18, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
       return nil

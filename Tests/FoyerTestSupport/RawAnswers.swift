@@ -84,27 +84,47 @@ public struct RawAnswer: Sendable, CustomStringConvertible {
 public func rawAnswers(
   port: Int, send bytes: [UInt8], answers expected: Int, timeout: Double = 3, quiet: Double = 0.2
 ) async -> (answers: [RawAnswer], closed: Bool) {
+  let (received, closed) = await exchange(port: port, send: bytes, timeout: timeout, quiet: quiet) {
+    RawAnswer.parse($0).answers.count >= expected
+  }
+  return (RawAnswer.parse(received).answers, closed)
+}
+
+/// Sends `bytes` on a new loopback connection and returns every byte that came back until
+/// nothing more came for `quiet` seconds (once something came), the server closed, or
+/// `timeout` passed; and whether it closed. For tests that compare answers byte for byte.
+public func rawReply(
+  port: Int, send bytes: [UInt8], timeout: Double = 3, quiet: Double = 0.3
+) async -> (bytes: [UInt8], closed: Bool) {
+  await exchange(port: port, send: bytes, timeout: timeout, quiet: quiet) { !$0.isEmpty }
+}
+
+/// Sends, then reads until a quiet spell once `enough` says so, a close, or the timeout.
+private func exchange(
+  port: Int, send bytes: [UInt8], timeout: Double, quiet: Double,
+  enough: @escaping @Sendable ([UInt8]) -> Bool
+) async -> (bytes: [UInt8], closed: Bool) {
   await offPool {
     guard let fd = connectLoopback(port: port) else { return ([], true) }
     defer { close(fd) }
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     var received: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65_536)
-    let deadline = Double(clockSeconds()) + timeout
+    let deadline = clockSeconds() + timeout
     while true {
-      let left = deadline - Double(clockSeconds())
+      let left = deadline - clockSeconds()
       if left <= 0 { break }
       var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
       guard poll(&poller, 1, Int32(min(left, quiet) * 1_000)) >= 0 else { break }
       if poller.revents == 0 {
-        if RawAnswer.parse(received).answers.count >= expected { return (RawAnswer.parse(received).answers, false) }
+        if enough(received) { return (received, false) }
         continue
       }
       let count = recv(fd, &buffer, buffer.count, 0)
-      if count <= 0 { return (RawAnswer.parse(received).answers, true) }
+      if count <= 0 { return (received, true) }
       received += buffer[0..<count]
     }
-    return (RawAnswer.parse(received).answers, false)
+    return (received, false)
   }
 }
 

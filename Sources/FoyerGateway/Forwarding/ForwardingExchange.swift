@@ -39,8 +39,8 @@ final class ForwardingExchange {
     var framing: RequestFraming
     /// The client keeps the connection after this answer.
     var clientKeepAlive: Bool
-    /// Safe to send twice (RFC 9110 §9.2.2): retried once on a stale connection if its
-    /// body, if any, is still whole here.
+    /// Safe to send twice (RFC 9110 §9.2.2): without a body, sent again once on a stale
+    /// kept-alive connection (`ExchangeStateMachine`).
     var idempotent: Bool
   }
 
@@ -67,16 +67,10 @@ final class ForwardingExchange {
   /// The connection's answer timer (one per client connection, see `DeadlineTimer`).
   private let timer: DeadlineTimer
   private(set) var upstream: UpstreamConnection?
-  private var retried = false
+  private var machine: ExchangeStateMachine
   private var body = ResponseBody.head
-  private(set) var responseStarted = false
-  private var reusable = true
-  /// The request's end has been sent (or it has no body).
-  private(set) var requestComplete: Bool
   /// Request bytes framed while the upstream connection was not there yet.
   private var unsent: ByteBuffer?
-  /// Body bytes sent: a request with none is whole here, and can be sent again.
-  private var bodySent = 0
   /// Upstream bytes not relayed yet (a head still arriving).
   private var pending: ByteBuffer?
   /// When the request last moved: the 504 clock counts from here, so a long upload is not
@@ -101,7 +95,7 @@ final class ForwardingExchange {
     self.timer = timer
     started = .now()
     lastProgress = started
-    requestComplete = request.framing == .none
+    machine = ExchangeStateMachine(idempotent: request.idempotent, hasBody: request.framing != .none)
   }
 
   var requestID: String {
@@ -114,6 +108,9 @@ final class ForwardingExchange {
     let parts = line.split(separator: RawHTTP.space)
     return parts.count == 3 ? String(decoding: parts[1], as: UTF8.self) : "?"
   }
+
+  /// The client has the answer's head.
+  var responseStarted: Bool { machine.responseStarted }
 
   /// Whether body bytes sent now go out rather than pile up here.
   var canTakeBody: Bool { upstream?.channel.isWritable ?? false }
@@ -133,7 +130,7 @@ final class ForwardingExchange {
   func sendBody(_ part: ByteBuffer) {
     guard !over, part.readableBytes > 0 else { return }
     lastProgress = .now()
-    bodySent += part.readableBytes
+    machine.sentBody()
     if case .chunked = request.framing {
       var size = output.channel.allocator.buffer(capacity: 18)
       size.writeString(String(part.readableBytes, radix: 16))
@@ -149,7 +146,7 @@ final class ForwardingExchange {
   /// The request's end, with its trailers (already filtered) for a chunked body.
   func sendEnd(trailers: HTTPHeaders?) {
     guard !over else { return }
-    requestComplete = true
+    machine.sentEnd()
     lastProgress = .now()
     if case .chunked = request.framing {
       var end = output.channel.allocator.buffer(capacity: 64)
@@ -183,7 +180,7 @@ final class ForwardingExchange {
 
   private func connect() {
     // The retry after a stale kept-alive connection asks for a new one.
-    pool.acquire(fresh: retried).assumeIsolated().whenComplete { result in
+    pool.acquire(fresh: machine.retried).assumeIsolated().whenComplete { result in
       // Still this exchange's to use: the client may have gone, or a timeout answered it.
       guard !self.over, self.upstream == nil else {
         if case .success(let upstream) = result { self.pool.release(upstream) }
@@ -278,8 +275,7 @@ final class ForwardingExchange {
       case .untilClose:
         write(pending.readSlice(length: pending.readableBytes)!)
       case .done:
-        // Bytes after the answer: this connection cannot be trusted with another request.
-        reusable = false
+        machine.bytesAfterAnswer()
         pending.moveReaderIndex(to: pending.writerIndex)
       }
     }
@@ -308,8 +304,7 @@ final class ForwardingExchange {
     case .head(let head):
       pending.moveReaderIndex(forwardBy: head.consumed)
       body = head.body
-      reusable = head.upstreamKeepAlive
-      responseStarted = true
+      machine.answerStarted(upstreamKeepAlive: head.upstreamKeepAlive, untilClose: head.body.isUntilClose)
       shared.metrics.countProxied(status: head.status)
       if head.released, let holder = request.holder {
         // Checkout done: free the slot at once (the head clears the pass).
@@ -352,23 +347,17 @@ final class ForwardingExchange {
   func relayClosed() {
     guard !over else { return }
     upstream?.relay.exchange = nil
-    if case .untilClose = body {
-      // The close is the end of this answer.
-      reusable = false
+    switch machine.upstreamClosed(reused: upstream?.reused == true) {
+    case .answerEnded:
       finish(closeClient: true)
-    } else if !responseStarted && upstream?.reused == true && !retried && request.idempotent
-      && requestComplete && bodySent == 0
-    {
-      // A kept-alive connection closed as the request went out: sent again once, on a new
-      // connection (as nginx does).
-      retried = true
+    case .retry:
       upstream = nil
       pending = nil
       connect()
-    } else if !responseStarted {
+    case .badGateway:
       shared.metrics.upstreamResets.increment()
       fail(.badGateway, "the upstream closed the connection")
-    } else {
+    case .abort:
       shared.metrics.upstreamResets.increment()
       abort()
     }
@@ -396,7 +385,7 @@ final class ForwardingExchange {
     if let upstream {
       upstream.relay.exchange = nil
       upstream.relay.paused = false
-      if reusable && requestComplete && pending == nil {
+      if machine.reusable(leftover: pending != nil) {
         pool.release(upstream)
       } else {
         upstream.channel.close(promise: nil)

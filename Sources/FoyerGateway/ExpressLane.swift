@@ -62,9 +62,9 @@ final class ExpressLane: ChannelDuplexHandler {
   /// This connection's event loop's upstream pool and signer, looked up once.
   private let pool: UpstreamPool?
   private let signer: TokenSigner
-  private let revocations: RevocationList
-  /// The last pass and visitor token that verified here (a keep-alive client repeats them).
-  private var passes: TokenMemo
+  /// The pass rule, and the last visitor token that verified here (a keep-alive client
+  /// repeats it).
+  private var passes: PassCheck
   private var visitorTokens: TokenMemo
   private let connectionGuard: ConnectionGuard
   private var context: ChannelHandlerContext?
@@ -98,8 +98,7 @@ final class ExpressLane: ChannelDuplexHandler {
     self.shared = shared
     pool = shared.pool(on: eventLoop)
     signer = shared.signer(on: eventLoop)
-    revocations = shared.revocations(on: eventLoop)
-    passes = TokenMemo(signer: signer)
+    passes = PassCheck(signer: signer, revocations: shared.revocations(on: eventLoop))
     visitorTokens = TokenMemo(signer: signer)
     self.connectionGuard = connectionGuard
   }
@@ -326,10 +325,9 @@ final class ExpressLane: ChannelDuplexHandler {
       // The pass cookie first, then the header, as the NIOHTTP1 path looks for it; a pass that
       // fails is left to that path, which counts the rejection and answers.
       guard let pass = Cookies.presentedPass(bytes, head, room: room.id),
-        case .valid(let visitor, let expiry) = passes.verify(
-          utf8: UnsafeRawBufferPointer(rebasing: bytes[pass]), kind: .pass, room: room.id,
-          now: GatewayHandler.unixSeconds()),
-        !revocations.isRevoked(room: room.id, visitor: visitor, passExpiry: expiry)
+        case .valid(let visitor, let expiry) = passes.check(
+          utf8: UnsafeRawBufferPointer(rebasing: bytes[pass]), room: room.id,
+          now: GatewayHandler.unixSeconds())
       else { return .delegate(length: head.length) }
       holder = (room.id, visitor, pass, expiry)
     }

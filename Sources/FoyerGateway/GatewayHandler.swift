@@ -163,7 +163,8 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// This connection's event loop's upstream pool and signer, looked up once.
   private let pool: UpstreamPool?
   private let signer: TokenSigner
-  private let revocations: RevocationList
+  /// The pass rule (`PassCheck`, with this connection's memo).
+  private var passes: PassCheck
   private var state = State.idle
   private var context: ChannelHandlerContext?
   private var readPending = false
@@ -202,7 +203,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     self.output = output
     pool = shared.pool(on: eventLoop)
     signer = shared.signer(on: eventLoop)
-    revocations = shared.revocations(on: eventLoop)
+    passes = PassCheck(signer: signer, revocations: shared.revocations(on: eventLoop))
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
@@ -441,15 +442,19 @@ final class GatewayHandler: ChannelDuplexHandler {
       Cookies.value(prefix: Cookies.passPrefix, room: room, in: head.headers)
       ?? head.headers.first(name: "foyer-pass")?[...]
     if let presented {
-      switch Self.verify(signer, presented, kind: .pass, room: room, now: Self.unixSeconds()) {
+      let now = Self.unixSeconds()
+      let outcome =
+        presented.utf8.withContiguousStorageIfAvailable {
+          passes.check(utf8: UnsafeRawBufferPointer($0), room: room, now: now)
+        } ?? Array(presented.utf8).withUnsafeBytes { passes.check(utf8: $0, room: room, now: now) }
+      switch outcome {
       case .valid(let visitor, let expiry):
-        if revocations.isRevoked(room: room, visitor: visitor, passExpiry: expiry) {
-          shared.metrics.passRejections[.revoked]?.increment()
-          revoked = true
-        } else {
-          holder = PassHolder(visitor: visitor, pass: presented, expiry: expiry)
-        }
-      case .rejected(let reason): shared.metrics.passRejections[reason]?.increment()
+        holder = PassHolder(visitor: visitor, pass: presented, expiry: expiry)
+      case .revoked:
+        shared.metrics.passRejections[.revoked]?.increment()
+        revoked = true
+      case .rejected(let reason):
+        shared.metrics.passRejections[reason]?.increment()
       }
     }
     passChecked = (room, holder, revoked)

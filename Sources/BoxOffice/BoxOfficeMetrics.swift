@@ -10,6 +10,10 @@ public final class BoxOfficeMetrics: Sendable {
   let claimAttempts: Counter
   let guardRejections: Counter
   let requestDuration: DurationHistogram
+  /// How late the expiry worker came to the most overdue held seat, at its last pass.
+  let expiryLag: Gauge
+  /// When the expiry worker last finished a pass (Unix seconds): a stalled worker stops it.
+  let expiryLastPass: Gauge
 
   public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
     self.registry = registry
@@ -25,6 +29,14 @@ public final class BoxOfficeMetrics: Sendable {
       "Claim transactions run against the database (the guard saves the rest).")
     guardRejections = counter(
       "boxoffice_guard_rejections_total", "Hold requests turned away by the Redis hot-seat guard.")
+    expiryLag = registry.makeGauge(
+      descriptor: MetricNameDescriptor(
+        metricName: "boxoffice_expiry_lag_seconds", unitName: "",
+        helpText: "At the expiry worker's last pass: how long the most overdue held seat had been due."))
+    expiryLastPass = registry.makeGauge(
+      descriptor: MetricNameDescriptor(
+        metricName: "boxoffice_expiry_last_pass_seconds", unitName: "",
+        helpText: "When the expiry worker last finished a pass, in Unix seconds."))
     requestDuration = registry.makeDurationHistogram(
       descriptor: MetricNameDescriptor(
         metricName: "boxoffice_request_duration_seconds", unitName: "",
@@ -34,9 +46,17 @@ public final class BoxOfficeMetrics: Sendable {
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
         .seconds(5),
       ])
+    for outcome in Self.checkoutOutcomes { _ = checkouts(outcome: outcome) }
   }
 
-  /// Checkouts by outcome (succeeded, declined, expired, replayed, …).
+  /// Every checkout outcome, created up front so each series starts at 0 (a rate over a
+  /// series that appears only with its first increment misses that increment).
+  static let checkoutOutcomes = [
+    "succeeded", "replayed", "declined", "payment_failed", "expired", "expired_refunded", "not_found",
+    "already_ordered",
+  ]
+
+  /// Checkouts by outcome (one of `checkoutOutcomes`).
   func checkouts(outcome: String) -> Counter {
     registry.makeCounter(
       descriptor: MetricNameDescriptor(

@@ -51,10 +51,12 @@ public final class ExpiryWorker: Service, Sendable {
         var pause = self.maximumSleep
         do {
           var released = 0
+          self.metrics.expiryLag.set(try await self.inventory.expiryLagSeconds())
           repeat {
             released = try await self.inventory.releaseExpired(limit: 500)
             self.metrics.seatsExpired.increment(by: Int64(released))
           } while released == 500
+          self.metrics.expiryLastPass.set(Date().timeIntervalSince1970)
           if let next = try await self.inventory.nextExpiry() { pause = min(pause, next) }
         } catch {
           self.logger.warning("expiry pass failed; retrying", metadata: ["error": "\(error)"])

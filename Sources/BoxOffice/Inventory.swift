@@ -222,7 +222,8 @@ public final class Inventory: Sendable {
     return try await transaction { connection -> Hold in
       if let seatCap {
         let key = visitor + ":" + event.uuidString
-        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+        try await connection.query(
+          "SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
         var taken = 0
         for try await count in try await connection.query(
           """
@@ -417,6 +418,21 @@ public final class Inventory: Sendable {
       WHERE id IN (SELECT id FROM holds WHERE status = 'active' AND expires_at <= now() FOR UPDATE SKIP LOCKED)
       """, logger: logger)
     return released
+  }
+
+  /// How long the most overdue seat still held has been due, in seconds (0 if none is): the
+  /// expiry worker's lag, measured before it releases (the partial index on `held_until`
+  /// serves it).
+  public func expiryLagSeconds() async throws -> Double {
+    for try await seconds in try await client.query(
+      """
+      SELECT EXTRACT(EPOCH FROM (clock_timestamp() - min(held_until)))::float8 FROM seats
+      WHERE status = 'held' AND held_until <= now()
+      """, logger: logger
+    ).decode(Double?.self) {
+      return max(seconds ?? 0, 0)
+    }
+    return 0
   }
 
   /// Time until the earliest hold runs out, as the database sees it; `nil` with no holds.

@@ -252,6 +252,7 @@ final class AdminHandler: ChannelInboundHandler {
       do {
         for room in try await store.rooms() {
           if let stats = try? await store.stats(room) { metrics.record(room: room, stats: stats) }
+          if let settings = try? await store.settings(room) { metrics.record(room: room, settings: settings) }
         }
         redisUp.set(Int64(1))
       } catch {

@@ -130,6 +130,34 @@ public final class GatewayMetrics: Sendable {
   }
 }
 
+extension GatewayMetrics {
+  /// Sets the room's live settings as gauges (called at scrape time), so alerts can compare
+  /// the numbers with what operators asked for: the cap, the rate, and one
+  /// `foyer_room_state{state}` series per state, 1 for the room's current one.
+  public func record(room: String, settings: RoomSettings) {
+    registry.makeGauge(
+      descriptor: .foyer("foyer_room_max_active", "The room's cap on concurrent shoppers (0 = none)."),
+      labels: [("room", room)]
+    ).set(Int64(settings.maxActive))
+    registry.makeGauge(
+      descriptor: .foyer("foyer_room_rate_per_minute", "The room's admission rate, per minute."),
+      labels: [("room", room)]
+    ).set(Int64(settings.ratePerMinute))
+    registry.makeGauge(
+      descriptor: .foyer(
+        "foyer_room_starts_at_seconds", "When the room's sale starts (Unix seconds; 0 = no start)."),
+      labels: [("room", room)]
+    ).set(Int64(settings.startsAtMilliseconds / 1_000))
+    for state in RoomState.allCases {
+      registry.makeGauge(
+        descriptor: .foyer(
+          "foyer_room_state", "1 for the room's current state (queue, paused, closed, passthrough)."),
+        labels: [("room", room), ("state", state.rawValue)]
+      ).set(Int64(state == settings.state ? 1 : 0))
+    }
+  }
+}
+
 extension MetricNameDescriptor {
   /// A full metric name and its help text (no namespace or unit parts: the names are
   /// written out so they can be grepped).

@@ -78,5 +78,11 @@ import Testing
     let metrics = try await box.request(
       "GET", "/metrics", headers: ["Authorization": "Bearer boxoffice-test-admin-token"])
     #expect(metrics.status == 200 && metrics.text.contains("boxoffice_holds_created_total 1"))
+    // Every BoxOffice series the shipped alert rules and dashboard read is exported.
+    let shipped = try ShippedMonitoring.metricNames(prefix: "boxoffice_")
+    #expect(shipped.count >= 8)
+    #expect(
+      ShippedMonitoring.missing(shipped, in: metrics.text).isEmpty,
+      "not exported: \(ShippedMonitoring.missing(shipped, in: metrics.text))")
   }
 }

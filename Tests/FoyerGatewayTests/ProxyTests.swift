@@ -418,9 +418,17 @@ final class TestUpstreamHandler: ChannelInboundHandler {
       #"foyer_room_joined{room="\#(room)"} 2.0"#,
       #"foyer_visitor_tokens_issued_total 2"#,
       #"foyer_redis_up 1.0"#,
+      #"foyer_room_max_active{room="\#(room)"} 1000.0"#,
+      #"foyer_room_state{room="\#(room)",state="paused"} 1.0"#,
     ] {
       #expect(text.contains(line + "\n"), "missing: \(line)")
     }
+    // Every gateway series the shipped alert rules and dashboard read is exported.
+    let shipped = try ShippedMonitoring.metricNames(prefix: "foyer_")
+    #expect(shipped.count >= 15)
+    #expect(
+      ShippedMonitoring.missing(shipped, in: text).isEmpty,
+      "not exported: \(ShippedMonitoring.missing(shipped, in: text))")
   }
 
   /// Reads from `fd` until `marker` has arrived (or 3 s pass).

@@ -66,6 +66,12 @@ let package = Package(
       dependencies: [nioCore, .product(name: "Yams", package: "Yams")],
       swiftSettings: swiftSettings
     ),
+    // Log formats (text, or one JSON object per line), shared by `foyer` and `boxoffice`.
+    .target(
+      name: "FoyerLogging",
+      dependencies: ["FoyerConfig", logging],
+      swiftSettings: swiftSettings
+    ),
     .target(
       name: "FoyerCore",
       dependencies: ["CLibCrypto"],
@@ -94,7 +100,7 @@ let package = Package(
         .product(name: "NIOExtras", package: "swift-nio-extras"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Prometheus", package: "swift-prometheus"),
-        "FoyerConfig",
+        "FoyerConfig", "FoyerLogging",
       ],
       swiftSettings: swiftSettings
     ),
@@ -107,14 +113,14 @@ let package = Package(
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Prometheus", package: "swift-prometheus"),
-        "FoyerConfig",
+        "FoyerConfig", "FoyerLogging",
       ],
       swiftSettings: swiftSettings
     ),
     .executableTarget(
       name: "boxoffice",
       dependencies: [
-        "BoxOffice", "FoyerCore", "FoyerConfig", "RedisNIO", nioCore, nioPosix, logging,
+        "BoxOffice", "FoyerCore", "FoyerConfig", "FoyerLogging", "RedisNIO", nioCore, nioPosix, logging,
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -124,7 +130,7 @@ let package = Package(
     .executableTarget(
       name: "foyer",
       dependencies: [
-        "FoyerGateway", "WaitingRoom", "RedisNIO", "FoyerCore", nioCore, nioPosix, logging,
+        "FoyerGateway", "FoyerLogging", "WaitingRoom", "RedisNIO", "FoyerCore", nioCore, nioPosix, logging,
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -190,7 +196,8 @@ let package = Package(
     .testTarget(
       name: "FoyerGatewayTests",
       dependencies: [
-        "FoyerGateway", "HTTPWire", "WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore", nioCore, nioPosix,
+        "FoyerGateway", "FoyerLogging", "HTTPWire", "WaitingRoom", "FoyerTestSupport", "RedisNIO", "FoyerCore",
+        nioCore, nioPosix, logging,
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Prometheus", package: "swift-prometheus"),
       ],
@@ -199,7 +206,7 @@ let package = Package(
     .testTarget(
       name: "BoxOfficeTests",
       dependencies: [
-        "BoxOffice", "FoyerCore", "FoyerTestSupport", "RedisNIO", nioCore, nioPosix, logging,
+        "BoxOffice", "FoyerCore", "FoyerLogging", "FoyerTestSupport", "RedisNIO", nioCore, nioPosix, logging,
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,6 +1,7 @@
 public import Foundation
 public import FoyerConfig
 public import FoyerCore
+public import FoyerLogging
 
 /// How BoxOffice knows who is asking (DESIGN §4, §5).
 public enum VisitorIdentity: String, Sendable, Hashable {
@@ -44,6 +45,8 @@ public struct BoxOfficeConfiguration: Sendable {
   public var payments: PaymentSettings
   /// The hot-seat guard's lock time per seat (a claim attempt holds it this long at most).
   public var guardMilliseconds: Int
+  /// How the process logs (`log:`).
+  public var log = LogConfiguration()
 
   public init(
     host: String = "127.0.0.1", port: Int = 9090,
@@ -129,6 +132,7 @@ public struct BoxOfficeConfiguration: Sendable {
     }
     configuration.maxBodyBytes =
       try top.int("max_body_bytes", in: 1_024...10_485_760) ?? configuration.maxBodyBytes
+    try configuration.log.read(from: &top)
     try top.finish()
     return configuration
   }

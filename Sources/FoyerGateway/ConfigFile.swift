@@ -1,5 +1,6 @@
 internal import FoyerConfig
 public import FoyerCore
+public import FoyerLogging
 internal import NIOCore
 
 /// Everything `foyer gateway` reads from `config/foyer.yaml` (every key is documented there
@@ -15,6 +16,8 @@ public struct GatewayFile: Sendable {
   /// Settings for rooms that do not exist yet (existing rooms keep theirs: operators may
   /// have tuned them live).
   public var roomSettings: [String: RoomSettings]
+  /// How the process logs (`log:`).
+  public var log = LogConfiguration()
 
   /// Parses and validates the file. Unknown keys are errors (a typo must not silently fall
   /// back to a default), and every message names the key and its line.
@@ -53,6 +56,7 @@ public struct GatewayFile: Sendable {
       try admin.finish()
     }
     threads = try top.int("threads", in: 0...1_024) ?? threads
+    try log.read(from: &top)
     if var redis = try top.section("redis") {
       redisURL = try redis.string("url") ?? redisURL
       gateway.redisTimeout = try redis.milliseconds("timeout_ms", in: 1...60_000) ?? gateway.redisTimeout

@@ -3,6 +3,7 @@ import BoxOffice
 import Foundation
 import FoyerConfig
 import FoyerCore
+import FoyerLogging
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -41,11 +42,10 @@ struct Options: ParsableArguments {
   }
 }
 
-func makeLogger() -> Logger {
-  LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-  var logger = Logger(label: "boxoffice")
-  logger.logLevel = .info
-  return logger
+/// The process's logger, in the file's format (once the file is read: it says how to log).
+func makeLogger(_ configuration: BoxOfficeConfiguration) -> Logger {
+  configuration.log.bootstrap()
+  return configuration.log.logger(label: "boxoffice")
 }
 
 struct Serve: AsyncParsableCommand {
@@ -54,8 +54,8 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Listen port (overrides the file).") var port: Int?
 
   func run() async throws {
-    let logger = makeLogger()
     var configuration = try options.load()
+    let logger = makeLogger(configuration)
     if let port { configuration.port = port }
     let adminToken = ProcessInfo.processInfo.environment["BOXOFFICE_ADMIN_TOKEN"]
     if let adminToken, adminToken.utf8.count < 16 {
@@ -93,8 +93,9 @@ struct Migrate: AsyncParsableCommand {
   @OptionGroup var options: Options
 
   func run() async throws {
-    let logger = makeLogger()
-    let applied = try await withDatabase(try options.load(), logger: logger) { server in
+    let configuration = try options.load()
+    let logger = makeLogger(configuration)
+    let applied = try await withDatabase(configuration, logger: logger) { server in
       try await server.migrate()
     }
     print(
@@ -111,9 +112,10 @@ struct Seed: AsyncParsableCommand {
 
   func run() async throws {
     guard demo else { throw ValidationError("nothing to seed: pass --demo") }
-    let logger = makeLogger()
+    let configuration = try options.load()
+    let logger = makeLogger(configuration)
     let onSale = Date().addingTimeInterval(TimeInterval(onSaleIn))
-    let id = try await withDatabase(try options.load(), logger: logger) { server in
+    let id = try await withDatabase(configuration, logger: logger) { server in
       try await server.migrate()
       return try await DemoSeed.seed(server.inventory, onSaleAt: onSale)
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FoyerCore
 import FoyerGateway
+import FoyerLogging
 import Logging
 import NIOCore
 import NIOPosix
@@ -47,9 +48,6 @@ struct Gateway: AsyncParsableCommand {
   var adminPort: Int?
 
   func run() async throws {
-    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-    var logger = Logger(label: "foyer")
-    logger.logLevel = .info
     let environment = ProcessInfo.processInfo.environment
     let keyRing: KeyRing
     do {
@@ -68,6 +66,10 @@ struct Gateway: AsyncParsableCommand {
     } catch {
       throw ValidationError("cannot read \(config ?? "configuration"): \(error)")
     }
+    // Once the file is read: it says how to log. Mistakes before this are printed by the
+    // argument parser.
+    file.log.bootstrap()
+    let logger = file.log.logger(label: "foyer")
     if let host { file.gateway.host = host }
     if let port { file.gateway.port = port }
     if let redis { file.redisURL = redis }

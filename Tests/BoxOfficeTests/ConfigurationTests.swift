@@ -2,6 +2,7 @@ import BoxOffice
 import Foundation
 import FoyerConfig
 import FoyerCore
+import FoyerLogging
 import Testing
 
 @Suite struct ConfigurationTests {
@@ -25,6 +26,7 @@ import Testing
     #expect(parsed.identity == defaults.identity && parsed.room == defaults.room)
     #expect(parsed.payments == defaults.payments)
     #expect(parsed.maxBodyBytes == defaults.maxBodyBytes)
+    #expect(parsed.log == defaults.log)
   }
 
   @Test func mistakesAreNamed() {

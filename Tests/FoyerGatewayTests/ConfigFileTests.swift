@@ -1,5 +1,6 @@
 import Foundation
 import FoyerCore
+import FoyerLogging
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -49,6 +50,7 @@ import Testing
     #expect(file.threads == 0)
     #expect(file.adminHost == "127.0.0.1")
     #expect(file.adminPort == 8081)
+    #expect(file.log == LogConfiguration())
     #expect(parsed.rooms == [RoomRoute(id: "onsale", pathPrefix: "/events")])
     #expect(file.roomSettings["onsale"] == RoomSettings())
     // The upstream's own defaults, as documented.

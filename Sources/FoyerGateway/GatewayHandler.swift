@@ -61,16 +61,18 @@ struct GatewayContext: Sendable {
   /// A forwarded exchange failed before any answer went out: counted and logged, and the
   /// JSON body both lanes answer with (`upstream_timeout` for 504, else `upstream_unavailable`).
   func failedExchange(
-    _ status: HTTPResponseStatus, _ message: String, code: String? = nil, requestID: String, uri: Substring
+    _ status: HTTPResponseStatus, _ message: String, code: String? = nil, requestID: String, uri: Substring,
+    room: String?, started: NIODeadline
   ) -> String {
     metrics.countProxied(status: Int(status.code))
     let code = code ?? (status == .gatewayTimeout ? "upstream_timeout" : "upstream_unavailable")
-    logger.notice(
-      "request failed",
-      metadata: [
-        "request_id": "\(requestID)", "status": "\(status.code)", "error": "\(code)",
-        "uri": "\(uri.prefix(200))",
-      ])
+    var metadata: Logger.Metadata = [
+      "request_id": "\(requestID)", "status": "\(status.code)", "error": "\(code)",
+      "uri": "\(uri.prefix(200))",
+      "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
+    ]
+    if let room { metadata["room"] = "\(room)" }
+    logger.notice("request failed", metadata: metadata)
     return "{\"error\":\"\(code)\",\"message\":\"\(message)\"}"
   }
 
@@ -532,7 +534,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
     var head = request
     head.headers.replaceOrAdd(name: "connection", value: "close")
-    let body = shared.failedExchange(status, message, code: code, requestID: id(head), uri: head.uri[...])
+    let body = shared.failedExchange(
+      status, message, code: code, requestID: id(head), uri: head.uri[...], room: target(head).room?.id,
+      started: exchange.started)
     respond(context, head, status: status, contentType: "application/json", body: body)
   }
 

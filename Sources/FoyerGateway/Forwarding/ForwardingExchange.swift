@@ -401,7 +401,9 @@ final class ForwardingExchange {
     if responseStarted { return abort() }
     over = true
     dropUpstream()
-    let body = shared.failedExchange(status, message, code: code, requestID: requestID, uri: target[...])
+    let body = shared.failedExchange(
+      status, message, code: code, requestID: requestID, uri: target[...], room: request.holder?.room,
+      started: started)
     client.exchangeFailed(self, status: status, body: body)
   }
 

@@ -22,6 +22,8 @@ public struct BoxOfficeAPI: Sendable {
   let hotSeats: HotSeatGuard?
   let metrics: BoxOfficeMetrics
   let signers: SignerPool
+  /// Paces each visitor's hold attempts (`holds.attempts_per_minute`).
+  let holdAttempts: HoldAttemptLimiter
   /// For `POST /admin/events` and `GET /metrics`; `nil` turns those off.
   let adminToken: String?
   let logger: Logger
@@ -37,6 +39,7 @@ public struct BoxOfficeAPI: Sendable {
     self.hotSeats = hotSeats
     self.metrics = metrics
     self.signers = SignerPool(keyRing: configuration.keyRing)
+    self.holdAttempts = HoldAttemptLimiter(perMinute: configuration.holdAttemptsPerMinute ?? 0)
     self.adminToken = adminToken
     self.logger = logger
   }
@@ -173,6 +176,14 @@ public struct BoxOfficeAPI: Sendable {
     let visitor = try visitor(request)
     let event = try Self.uuid(context, "id")
     let body = try await Self.decode(HoldRequest.self, request, maxBytes: configuration.maxBodyBytes)
+    if let wait = holdAttempts.take("\(visitor)") {
+      // Before any database or guard work: a refused attempt costs nothing.
+      metrics.holdAttemptsRefused.increment()
+      throw APIError(
+        .tooManyRequests, "too_many_attempts",
+        "at most \(holdAttempts.perMinute) hold attempts a minute; retry in \(wait) s",
+        headers: [.retryAfter: String(wait)])
+    }
     let maxSeats = configuration.maxSeatsPerHold
     let result: ClaimResult
     switch (body.seatIds, body.section, body.quantity) {

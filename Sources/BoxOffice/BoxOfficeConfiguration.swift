@@ -31,6 +31,8 @@ public struct BoxOfficeConfiguration: Sendable {
   /// Seats one visitor may hold at once and have bought, together, per event (one pass must
   /// not hoard the hall); `nil`: no limit.
   public var maxSeatsPerVisitor: Int? = 8
+  /// Hold attempts one visitor may make per minute (a burst of as many); `nil` = no limit.
+  public var holdAttemptsPerMinute: Int? = 30
   /// Largest request body accepted (413 beyond).
   public var maxBodyBytes: Int
   public var identity: VisitorIdentity
@@ -101,6 +103,9 @@ public struct BoxOfficeConfiguration: Sendable {
         configuration.holdDuration = .seconds(seconds)
       }
       configuration.maxSeatsPerHold = try holds.int("max_seats", in: 1...100) ?? configuration.maxSeatsPerHold
+      if let attempts = try holds.int("attempts_per_minute", in: 0...100_000) {
+        configuration.holdAttemptsPerMinute = attempts == 0 ? nil : attempts
+      }
       if let cap = try holds.int("max_seats_per_visitor", in: 0...10_000) {
         configuration.maxSeatsPerVisitor = cap == 0 ? nil : cap
       }

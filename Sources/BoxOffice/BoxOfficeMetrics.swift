@@ -9,6 +9,7 @@ public final class BoxOfficeMetrics: Sendable {
   let seatsExpired: Counter
   let claimAttempts: Counter
   let guardRejections: Counter
+  let holdAttemptsRefused: Counter
   let requestDuration: DurationHistogram
   /// How late the expiry worker came to the most overdue held seat, at its last pass.
   let expiryLag: Gauge
@@ -37,6 +38,8 @@ public final class BoxOfficeMetrics: Sendable {
       descriptor: MetricNameDescriptor(
         metricName: "boxoffice_expiry_last_pass_seconds", unitName: "",
         helpText: "When the expiry worker last finished a pass, in Unix seconds."))
+    holdAttemptsRefused = counter(
+      "boxoffice_hold_attempts_refused_total", "Hold attempts answered 429: the visitor tried too often.")
     requestDuration = registry.makeDurationHistogram(
       descriptor: MetricNameDescriptor(
         metricName: "boxoffice_request_duration_seconds", unitName: "",

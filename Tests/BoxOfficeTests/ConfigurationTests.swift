@@ -27,6 +27,8 @@ import Testing
     #expect(parsed.payments == defaults.payments)
     #expect(parsed.maxBodyBytes == defaults.maxBodyBytes)
     #expect(parsed.log == defaults.log)
+    #expect(parsed.holdAttemptsPerMinute == defaults.holdAttemptsPerMinute)
+    #expect(parsed.maxSeatsPerVisitor == defaults.maxSeatsPerVisitor)
   }
 
   @Test func mistakesAreNamed() {

@@ -25,7 +25,7 @@ final class TestBoxOffice: @unchecked Sendable {
   /// `expiryWorker: false` leaves expired holds to the lazy takeover alone.
   static func start(
     hold: Duration = .seconds(600), redisURL: String? = nil, payments: PaymentSettings = PaymentSettings(),
-    expiryWorker: Bool = true,
+    expiryWorker: Bool = true, holdAttemptsPerMinute: Int? = 30,
     sections: [EventSpec.Section] = [
       EventSpec.Section(name: "Floor", rows: 4, seatsPerRow: 10, priceCents: 5_000),
       EventSpec.Section(name: "Balcony", rows: 2, seatsPerRow: 10, priceCents: 2_500),
@@ -35,6 +35,7 @@ final class TestBoxOffice: @unchecked Sendable {
       host: "127.0.0.1", port: 0, databaseURL: try await PostgresDatabase.create(), databaseConnections: 10,
       redisURL: redisURL, holdDuration: hold, keyRing: keyRing, payments: payments)
     configuration.maxBodyBytes = 4_096
+    configuration.holdAttemptsPerMinute = holdAttemptsPerMinute
     let boxOffice = try await InProcessBoxOffice.start(
       configuration, adminToken: "boxoffice-test-admin-token", expiryWorker: expiryWorker,
       event: EventSpec(

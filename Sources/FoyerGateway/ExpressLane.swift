@@ -446,12 +446,17 @@ final class ExpressLane: ChannelDuplexHandler {
     answerBuffer = out
   }
 
+  /// Closes once what was written is on the wire (a close with writes pending drops them).
+  private func closeWhenWritten(_ context: ChannelHandlerContext) {
+    context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer()))).assumeIsolated().whenComplete { _ in
+      context.close(promise: nil)
+    }
+  }
+
   /// After an answer: close if shutting down, else the next request.
   private func afterAnswer(context: ChannelHandlerContext) {
     if quiescing {
-      context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer()))).assumeIsolated().whenComplete { _ in
-        context.close(promise: nil)
-      }
+      closeWhenWritten(context)
       return
     }
     takeNextRequest(context: context)
@@ -478,9 +483,7 @@ extension ExpressLane: ForwardingClient {
     mode = .idle
     connectionGuard.exchangeEnded()
     if closeClient {
-      context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer()))).assumeIsolated().whenComplete { _ in
-        context.close(promise: nil)
-      }
+      closeWhenWritten(context)
       return
     }
     // The relay let go, so its read-complete flush will not come: one flush here carries the

@@ -471,13 +471,16 @@ final class GatewayHandler: ChannelDuplexHandler {
     guard let pool, let output = output.context else {
       return answerNoUpstream(head, context: context)
     }
-    let holder = room.flatMap { room in passChecked?.holder.map { (room, $0) } }
+    // A pass holder of `room` (the pass check ran at the head); `nil` when unprotected.
+    let holder = room.flatMap { room in passChecked?.holder.map { (room: room, pass: $0) } }
     let serialized = UpstreamRequestHead.serialize(head, allocator: context.channel.allocator)
     let rewritten = serialized.withUnsafeReadableBytes { bytes -> (ByteBuffer, Range<Int>)? in
       guard case .head(let raw) = RawHTTP.request(bytes) else { return nil }
-      let pass = holder.flatMap { Cookies.presentedPass(bytes, raw, room: $0.0) }
+      // The same token the check verified, found in the written-out head by the one lookup.
+      let token = holder.flatMap { Cookies.presentedPass(bytes, raw, room: $0.room) }
       return UpstreamRequestHead.write(
-        bytes, raw, framing: framing, holder: holder.flatMap { h in pass.map { (h.1.visitor, $0) } },
+        bytes, raw, framing: framing,
+        holder: holder.flatMap { holder in token.map { (visitor: holder.pass.visitor, pass: $0) } },
         client: forwarding, requestNumber: requestCount, allocator: context.channel.allocator)
     }
     guard let (upstreamHead, idRange) = rewritten else {
@@ -489,7 +492,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     let exchange = ForwardingExchange(
       ForwardingExchange.Request(
         head: upstreamHead, requestIDRange: idRange, isHead: head.method == .HEAD,
-        holder: holder.map { ($0.0, $0.1.visitor, $0.1.expiry) }, framing: framing,
+        holder: holder.map { ($0.room, $0.pass.visitor, $0.pass.expiry) }, framing: framing,
         clientKeepAlive: head.version.minor >= 1 && head.isKeepAlive,
         idempotent: Self.idempotent.contains(head.method)),
       shared: shared, pool: pool, client: self, output: output, timer: timeout)

@@ -7,8 +7,7 @@ import Testing
 /// them with `promtool test rules`); here every query of the Grafana dashboard is checked by
 /// promtool as PromQL, and the dashboard by its import shape.
 @Suite struct MonitoringTests {
-  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-    "../..")
+  static let root = ShippedMonitoring.root
 
   @Test func everyDashboardQueryIsPromQLThatPromtoolAccepts() throws {
     let data = try Data(contentsOf: Self.root.appendingPathComponent("config/grafana/foyer-dashboard.json"))

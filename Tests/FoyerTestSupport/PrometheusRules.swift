@@ -1,9 +1,10 @@
-import Foundation
+public import Foundation
 
 /// The metric names the shipped Prometheus rules and Grafana dashboard read, so a test can
 /// check a live server exposes every one (a rule over a series nobody exports never fires).
 public enum ShippedMonitoring {
-  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+  /// The repository's root, where `config/` is.
+  public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
     "../..")
 
   /// Every `prefix…` metric name in the rules and the dashboard (recording rules' own

@@ -79,6 +79,8 @@ final class ForwardingExchange {
   private var over = false
   /// The client connection closes after this answer (shutdown asked for it).
   var closeClientAfter = false
+  /// The client connection closes after this answer, whatever the upstream says.
+  private var closesClient: Bool { closeClientAfter || !request.clientKeepAlive }
 
   /// An upstream head longer than this is refused (502).
   static let responseHeadLimit = 64 * 1024
@@ -285,7 +287,7 @@ final class ForwardingExchange {
   }
 
   private func head(_ pending: inout ByteBuffer) -> ResponseHead.Outcome {
-    let closeClient = closeClientAfter || !request.clientKeepAlive
+    let closeClient = closesClient
     let rewritten = pending.withUnsafeReadableBytes { bytes in
       ResponseHead.rewrite(
         bytes, isHead: request.isHead, closeClient: closeClient,
@@ -392,7 +394,7 @@ final class ForwardingExchange {
       }
     }
     client.exchangeEnded(
-      self, closeClient: closeClient || body.isUntilClose || closeClientAfter || !request.clientKeepAlive)
+      self, closeClient: closeClient || closesClient)
   }
 
   /// Failed before any answer went out: the client answers with a small JSON.

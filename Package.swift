@@ -102,6 +102,8 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         "FoyerConfig", "FoyerLogging",
       ],
+      // The OpenAPI documents, compiled in: a copied binary serves them without a bundle.
+      resources: [.embedInCode("OpenAPI/admin.openapi.json"), .embedInCode("OpenAPI/public.openapi.json")],
       swiftSettings: swiftSettings
     ),
 
@@ -115,6 +117,7 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         "FoyerConfig", "FoyerLogging",
       ],
+      resources: [.embedInCode("OpenAPI/boxoffice.openapi.json")],
       swiftSettings: swiftSettings
     ),
     .executableTarget(

@@ -44,30 +44,50 @@ public struct BoxOfficeAPI: Sendable {
     self.logger = logger
   }
 
+  /// The OpenAPI 3.1 document, as committed in `OpenAPI/` and compiled in.
+  public static var openAPIDocument: [UInt8] { PackageResources.boxoffice_openapi_json }
+
   public func router() -> Router<BasicRequestContext> {
     let router = Router()
     router.add(middleware: ErrorMiddleware(logger: logger, metrics: metrics))
-    router.get("/healthz") { _, _ in Self.text("ok\n") }
-    router.get("/readyz") { _, _ in
+    for route in BoxOfficeRoute.allCases {
+      router.on(RouterPath(route.route.template), method: HTTPRequest.Method(route.route.method)!) {
+        request, context in try await respond(route, request, context)
+      }
+    }
+    return router
+  }
+
+  /// What the router holds, as `METHOD /path`: the OpenAPI test compares it with the table.
+  func registeredRoutes() -> [String] {
+    router().routes.map { "\($0.method.rawValue) \($0.path)" }
+  }
+
+  func respond(_ route: BoxOfficeRoute, _ request: Request, _ context: BasicRequestContext) async throws
+    -> Response
+  {
+    switch route {
+    case .healthz: return Self.text("ok\n")
+    case .readyz:
       try await inventory.client.query("SELECT 1", logger: logger)
       return Self.text("ready\n")
-    }
-    router.get("/events") { request, _ in
+    case .openAPI:
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(bytes: Self.openAPIDocument)))
+    case .events:
       if Self.wantsPage(request) { return Self.page(ShopPage.html) }
       return try await events(request)
-    }
-    router.get("/events/{id}") { request, context in
+    case .event:
       if Self.wantsPage(request) { return Self.page(ShopPage.html) }
       return try Self.json(try await inventory.event(try Self.uuid(context, "id")), orNotFound: "event")
-    }
-    router.get("/events/{id}/seats") { request, context in try await seats(request, context) }
-    router.post("/events/{id}/holds") { request, context in try await createHold(request, context) }
-    router.get("/holds/{id}") { request, context in
+    case .seats: return try await seats(request, context)
+    case .createHold: return try await createHold(request, context)
+    case .hold:
       let visitor = try visitor(request)
       return try Self.json(
         try await inventory.hold(try Self.uuid(context, "id"), visitor: visitor), orNotFound: "hold")
-    }
-    router.delete("/holds/{id}") { request, context in
+    case .releaseHold:
       let visitor = try visitor(request)
       let id = try Self.uuid(context, "id")
       guard try await inventory.release(id, visitor: visitor) else {
@@ -75,25 +95,21 @@ public struct BoxOfficeAPI: Sendable {
       }
       metrics.holdsReleased.increment()
       return Response(status: .noContent)
-    }
-    router.post("/holds/{id}/checkout") { request, context in try await runCheckout(request, context) }
-    router.get("/orders") { request, _ in
+    case .checkout: return try await runCheckout(request, context)
+    case .orders:
       if Self.wantsPage(request) { return Self.page(ShopPage.html) }
       let visitor = try visitor(request)
       return try Self.json(["orders": try await inventory.orders(visitor: visitor)])
-    }
-    router.get("/orders/{id}") { request, context in
+    case .order:
       let visitor = try visitor(request)
       return try Self.json(
         try await inventory.order(try Self.uuid(context, "id"), visitor: visitor), orNotFound: "order")
-    }
-    router.post("/admin/events") { request, context in
+    case .createEvent:
       try admin(request)
       let spec = try await Self.decode(EventSpec.self, request, maxBytes: 1_048_576)
       let event = try await inventory.createEvent(spec)
       return try Self.json(event, status: .created)
-    }
-    router.get("/metrics") { request, _ in
+    case .metrics:
       try admin(request)
       var headers = HTTPFields()
       headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
@@ -101,7 +117,6 @@ public struct BoxOfficeAPI: Sendable {
         status: .ok, headers: headers,
         body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
     }
-    return router
   }
 
   // MARK: Handlers
@@ -109,6 +124,7 @@ public struct BoxOfficeAPI: Sendable {
   func events(_ request: Request) async throws -> Response {
     let query = request.uri.queryParameters
     var filter = Inventory.EventFilter()
+    for name in ["q", "city", "category"] { try APIError.checkText(query.get(name), name) }
     filter.text = query.get("q")
     filter.city = query.get("city")
     filter.category = query.get("category")
@@ -121,14 +137,17 @@ public struct BoxOfficeAPI: Sendable {
       filter.limit = value
     }
     if let offset = query.get("offset") {
-      guard let value = Int(offset), value >= 0 else {
-        throw APIError(.badRequest, "invalid_offset", "offset must be 0 or more")
+      guard let value = Int(offset), (0...Self.maximumOffset).contains(value) else {
+        throw APIError(.badRequest, "invalid_offset", "offset must be 0-\(Self.maximumOffset)")
       }
       filter.offset = value
     }
     let (events, total) = try await inventory.events(filter)
     return try Self.json(EventPage(events: events, total: total, limit: filter.limit, offset: filter.offset))
   }
+
+  /// Deep pages cost the database the rows skipped; a catalogue this deep is searched instead.
+  static let maximumOffset = 100_000
 
   struct EventPage: Codable {
     var events: [Event]
@@ -142,6 +161,7 @@ public struct BoxOfficeAPI: Sendable {
   func seats(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
     let event = try Self.uuid(context, "id")
     let section = request.uri.queryParameters.get("section")
+    try APIError.checkText(section, "section")
     guard let tag = try await inventory.seatMapTag(event: event, section: section) else {
       throw APIError.notFound(section == nil ? "event" : "section")
     }
@@ -203,6 +223,7 @@ public struct BoxOfficeAPI: Sendable {
           seatCap: configuration.maxSeatsPerVisitor)
       }
     case (nil, let section?, let quantity?):
+      try APIError.checkText(section, "section")
       guard (1...maxSeats).contains(quantity) else {
         throw APIError(.badRequest, "invalid_quantity", "quantity must be 1-\(maxSeats)")
       }
@@ -404,6 +425,35 @@ public struct BoxOfficeAPI: Sendable {
   }
 }
 
+/// BoxOffice's routes: the router is built from this table, a known path asked with another
+/// method is answered `405` from it, and the OpenAPI test checks it against
+/// `boxoffice.openapi.json`.
+enum BoxOfficeRoute: Sendable, CaseIterable {
+  case healthz, readyz, openAPI, events, event, seats, createHold, hold, releaseHold, checkout, orders, order
+  case createEvent, metrics
+
+  var route: Route {
+    switch self {
+    case .healthz: Route("GET", "/healthz")
+    case .readyz: Route("GET", "/readyz")
+    case .openAPI: Route("GET", "/openapi.json")
+    case .events: Route("GET", "/events")
+    case .event: Route("GET", "/events/{id}")
+    case .seats: Route("GET", "/events/{id}/seats")
+    case .createHold: Route("POST", "/events/{id}/holds")
+    case .hold: Route("GET", "/holds/{id}")
+    case .releaseHold: Route("DELETE", "/holds/{id}")
+    case .checkout: Route("POST", "/holds/{id}/checkout")
+    case .orders: Route("GET", "/orders")
+    case .order: Route("GET", "/orders/{id}")
+    case .createEvent: Route("POST", "/admin/events")
+    case .metrics: Route("GET", "/metrics")
+    }
+  }
+
+  static let table = RouteTable(allCases.map { ($0.route, $0) }, headFromGet: false)
+}
+
 extension HTTPField.Name {
   static let idempotencyKey = Self("Idempotency-Key")!
   static let foyerPass = Self("Foyer-Pass")!
@@ -441,6 +491,15 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
       return try await next(request, context)
     } catch let error as APIError {
       throw error
+    } catch let error as HTTPError where error.status == .notFound {
+      // The router found no handler: a known path asked with another method is a 405.
+      if case .methodNotAllowed(let allow) = BoxOfficeRoute.table.match(
+        method: request.method.rawValue, path: Substring(request.uri.path))
+      {
+        throw APIError(
+          .methodNotAllowed, "method_not_allowed", "use \(allow) here", headers: [.allow: allow])
+      }
+      throw APIError(.notFound, "not_found", "no such endpoint")
     } catch let error as HTTPError {
       let code: String =
         switch error.status {

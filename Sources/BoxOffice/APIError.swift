@@ -40,6 +40,14 @@ public struct APIError: Error, Sendable, HTTPResponseError, CustomStringConverti
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
   }
 
+  /// PostgreSQL's text cannot hold U+0000: a client's NUL is refused here as its mistake,
+  /// before a query fails on it as a `500`.
+  static func checkText(_ value: String?, _ name: String) throws(APIError) {
+    if let value, value.utf8.contains(0) {
+      throw APIError(.badRequest, "invalid_text", "\(name) must not contain NUL characters")
+    }
+  }
+
   static func notFound(_ what: String) -> APIError {
     APIError(.notFound, "not_found", "no such \(what)")
   }

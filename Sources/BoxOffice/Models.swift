@@ -124,6 +124,11 @@ public struct EventSpec: Sendable, Hashable, Codable {
     func check(_ ok: Bool, _ message: String) throws(APIError) {
       if !ok { throw APIError(.badRequest, "invalid_event", message) }
     }
+    for (text, field) in [(name, "name"), (category, "category"), (city, "city"), (venue, "venue")]
+      + sections.map({ ($0.name, "section names") })
+    {
+      try APIError.checkText(text, field)
+    }
     try check(!name.isEmpty && name.count <= 200, "name must be 1-200 characters")
     try check(!category.isEmpty && category.count <= 60, "category must be 1-60 characters")
     try check(!city.isEmpty && city.count <= 100, "city must be 1-100 characters")

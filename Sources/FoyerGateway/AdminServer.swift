@@ -132,29 +132,48 @@ final class AdminHandler: ChannelInboundHandler {
   }
 
   private func handle(_ head: HTTPRequestHead, body: Data, context: ChannelHandlerContext) {
-    // The dashboard page holds no data (it asks for the token and sends it with every call),
-    // so a browser can open it without one.
-    if head.method == .GET && (head.uri == "/" || head.uri.hasPrefix("/?")) {
-      return servePage(Dashboard.html, head: head, context: context)
-    }
-    guard authorized(head) else {
+    let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+    let route: AdminRoute
+    let parameters: [String]
+    switch AdminRoute.table.match(method: head.method.rawValue, path: path) {
+    case .route(let matched, let values) where matched != .metrics || metrics != nil:
+      route = matched
+      parameters = values.map(String.init)
+    case .methodNotAllowed(let allow):
+      // The routes are published (`/openapi.json`), so a 405 tells a caller without a token
+      // nothing new; an unknown path still asks for the token first.
       return respond(
-        context, head, .unauthorized,
-        ["error": "unauthorized", "message": "a valid bearer token is required"])
+        context, head, .methodNotAllowed,
+        ["error": "method_not_allowed", "message": "\(head.method) is not allowed here"],
+        extraHeaders: ["allow": allow])
+    default:
+      guard authorized(head) else { return unauthorized(context, head) }
+      return respond(context, head, .notFound, ["error": "not_found", "message": "no such endpoint"])
     }
+    switch route {
+    // The dashboard page holds no data (it asks for the token and sends it with every call),
+    // and the API's description is no secret: a browser or a tool reads both without one.
+    case .dashboard: return servePage(Dashboard.html, head: head, context: context)
+    case .openAPI:
+      return LocalResponse.write(
+        context, to: head, status: .ok, contentType: "application/json",
+        body: context.channel.allocator.buffer(bytes: OpenAPIDocuments.admin))
+    default: break
+    }
+    guard authorized(head) else { return unauthorized(context, head) }
     if tooLarge {
       return respond(
         context, head, .payloadTooLarge,
         ["error": "too_large", "message": "the body is over \(configuration.maxBodyBytes) bytes"])
     }
-    let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-    let parts = path.split(separator: "/").map(String.init)
     let store = self.store
     let operation: @Sendable () async throws -> (HTTPResponseStatus, Data)
-    switch (head.method, parts.count, parts.first) {
-    case (.GET, 1, "metrics") where metrics != nil:
+    switch route {
+    case .dashboard, .openAPI:
+      preconditionFailure("answered above")
+    case .metrics:
       return scrape(metrics!, head: head, context: context)
-    case (.GET, 1, "rooms"):
+    case .listRooms:
       operation = {
         var rooms: [Any] = []
         for room in try await store.rooms() {
@@ -165,32 +184,35 @@ final class AdminHandler: ChannelInboundHandler {
         }
         return (.ok, Self.json(["rooms": rooms]))
       }
-    case (.GET, 2, "rooms"):
-      let room = parts[1]
+    case .describeRoom:
+      let room = parameters[0]
       operation = { (.ok, Self.json(try await Self.describe(room, store))) }
-    case (.PATCH, 2, "rooms"):
-      let room = parts[1]
-      guard let changes = Self.fields(body) else {
+    case .updateRoom:
+      let room = parameters[0]
+      guard let values = Self.fields(body) else {
         return respond(
           context, head, .badRequest,
           ["error": "invalid_json", "message": "the body must be a JSON object of settings"])
       }
+      let changes = SettingValue.changes(values)
       operation = {
-        try await store.update(room, changes: changes)
+        try await store.update(room, changes: try changes.get())
         return (.ok, Self.json(try await Self.describe(room, store)))
       }
-    case (.POST, 1, "rooms"):
-      guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-        let id = object["id"] as? String
-      else {
+    case .createRoom:
+      guard let request = try? JSONDecoder().decode(NewRoom.self, from: body) else {
         return respond(
           context, head, .badRequest,
-          ["error": "invalid_json", "message": "the body must be {\"id\": …, \"settings\": {…}}"])
+          [
+            "error": "invalid_json",
+            "message": "the body must be {\"id\": …, \"settings\": {…}}, settings integers or strings",
+          ])
       }
-      let changes = (object["settings"] as? [String: Any]).flatMap { Self.fields(fromObject: $0) } ?? [:]
+      let id = request.id
+      let changes = SettingValue.changes(request.settings ?? [:])
       operation = {
         var settings = RoomSettings()
-        for (field, value) in changes.sorted(by: { $0.key < $1.key }) {
+        for (field, value) in try changes.get().sorted(by: { $0.key < $1.key }) {
           do { try settings.set(field, to: value) } catch {
             throw RoomStoreError(.invalidSettings, "\(error)")
           }
@@ -198,14 +220,14 @@ final class AdminHandler: ChannelInboundHandler {
         try await store.createRoom(id, settings: settings)
         return (.created, Self.json(try await Self.describe(id, store)))
       }
-    case (.DELETE, 4, "rooms") where parts[2] == "visitors":
+    case .releaseVisitor:
       // Takes a visitor's slot back (or place in line): the pass is refused by every gateway
       // within the revocation refresh (RevocationRefresher).
-      let room = parts[1]
-      guard let visitor = VisitorID(parts[3]) else {
+      let room = parameters[0]
+      guard let visitor = VisitorID(parameters[1]) else {
         return respond(
           context, head, .badRequest,
-          ["error": "invalid_visitor", "message": "the visitor id must be 32 hex digits"])
+          ["error": "invalid_visitor", "message": "the visitor id must be 22 base64url characters"])
       }
       operation = {
         guard try await store.rooms().contains(room) else {
@@ -214,12 +236,6 @@ final class AdminHandler: ChannelInboundHandler {
         let result = try await store.release(room: room, visitor: visitor, reason: .operator)
         return (.ok, Self.json(["room": room, "visitor": visitor.description, "result": result.rawValue]))
       }
-    case (_, 1, "rooms"), (_, 2, "rooms"), (_, 4, "rooms"):
-      return respond(
-        context, head, .methodNotAllowed,
-        ["error": "method_not_allowed", "message": "\(head.method) is not allowed here"])
-    default:
-      return respond(context, head, .notFound, ["error": "not_found", "message": "no such endpoint"])
     }
     let loop = context.eventLoop
     loop.makeFutureWithTask { try await operation() }.assumeIsolated().whenComplete { result in
@@ -304,43 +320,88 @@ final class AdminHandler: ChannelInboundHandler {
     ]
   }
 
-  private static func fields(_ body: Data) -> [String: String]? {
-    guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else { return nil }
-    return fields(fromObject: object)
-  }
-
-  private static func fields(fromObject object: [String: Any]) -> [String: String]? {
-    var changes: [String: String] = [:]
-    for (key, value) in object {
-      switch value {
-      case let text as String: changes[key] = text
-      case let number as NSNumber: changes[key] = number.stringValue
-      default: return nil
-      }
-    }
-    return changes
+  private static func fields(_ body: Data) -> [String: SettingValue]? {
+    try? JSONDecoder().decode([String: SettingValue].self, from: body)
   }
 
   private static func json(_ value: Any) -> Data {
     (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data("{}".utf8)
   }
 
-  private func respond(
-    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus,
-    _ value: [String: String]
-  ) {
-    respond(context, request, status, Self.json(value))
+  private func unauthorized(_ context: ChannelHandlerContext, _ request: HTTPRequestHead) {
+    respond(
+      context, request, .unauthorized, ["error": "unauthorized", "message": "a valid bearer token is required"],
+      extraHeaders: ["www-authenticate": "Bearer"])
   }
 
   private func respond(
-    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ data: Data
+    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus,
+    _ value: [String: String], extraHeaders: HTTPHeaders = [:]
+  ) {
+    respond(context, request, status, Self.json(value), extraHeaders: extraHeaders)
+  }
+
+  private func respond(
+    _ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ data: Data,
+    extraHeaders: HTTPHeaders = [:]
   ) {
     var body = context.channel.allocator.buffer(capacity: data.count + 1)
     body.writeBytes(data)
     body.writeString("\n")
-    let challenge: HTTPHeaders = status == .unauthorized ? ["www-authenticate": "Bearer"] : [:]
     LocalResponse.write(
       context, to: request, status: status, contentType: "application/json", body: body,
-      extraHeaders: challenge)
+      extraHeaders: extraHeaders)
   }
+}
+
+/// `POST /rooms`'s body.
+struct NewRoom: Decodable {
+  var id: String
+  var settings: [String: SettingValue]?
+}
+
+/// A setting as the API takes it: `state` a JSON string, every other one a JSON integer, kept
+/// as its text (a `true`, `1.5` or `"5"` is refused, not read as 1 or 5).
+struct SettingValue: Decodable {
+  var text: String
+  var isInteger: Bool
+
+  init(from decoder: any Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    if let number = try? container.decode(Int.self) {
+      (text, isInteger) = (String(number), true)
+    } else {
+      (text, isInteger) = (try container.decode(String.self), false)
+    }
+  }
+
+  /// The stored changes, or why one has the wrong JSON type.
+  static func changes(_ values: [String: SettingValue]) -> Result<[String: String], RoomStoreError> {
+    for (field, value) in values.sorted(by: { $0.key < $1.key }) where value.isInteger == (field == "state") {
+      let kind = field == "state" ? "a string" : "an integer"
+      return .failure(RoomStoreError(.invalidSettings, "\(field) must be \(kind)"))
+    }
+    return .success(values.mapValues(\.text))
+  }
+}
+
+/// The admin API's routes: the handler dispatches on this table, and the OpenAPI test checks
+/// it against `admin.openapi.json`.
+enum AdminRoute: Sendable, CaseIterable {
+  case dashboard, openAPI, metrics, listRooms, createRoom, describeRoom, updateRoom, releaseVisitor
+
+  var route: Route {
+    switch self {
+    case .dashboard: Route("GET", "/")
+    case .openAPI: Route("GET", "/openapi.json")
+    case .metrics: Route("GET", "/metrics")
+    case .listRooms: Route("GET", "/rooms")
+    case .createRoom: Route("POST", "/rooms")
+    case .describeRoom: Route("GET", "/rooms/{id}")
+    case .updateRoom: Route("PATCH", "/rooms/{id}")
+    case .releaseVisitor: Route("DELETE", "/rooms/{id}/visitors/{visitor}")
+    }
+  }
+
+  static let table = RouteTable(allCases.map { ($0.route, $0) }, headFromGet: false)
 }

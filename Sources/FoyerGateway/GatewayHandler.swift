@@ -352,41 +352,52 @@ final class GatewayHandler: ChannelDuplexHandler {
 
   private func route(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
     let target = self.target(head)
-    switch target.path {
-    case "/_foyer/healthz":
-      respond(context, head, status: .ok, contentType: "text/plain", body: "ok\n")
-    case "/_foyer/readyz":
-      ready(head, context: context)
-    case "/_foyer/status", "/_foyer/leave":
-      let leaving = target.path == "/_foyer/leave"
-      if leaving && head.method != .POST {
-        respond(
-          context, head, status: .methodNotAllowed, contentType: "application/json",
-          body: "{\"error\":\"method_not_allowed\",\"message\":\"leave with POST\"}",
-          extraHeaders: ["allow": "POST"])
-        return
-      }
-      guard let roomID = Self.parameter("room", in: target.query.utf8), let route = shared.room(id: roomID)
-      else {
-        respond(
-          context, head, status: .badRequest, contentType: "application/json",
-          body: "{\"error\":\"unknown_room\",\"message\":\"room must name a protected room\"}")
-        return
-      }
-      if leaving {
-        leave(route.id, head: head, context: context)
-      } else {
-        visit(route.id, head: head, context: context, page: false)
-      }
-    default:
-      if target.isGatewayEndpoint {
-        respond(
-          context, head, status: .notFound, contentType: "application/json",
-          body: "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}")
-      } else if let route = target.room {
+    guard target.isGatewayEndpoint else {
+      if let route = target.room {
         visit(route.id, head: head, context: context, page: true)
       } else {
         answerNoUpstream(head, context: context)
+      }
+      return
+    }
+    let endpoint: GatewayEndpoint
+    switch GatewayEndpoint.table.match(method: head.method.rawValue, path: target.path) {
+    case .route(let matched, _):
+      endpoint = matched
+    case .methodNotAllowed(let allow):
+      return respond(
+        context, head, status: .methodNotAllowed, contentType: "application/json",
+        body: "{\"error\":\"method_not_allowed\",\"message\":\"use \(allow) here\"}",
+        extraHeaders: ["allow": allow])
+    case .notFound:
+      return respond(
+        context, head, status: .notFound, contentType: "application/json",
+        body: "{\"error\":\"not_found\",\"message\":\"no such endpoint\"}")
+    }
+    switch endpoint {
+    case .healthz:
+      respond(context, head, status: .ok, contentType: "text/plain", body: "ok\n")
+    case .readyz:
+      ready(head, context: context)
+    case .openAPI:
+      var body = context.channel.allocator.buffer(capacity: OpenAPIDocuments.public.count)
+      body.writeBytes(OpenAPIDocuments.public)
+      LocalResponse.write(context, to: head, status: .ok, contentType: "application/json", body: body)
+    case .status, .leave:
+      guard let roomID = Self.parameter("room", in: target.query.utf8) else {
+        return respond(
+          context, head, status: .badRequest, contentType: "application/json",
+          body: "{\"error\":\"room_required\",\"message\":\"name the room: ?room=ID\"}")
+      }
+      guard let route = shared.room(id: roomID) else {
+        return respond(
+          context, head, status: .notFound, contentType: "application/json",
+          body: "{\"error\":\"unknown_room\",\"message\":\"room must name a protected room\"}")
+      }
+      if endpoint == .leave {
+        leave(route.id, head: head, context: context)
+      } else {
+        visit(route.id, head: head, context: context, page: false)
       }
     }
   }
@@ -557,7 +568,8 @@ final class GatewayHandler: ChannelDuplexHandler {
       case .failure:
         self.shared.metrics.redisErrors.increment()
         self.respond(
-          context, head, status: .serviceUnavailable, contentType: "text/plain", body: "redis unreachable\n")
+          context, head, status: .serviceUnavailable, contentType: "application/json",
+          body: "{\"error\":\"unavailable\",\"message\":\"Redis is unreachable\"}")
       }
     }
   }

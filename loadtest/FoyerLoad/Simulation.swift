@@ -51,6 +51,13 @@ public struct Simulation: Sendable {
   }
 
   /// `progress` gets a line every few seconds (for the CLI).
+  /// Settings as the admin API takes them: integers as JSON numbers, `state` as a string.
+  static func typed(_ settings: [(String, String)]) -> [String: Any] {
+    var typed: [String: Any] = [:]
+    for (key, value) in settings { typed[key] = key == "state" ? value : (Int(value).map { $0 as Any } ?? value) }
+    return typed
+  }
+
   public func run(progress: (@Sendable (String) -> Void)? = nil) async throws -> Report {
     let seed = scenario.seed != 0 ? scenario.seed : UInt64.random(in: 1...UInt64.max)
     let recorder = Recorder()
@@ -85,9 +92,9 @@ public struct Simulation: Sendable {
     let origin = ContinuousClock.now
     let wallOrigin = Date().timeIntervalSince1970
     let startsAt = scenario.startInSeconds
-    var initial: [String: Any] = ["state": "queue"]
-    for (key, value) in scenario.room { initial[key] = value }
-    initial["starts_at"] = String(Int64((wallOrigin + startsAt) * 1_000))
+    var initial = Self.typed(scenario.room)
+    initial["state"] = initial["state"] ?? "queue"
+    initial["starts_at"] = Int64((wallOrigin + startsAt) * 1_000)
     let room = try await admin.update(target.room, initial)
     guard let rate = Int(room.settings["rate_per_minute"] ?? ""),
       let cap = Int(room.settings["max_active"] ?? "")
@@ -125,7 +132,7 @@ public struct Simulation: Sendable {
           if Task.isCancelled { return }
           let sent = crowd.now()
           do {
-            let room = try await admin.update(target.room, Dictionary(change.settings) { $1 })
+            let room = try await admin.update(target.room, Self.typed(change.settings))
             if let rate = Int(room.settings["rate_per_minute"] ?? ""),
               let cap = Int(room.settings["max_active"] ?? "")
             {

@@ -95,6 +95,18 @@ public struct ConfigSection {
     return values
   }
 
+  /// A list of strings (`[]` for none).
+  public mutating func strings(_ key: String) throws(ConfigurationError) -> [String]? {
+    guard let node = node(key) else { return nil }
+    guard let sequence = node.sequence else { throw error(key, "must be a list") }
+    var values: [String] = []
+    for item in sequence {
+      guard let scalar = item.scalar else { throw error(key, "must list strings") }
+      values.append(scalar.string)
+    }
+    return values
+  }
+
   public mutating func milliseconds(
     _ key: String, in range: ClosedRange<Int>
   ) throws(ConfigurationError)

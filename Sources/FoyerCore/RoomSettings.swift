@@ -29,6 +29,10 @@ public struct RoomSettings: Sendable, Hashable, Codable {
   public var jitterMilliseconds: Int
   /// Joins beyond this many waiting visitors are refused; 0 = no limit.
   public var maxQueue: Int
+  /// New places one client (address, or IPv6 /64) may take in this room within a day,
+  /// counted across gateways; 0 = no limit. Generous: families, offices and carrier NAT
+  /// share addresses.
+  public var maxPlacesPerClient: Int
 
   public init(
     state: RoomState = .queue,
@@ -39,7 +43,8 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     abandonSeconds: Int = 120,
     startsAtMilliseconds: Int64 = 0,
     jitterMilliseconds: Int = 250,
-    maxQueue: Int = 0
+    maxQueue: Int = 0,
+    maxPlacesPerClient: Int = 20
   ) {
     self.state = state
     self.ratePerMinute = ratePerMinute
@@ -50,6 +55,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     self.startsAtMilliseconds = startsAtMilliseconds
     self.jitterMilliseconds = jitterMilliseconds
     self.maxQueue = maxQueue
+    self.maxPlacesPerClient = maxPlacesPerClient
   }
 
   /// Limits that keep the admission script's arithmetic exact and the room usable.
@@ -87,6 +93,9 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     try check(
       maxQueue >= 0 && maxQueue <= 100_000_000, "max_queue",
       "must be between 0 and 100000000 (got \(maxQueue))")
+    try check(
+      (0...1_000_000).contains(maxPlacesPerClient), "max_places_per_client",
+      "must be between 0 and 1000000 (got \(maxPlacesPerClient))")
   }
 
   /// The Redis hash fields and values, as stored.
@@ -97,6 +106,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
       ("session_seconds", String(sessionSeconds)), ("claim_seconds", String(claimSeconds)),
       ("abandon_seconds", String(abandonSeconds)), ("starts_at", String(startsAtMilliseconds)),
       ("jitter_ms", String(jitterMilliseconds)), ("max_queue", String(maxQueue)),
+      ("max_places_per_client", String(maxPlacesPerClient)),
     ]
   }
 
@@ -126,6 +136,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     case "starts_at": startsAtMilliseconds = Int64(try int(value))
     case "jitter_ms": jitterMilliseconds = try int(value)
     case "max_queue": maxQueue = try int(value)
+    case "max_places_per_client": maxPlacesPerClient = try int(value)
     default: throw RoomSettingsError(field: field, message: "is not a room setting")
     }
   }

@@ -99,6 +99,22 @@ public struct GatewayFile: Sendable {
       gateway.limits = value
       try limits.finish()
     }
+    if var clients = try top.section("clients") {
+      var policy = gateway.clients
+      if let blocks = try clients.strings("trusted_proxies") {
+        policy.trustedProxies = []
+        for text in blocks {
+          guard let block = AddressBlock(text) else {
+            throw clients.error("trusted_proxies", "'\(text.prefix(60))' is not an address or CIDR block")
+          }
+          policy.trustedProxies.append(block)
+        }
+      }
+      policy.newVisitorsPerMinute =
+        try clients.int("new_visitors_per_minute", in: 0...1_000_000) ?? policy.newVisitorsPerMinute
+      gateway.clients = policy
+      try clients.finish()
+    }
     if var shutdown = try top.section("shutdown") {
       gateway.drainTimeout =
         try shutdown.milliseconds("drain_timeout_ms", in: 0...600_000) ?? gateway.drainTimeout

@@ -52,6 +52,8 @@ public struct GatewayConfiguration: Sendable {
   /// How often the rooms' revocation logs are read from Redis: a pass given back on another
   /// gateway is refused here within this (and a round trip).
   public var revocationRefreshInterval: TimeAmount = .milliseconds(250)
+  /// Who a client is, and how many visitor ids one may be given.
+  public var clients = ClientPolicy()
 
   public init(
     host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,
@@ -99,5 +101,21 @@ public struct GatewayLimits: Sendable, Hashable {
     self.headerTimeout = headerTimeout
     self.idleTimeout = idleTimeout
     self.maxConnections = maxConnections
+  }
+}
+
+/// Who a client is (`ClientIdentity`) and the gateway-wide limit per client; the per-room one,
+/// `max_places_per_client`, is a live room setting.
+public struct ClientPolicy: Sendable, Hashable {
+  /// Peers whose `Forwarded` / `X-Forwarded-For` is believed; empty: the socket's address is
+  /// the client, whatever the headers say.
+  public var trustedProxies: [AddressBlock]
+  /// New visitor ids one client may be given per room per minute, counted in Redis across
+  /// every gateway; beyond it `429`. 0 = no limit.
+  public var newVisitorsPerMinute: Int
+
+  public init(trustedProxies: [AddressBlock] = [], newVisitorsPerMinute: Int = 60) {
+    self.trustedProxies = trustedProxies
+    self.newVisitorsPerMinute = newVisitorsPerMinute
   }
 }

@@ -610,31 +610,44 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     let visitor: VisitorID
-    if let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow) {
+    let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow)
+    if let known {
       visitor = known
     } else {
       visitor = .random()
-      shared.metrics.newVisitors.increment()
       let token = signer.sign(Token(kind: .visitor, room: room, visitor: visitor, time: wallNow))
       cookies.append(
         Cookies.setCookie(
           name: Cookies.visitorName(room: room), value: token, maxAge: 86_400,
           secure: shared.configuration.secureCookies))
     }
+    // The per-client limits ride on the join's round trip (Scripts.join).
+    let policy = shared.configuration.clients
+    let client = ClientIdentity.key(
+      peer: context.channel.remoteAddress, headers: head.headers, trusted: policy.trustedProxies
+    ).map { JoiningClient(key: $0, newVisitor: known == nil, newVisitorsPerMinute: policy.newVisitorsPerMinute) }
 
     let store = shared.store
-    store.status(room: room, visitor: visitor, claim: true, on: loop)
+    // A visitor id made just now is in no line: it joins at once.
+    let found =
+      known == nil
+      ? loop.makeSucceededFuture(VisitorStatus.absent(.queue))
+      : store.status(room: room, visitor: visitor, claim: true, on: loop)
+    found
       .flatMap { status -> EventLoopFuture<VisitorStatus> in
         // Not waiting yet (or any more): join, and claim at once if the join admits.
         guard case .absent = status else { return loop.makeSucceededFuture(status) }
-        return store.join(room: room, visitor: visitor, on: loop).flatMap { joined in
+        return store.join(room: room, visitor: visitor, client: client, on: loop).flatMap { joined in
           guard case .admitted = joined else { return loop.makeSucceededFuture(joined) }
           return store.claim(room: room, visitor: visitor, on: loop)
         }
       }
       .hop(to: loop).assumeIsolated().whenComplete { result in
         switch result {
+        case .success(.refused(let reason, let seconds)):
+          self.refuseClient(reason: reason, retryAfter: seconds, room: room, head: head, context: context, json: wantsJSON)
         case .success(let status):
+          if known == nil { self.shared.metrics.newVisitors.increment() }
           self.shared.metrics.statusPolls.increment()
           self.answer(
             status, room: room, visitor: visitor, cookies: cookies, head: head,
@@ -648,6 +661,30 @@ final class GatewayHandler: ChannelDuplexHandler {
           self.unavailable(room: room, cookies: cookies, head: head, context: context, json: wantsJSON)
         }
       }
+  }
+
+  /// A client over a per-client limit: `429` with `Retry-After`, no place and no visitor
+  /// cookie; apps get `{error, message}`, browsers a page that says why.
+  private func refuseClient(
+    reason: String, retryAfter: Int, room: String, head: HTTPRequestHead, context: ChannelHandlerContext,
+    json: Bool
+  ) {
+    shared.metrics.countRefused(reason)
+    let message =
+      reason == "too_many_places"
+      ? "too many places in line were taken from your network; try again later"
+      : "too many new visitors came from your network in the last minute; retry shortly"
+    let headers: HTTPHeaders = ["retry-after": String(retryAfter)]
+    if json {
+      respond(
+        context, head, status: .tooManyRequests, contentType: "application/json",
+        body: "{\"error\":\"\(reason)\",\"message\":\"\(message)\"}", extraHeaders: headers)
+    } else {
+      let body = StatusBody.notWaiting(room: room, state: "refused", pollAfterMilliseconds: retryAfter * 1_000)
+      respond(
+        context, head, status: .tooManyRequests, contentType: "text/html; charset=utf-8",
+        body: page(body, message: "Sorry: \(message)."), extraHeaders: headers)
+    }
   }
 
   /// `POST /_foyer/leave?room=R`: gives the slot (a pass holder) or the place in line (a

@@ -85,7 +85,7 @@ public final class GatewayMetrics: Sendable {
     for code in Refusal.codes {
       refusals[code] = registry.makeCounter(
         descriptor: .foyer(
-          "foyer_refused_requests_total", "Requests refused at their head, by reason (the error code)."),
+          "foyer_refused_requests_total", "Requests refused at their head or over a client limit, by reason (the error code)."),
         labels: [("reason", code)])
     }
     self.refusals = refusals

@@ -90,6 +90,8 @@ struct StatusBody {
       return (.admitted(room: room, pass: nil), nil)
     case .full:
       return (.notWaiting(room: room, state: "full", pollAfterMilliseconds: 10_000), nil)
+    case .refused(_, let seconds):
+      return (.notWaiting(room: room, state: "refused", pollAfterMilliseconds: seconds * 1_000), nil)
     }
   }
 

@@ -30,6 +30,27 @@ public struct RoomKeys: Sendable, Hashable {
 
   /// The order every script expects its keys in.
   public var scriptKeys: [String] { [queue, active, claimed, settings, bucket, stats, minute, revoked] }
+
+  /// A client's counters in this room (in the room's slot): places taken in a day, and new
+  /// visitor ids given in a minute.
+  public func clientKeys(_ client: String) -> [String] {
+    let prefix = "foyer:{\(room)}:"
+    return [prefix + "places:" + client, prefix + "minted:" + client]
+  }
+}
+
+/// Who joins, for the per-client limits: the client's key (`ClientIdentity`), whether the
+/// visitor id was made for this request, and how many new ids a client may get per minute.
+public struct JoiningClient: Sendable, Hashable {
+  public var key: String
+  public var newVisitor: Bool
+  public var newVisitorsPerMinute: Int
+
+  public init(key: String, newVisitor: Bool, newVisitorsPerMinute: Int) {
+    self.key = key
+    self.newVisitor = newVisitor
+    self.newVisitorsPerMinute = newVisitorsPerMinute
+  }
 }
 
 /// Where a waiting visitor stands.
@@ -60,6 +81,8 @@ public enum VisitorStatus: Sendable, Hashable {
   case passthrough
   /// `max_queue` reached.
   case full(waiting: Int)
+  /// The client is over a limit (`too_many_places`, `too_many_visitors`): no place taken.
+  case refused(reason: String, retryAfterSeconds: Int)
 
   /// Not in the queue: a poll that finds this joins.
   public var isAbsent: Bool {
@@ -176,10 +199,19 @@ public final class RoomStore: Sendable {
 
   /// Joins `visitor` to `room`, or reports where the visitor already is (never moves them).
   public func join(
-    room: String, visitor: VisitorID, on eventLoop: (any EventLoop)? = nil
+    room: String, visitor: VisitorID, client: JoiningClient? = nil, on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<VisitorStatus> {
     let random = String(Int.random(in: 0..<(1 << 31)))
-    return visitorScript(Scripts.join, room: room, arguments: [visitor.description, random], on: eventLoop)
+    guard let client else {
+      return visitorScript(Scripts.join, room: room, arguments: [visitor.description, random], on: eventLoop)
+    }
+    let keys = entry(room).entry.keys
+    return connection(on: eventLoop).evaluate(
+      Scripts.join, keys: keys.scriptKeys + keys.clientKeys(client.key),
+      arguments: [
+        visitor.description, random, client.newVisitor ? "1" : "0", String(client.newVisitorsPerMinute),
+      ]
+    ).flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 
   /// Where `visitor` stands; with `claim`, an unclaimed admission becomes a session.
@@ -571,6 +603,11 @@ public final class RoomStore: Sendable {
     case "closed": return .closed
     case "passthrough": return .passthrough
     case "full": return .full(waiting: try int(1))
+    case "refused":
+      guard values.count == 3, let reason = values[1].string else {
+        throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
+      }
+      return .refused(reason: reason, retryAfterSeconds: try int(2))
     case "no_room": throw RoomStoreError(.noSuchRoom, "no room '\(room)'")
     default: throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
     }

@@ -27,11 +27,12 @@ public enum Scripts {
 
     local function settings()
       local v = redis.call('HMGET', K_SETTINGS, 'state', 'rate_per_minute', 'max_active', 'session_seconds',
-        'claim_seconds', 'abandon_seconds', 'starts_at', 'jitter_ms', 'max_queue')
+        'claim_seconds', 'abandon_seconds', 'starts_at', 'jitter_ms', 'max_queue', 'max_places_per_client')
       if not v[1] then return nil end
       return { state = v[1], rate = tonumber(v[2]) or 0, max_active = tonumber(v[3]) or 0,
         session = tonumber(v[4]) or 600, claim = tonumber(v[5]) or 60, abandon = tonumber(v[6]) or 120,
-        starts_at = tonumber(v[7]) or 0, jitter = tonumber(v[8]) or 0, max_queue = tonumber(v[9]) or 0 }
+        starts_at = tonumber(v[7]) or 0, jitter = tonumber(v[8]) or 0, max_queue = tonumber(v[9]) or 0,
+        max_places = tonumber(v[10]) or 20 }
     end
 
     -- Ends unclaimed admissions past their claim deadline (no-shows) and sessions past their end.
@@ -121,18 +122,39 @@ public enum Scripts {
 
     """
 
-  /// ARGV: visitor, random integer in [0, 2^31). Joins (or finds) the visitor.
+  /// ARGV: visitor, random integer in [0, 2^31), and for a client's join through a gateway:
+  /// '1' if the visitor id is new, the most new ids per client per minute (0 = no limit).
+  /// KEYS[9] and KEYS[10], with a client: its places counter (a day) and its new-id counter
+  /// (a minute). Joins (or finds) the visitor; a client over a limit is refused before it
+  /// takes a place: { 'refused', reason, seconds until the count ends }.
   public static let join = RedisScript(
     prologue + """
       local s = settings()
       if not s then return { 'no_room' } end
       local v = ARGV[1]
-      local found = locate(v, s, false)
-      if found then return found end
+      local K_PLACES, K_MINTED = KEYS[9], KEYS[10]
+      if K_MINTED and ARGV[3] == '1' and tonumber(ARGV[4]) > 0 then
+        -- Every new id counts, refused or not: a client that keeps asking stays refused.
+        local minted = redis.call('INCR', K_MINTED)
+        if minted == 1 then redis.call('EXPIRE', K_MINTED, 60) end
+        if minted > tonumber(ARGV[4]) then
+          return { 'refused', 'too_many_visitors', math.max(1, redis.call('TTL', K_MINTED)) }
+        end
+      else
+        local found = locate(v, s, false)
+        if found then return found end
+      end
       if s.state == 'closed' then return { 'closed' } end
       if s.state == 'passthrough' then return { 'passthrough' } end
       local waiting = redis.call('ZCARD', K_QUEUE)
       if s.max_queue > 0 and waiting >= s.max_queue then return { 'full', waiting } end
+      if K_PLACES and s.max_places > 0 then
+        local places = tonumber(redis.call('GET', K_PLACES)) or 0
+        if places >= s.max_places then
+          return { 'refused', 'too_many_places', math.max(1, redis.call('TTL', K_PLACES)) }
+        end
+        if redis.call('INCR', K_PLACES) == 1 then redis.call('EXPIRE', K_PLACES, 86400) end
+      end
       -- Queue only when needed: an empty queue with room and a token admits at once.
       if s.state == 'queue' and now >= s.starts_at and waiting == 0 then
         expire_active()

@@ -52,6 +52,7 @@ struct Ctl: AsyncParsableCommand {
     @Option(help: "Most shoppers at once.") var maxActive: Int?
     @Option(help: "Session length in seconds.") var sessionSeconds: Int?
     @Option(help: "passthrough, queue, paused or closed.") var state: String?
+    @Option(help: "New places one client may take in a day (0 = no limit).") var maxPlacesPerClient: Int?
 
     func run() async throws {
       var changes: [String: Any] = [:]
@@ -59,8 +60,10 @@ struct Ctl: AsyncParsableCommand {
       if let maxActive { changes["max_active"] = maxActive }
       if let sessionSeconds { changes["session_seconds"] = sessionSeconds }
       if let state { changes["state"] = state }
+      if let maxPlacesPerClient { changes["max_places_per_client"] = maxPlacesPerClient }
       guard !changes.isEmpty else {
-        throw ValidationError("nothing to set: give --rate, --max-active, --session-seconds or --state")
+        throw ValidationError(
+          "nothing to set: give --rate, --max-active, --session-seconds, --state or --max-places-per-client")
       }
       print(AdminClient.details(try await Ctl.run { try await connection.client().update(room, changes) }))
     }

@@ -13,6 +13,8 @@ struct Refusal: Error, Equatable {
   static let codes = [
     "version_not_supported", "method_not_allowed", "host_required", "bad_framing",
     "unsupported_transfer_coding", "bad_target", "body_too_large",
+    // Per-client limits on joins (`Scripts.join`).
+    "too_many_places", "too_many_visitors",
   ]
 
   var json: String { "{\"error\":\"\(code)\",\"message\":\"\(message)\"}" }

@@ -42,7 +42,7 @@ import Testing
       ("GET", "/orders", "v1.p.onsale.garbage", nil, 401, "invalid_pass"),
       ("GET", "/events?limit=1000", nil, nil, 400, "invalid_limit"),
       ("GET", "/events?from=yesterday", nil, nil, 400, "invalid_from"),
-      ("PUT", "/events", nil, nil, 404, "not_found"),  // Hummingbird routes by method and path
+      ("PUT", "/events", nil, nil, 405, "method_not_allowed"),  // a known path asked with another method
       ("GET", "/nowhere", nil, nil, 404, "not_found"),
       ("POST", "/admin/events", nil, "{}", 401, "unauthorized"),
       ("GET", "/metrics", nil, nil, 401, "unauthorized"),

@@ -75,7 +75,12 @@ import FoundationNetworking
     #expect(try await get(gateway.base + "/_foyer/readyz").0 == 200)
     #expect(try await get(gateway.base + "/_foyer/nope").0 == 404)
     let unknown = try await get(gateway.base + "/_foyer/status?room=elsewhere")
-    #expect(unknown.0 == 400 && json(unknown.3)["error"] as? String == "unknown_room")
+    #expect(unknown.0 == 404 && json(unknown.3)["error"] as? String == "unknown_room")
+    let unnamed = try await get(gateway.base + "/_foyer/status")
+    #expect(unnamed.0 == 400 && json(unnamed.3)["error"] as? String == "room_required")
+    // A known endpoint asked with a method it does not serve: 405 naming the ones it does.
+    let put = try await httpRequest("PUT", gateway.base + "/_foyer/status?room=elsewhere")
+    #expect(put.status == 405 && put.headers["allow"] == "GET, HEAD")
   }
 
   /// Known visitors' polls take the express lane when it is on; joins take the NIOHTTP1 path.
@@ -165,7 +170,7 @@ import FoundationNetworking
     let again = try await ProxyTests.send("POST", leave, headers: headers)
     #expect(String(decoding: again.2, as: UTF8.self).contains("\"result\":\"none\""))
     #expect(try await ProxyTests.send("GET", leave).0 == 405)
-    #expect(try await ProxyTests.send("POST", gateway.base + "/_foyer/leave?room=nope").0 == 400)
+    #expect(try await ProxyTests.send("POST", gateway.base + "/_foyer/leave?room=nope").0 == 404)
   }
 }
 

@@ -1,7 +1,7 @@
 public import BoxOffice
 public import Foundation
 public import FoyerCore
-internal import FoyerGateway
+public import FoyerGateway
 internal import Logging
 public import NIOCore
 internal import NIOPosix
@@ -23,6 +23,8 @@ public final class OnSaleStack: @unchecked Sendable {
   public let base: String
   public let adminBase: String
   public let adminToken: String
+  /// BoxOffice's own base URL (behind the gateway, for tests that call it directly).
+  public var boxOfficeBase: String { "http://127.0.0.1:\(running.port)" }
   private let running: InProcessBoxOffice
   private let admission: Task<Void, Never>
   private let gateway: any Channel
@@ -33,7 +35,7 @@ public final class OnSaleStack: @unchecked Sendable {
   public static func start(
     room: String, keyRing: KeyRing, adminToken: String, sections: [EventSpec.Section],
     holdDuration: Duration = .seconds(600), databaseConnections: Int = 5, settings: RoomSettings,
-    startsIn seconds: Double? = nil
+    startsIn seconds: Double? = nil, boxOfficeAdminToken: String? = nil, clients: ClientPolicy = ClientPolicy()
   ) async throws -> OnSaleStack {
     let databaseURL = try await PostgresDatabase.create()
     var configuration = BoxOfficeConfiguration(
@@ -41,7 +43,7 @@ public final class OnSaleStack: @unchecked Sendable {
       holdDuration: holdDuration, keyRing: keyRing)
     configuration.room = room
     let boxOffice = try await InProcessBoxOffice.start(
-      configuration,
+      configuration, adminToken: boxOfficeAdminToken,
       event: EventSpec(
         name: "Test Night", category: "concert", city: "Lisbon", venue: "Test Hall",
         startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(), sections: sections))
@@ -59,6 +61,7 @@ public final class OnSaleStack: @unchecked Sendable {
       rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
       upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOffice.port))
     gatewayConfiguration.drainTimeout = .seconds(1)
+    gatewayConfiguration.clients = clients
     let server = GatewayServer(configuration: gatewayConfiguration, store: store, eventLoopGroup: group)
     let gateway = try await server.start()
     let admin = try await AdminServer(

@@ -46,6 +46,7 @@ import Testing
     #expect(parsed.waitingPageTemplate == nil)
     #expect(parsed.upstream == nil)
     #expect(parsed.expressLane == defaults.expressLane)
+    #expect(parsed.clients == defaults.clients)
     #expect(file.redisURL == "redis://127.0.0.1:6379")
     #expect(file.threads == 0)
     #expect(file.adminHost == "127.0.0.1")
@@ -68,6 +69,7 @@ import Testing
       cookies: {secure: true}
       limits: {max_body_bytes: 1024, header_timeout_ms: 2000}
       shutdown: {drain_timeout_ms: 0}
+      clients: {trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.0.2.7], new_visitors_per_minute: 0}
       waiting_page: {template: /etc/page.html, unavailable_retry_seconds: 5}
       rooms:
         - {id: a, path_prefix: /a, host: Shop.Example.com, settings: {rate_per_minute: 60, state: paused}}
@@ -84,6 +86,8 @@ import Testing
     #expect(file.gateway.limits.maxBodyBytes == 1024)
     #expect(file.gateway.limits.headerTimeout == .seconds(2))
     #expect(file.gateway.drainTimeout == .zero)
+    #expect(file.gateway.clients.trustedProxies.map(\.description) == ["10.0.0.0/8", "2001:db8:0:0:0:0:0:0/32", "192.0.2.7/32"])
+    #expect(file.gateway.clients.newVisitorsPerMinute == 0)
     #expect(file.gateway.waitingPageTemplate == "<p>{{position}} of {{waiting}}</p>")
     #expect(file.gateway.unavailableRetrySeconds == 5)
     #expect(
@@ -116,6 +120,10 @@ import Testing
     #expect(
       error("waiting_page: {template: /t}", files: ["/t": "{{positon}}"]).contains(
         "unknown placeholder '{{positon}}'"))
+    #expect(
+      error("clients: {trusted_proxies: [10.0.0.0/40]}")
+        == "clients.trusted_proxies '10.0.0.0/40' is not an address or CIDR block (line 1)")
+    #expect(error("clients: {trusted_proxies: 10.0.0.0/8}").hasPrefix("clients.trusted_proxies must be a list"))
     #expect(error("listen: [1, 2]") == "listen must be a mapping")
     #expect(error("a: [").hasPrefix("the configuration is not valid YAML"))
     #expect(error("") == "no error")

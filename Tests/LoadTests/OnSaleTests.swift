@@ -36,7 +36,9 @@ import WaitingRoom
       sections: ["North", "South", "East", "West"].map {
         EventSpec.Section(name: $0, rows: 15, seatsPerRow: 20, priceCents: 5_000)
       },
-      holdDuration: .seconds(10), databaseConnections: 10, settings: RoomSettings())
+      holdDuration: .seconds(10), databaseConnections: 10, settings: RoomSettings(),
+      // The whole crowd comes from one loopback address: no per-client limit on new ids.
+      clients: ClientPolicy(newVisitorsPerMinute: 0))
     defer { Task { await stack.stop() } }
 
     let report = try await Simulation(

@@ -136,6 +136,11 @@ public final class TokenSigner {
     self.keyIDs = keyRing.keys.map { Array($0.id.utf8) }
   }
 
+  /// The MAC of `message` under the ring's key `keyIndex`.
+  func mac(keyIndex: Int, _ message: [UInt8]) -> [UInt8] {
+    macs[keyIndex].authenticate(message)
+  }
+
   /// Signs `token` with the first key of the ring.
   public func sign(_ token: Token) -> String {
     let kind = Character(Unicode.Scalar(token.kind.rawValue))

@@ -33,6 +33,9 @@ public struct RoomSettings: Sendable, Hashable, Codable {
   /// counted across gateways; 0 = no limit. Generous: families, offices and carrier NAT
   /// share addresses.
   public var maxPlacesPerClient: Int
+  /// Proof of work before a place: a new visitor solves a challenge of this many bits
+  /// (2^bits SHA-256 hashes expected); 0 = off.
+  public var challengeBits: Int
 
   public init(
     state: RoomState = .queue,
@@ -44,7 +47,8 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     startsAtMilliseconds: Int64 = 0,
     jitterMilliseconds: Int = 250,
     maxQueue: Int = 0,
-    maxPlacesPerClient: Int = 20
+    maxPlacesPerClient: Int = 20,
+    challengeBits: Int = 0
   ) {
     self.state = state
     self.ratePerMinute = ratePerMinute
@@ -56,6 +60,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     self.jitterMilliseconds = jitterMilliseconds
     self.maxQueue = maxQueue
     self.maxPlacesPerClient = maxPlacesPerClient
+    self.challengeBits = challengeBits
   }
 
   /// Limits that keep the admission script's arithmetic exact and the room usable.
@@ -96,6 +101,9 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     try check(
       (0...1_000_000).contains(maxPlacesPerClient), "max_places_per_client",
       "must be between 0 and 1000000 (got \(maxPlacesPerClient))")
+    try check(
+      (0...Challenge.maximumBits).contains(challengeBits), "challenge_bits",
+      "must be between 0 and \(Challenge.maximumBits) (got \(challengeBits))")
   }
 
   /// The Redis hash fields and values, as stored.
@@ -106,7 +114,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
       ("session_seconds", String(sessionSeconds)), ("claim_seconds", String(claimSeconds)),
       ("abandon_seconds", String(abandonSeconds)), ("starts_at", String(startsAtMilliseconds)),
       ("jitter_ms", String(jitterMilliseconds)), ("max_queue", String(maxQueue)),
-      ("max_places_per_client", String(maxPlacesPerClient)),
+      ("max_places_per_client", String(maxPlacesPerClient)), ("challenge_bits", String(challengeBits)),
     ]
   }
 
@@ -137,6 +145,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     case "jitter_ms": jitterMilliseconds = try int(value)
     case "max_queue": maxQueue = try int(value)
     case "max_places_per_client": maxPlacesPerClient = try int(value)
+    case "challenge_bits": challengeBits = try int(value)
     default: throw RoomSettingsError(field: field, message: "is not a room setting")
     }
   }

@@ -54,6 +54,9 @@ public struct GatewayConfiguration: Sendable {
   public var revocationRefreshInterval: TimeAmount = .milliseconds(250)
   /// Who a client is, and how many visitor ids one may be given.
   public var clients = ClientPolicy()
+  /// Invite-only rooms: a room with a key here gives places only for an `EnqueueToken` its
+  /// operator's site signed with that key (`FOYER_ENQUEUE_KEYS`, `room:base64secret,…`).
+  public var enqueueKeys: [String: [UInt8]] = [:]
 
   public init(
     host: String = "0.0.0.0", port: Int = 8080, keyRing: KeyRing, secureCookies: Bool = false,

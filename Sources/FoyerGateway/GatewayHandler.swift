@@ -383,7 +383,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       var body = context.channel.allocator.buffer(capacity: OpenAPIDocuments.public.count)
       body.writeBytes(OpenAPIDocuments.public)
       LocalResponse.write(context, to: head, status: .ok, contentType: "application/json", body: body)
-    case .status, .leave:
+    case .status, .leave, .solve:
       guard let roomID = Self.parameter("room", in: target.query.utf8) else {
         return respond(
           context, head, status: .badRequest, contentType: "application/json",
@@ -396,6 +396,8 @@ final class GatewayHandler: ChannelDuplexHandler {
       }
       if endpoint == .leave {
         leave(route.id, head: head, context: context)
+      } else if endpoint == .solve {
+        solve(route.id, query: target.query, head: head, context: context)
       } else {
         visit(route.id, head: head, context: context, page: false)
       }
@@ -610,34 +612,56 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     let visitor: VisitorID
-    let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow)
-    if let known {
+    // A visitor id made by this request (not read from a cookie or an enqueue token).
+    var minted = false
+    if let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow) {
       visitor = known
     } else {
-      visitor = .random()
+      if let key = shared.configuration.enqueueKeys[room] {
+        // Invite-only: the account's own visitor id, or no place at all.
+        switch Self.enqueueToken(in: head, room: room, key: key, now: wallNow) {
+        case .success(let account): visitor = account
+        case .failure(let refusal):
+          return refuse(refusal, retryAfter: nil, room: room, head: head, context: context, json: wantsJSON)
+        }
+      } else {
+        visitor = .random()
+        minted = true
+      }
       let token = signer.sign(Token(kind: .visitor, room: room, visitor: visitor, time: wallNow))
       cookies.append(
         Cookies.setCookie(
           name: Cookies.visitorName(room: room), value: token, maxAge: 86_400,
           secure: shared.configuration.secureCookies))
     }
-    // The per-client limits ride on the join's round trip (Scripts.join).
-    let policy = shared.configuration.clients
-    let client = ClientIdentity.key(
-      peer: context.channel.remoteAddress, headers: head.headers, trusted: policy.trustedProxies
-    ).map { JoiningClient(key: $0, newVisitor: known == nil, newVisitorsPerMinute: policy.newVisitorsPerMinute) }
 
+    enter(
+      room, visitor: visitor, minted: minted, solved: nil, cookies: cookies, head: head, context: context, page: page,
+      json: wantsJSON)
+  }
+
+  /// Where `visitor` stands in `room`, joining (and claiming at once if the join admits) when
+  /// not in line yet, and the answer to the visitor: the queue, a challenge, a pass, or why not.
+  private func enter(
+    _ room: String, visitor: VisitorID, minted: Bool, solved: Challenge?, cookies: [String],
+    head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
+  ) {
+    let loop = context.eventLoop
     let store = shared.store
     // A visitor id made just now is in no line: it joins at once.
     let found =
-      known == nil
+      minted
       ? loop.makeSucceededFuture(VisitorStatus.absent(.queue))
       : store.status(room: room, visitor: visitor, claim: true, on: loop)
     found
       .flatMap { status -> EventLoopFuture<VisitorStatus> in
-        // Not waiting yet (or any more): join, and claim at once if the join admits.
         guard case .absent = status else { return loop.makeSucceededFuture(status) }
-        return store.join(room: room, visitor: visitor, client: client, on: loop).flatMap { joined in
+        // The per-client limits ride on the join's round trip (Scripts.join).
+        let policy = self.shared.configuration.clients
+        let client = ClientIdentity.key(
+          peer: context.channel.remoteAddress, headers: head.headers, trusted: policy.trustedProxies
+        ).map { JoiningClient(key: $0, newVisitor: minted, newVisitorsPerMinute: policy.newVisitorsPerMinute) }
+        return store.join(room: room, visitor: visitor, client: client, solved: solved, on: loop).flatMap { joined in
           guard case .admitted = joined else { return loop.makeSucceededFuture(joined) }
           return store.claim(room: room, visitor: visitor, on: loop)
         }
@@ -645,45 +669,123 @@ final class GatewayHandler: ChannelDuplexHandler {
       .hop(to: loop).assumeIsolated().whenComplete { result in
         switch result {
         case .success(.refused(let reason, let seconds)):
-          self.refuseClient(reason: reason, retryAfter: seconds, room: room, head: head, context: context, json: wantsJSON)
+          let refusal = Refusal(
+            status: .tooManyRequests, code: reason,
+            message: reason == "too_many_places"
+              ? "too many places in line were taken from your network; try again later"
+              : "too many new visitors came from your network in the last minute; retry shortly")
+          self.refuse(refusal, retryAfter: seconds, room: room, head: head, context: context, json: json)
+        case .success(.challenge(let bits)):
+          if minted { self.shared.metrics.newVisitors.increment() }
+          self.shared.metrics.challengesIssued.increment()
+          var body = StatusBody.notWaiting(room: room, state: "challenge", pollAfterMilliseconds: 0)
+          body.challenge = Challenge(
+            room: room, visitor: visitor, bits: bits, expiry: Self.unixSeconds() + Self.challengeSeconds
+          ).signed(with: self.signer)
+          body.challengeBits = bits
+          if json {
+            self.respondJSON(context, head, body, cookies: cookies)
+          } else {
+            var headers = HTTPHeaders()
+            for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
+            self.respond(
+              context, head, status: .ok, contentType: "text/html; charset=utf-8", body: self.page(body),
+              extraHeaders: headers)
+          }
         case .success(let status):
-          if known == nil { self.shared.metrics.newVisitors.increment() }
+          if minted { self.shared.metrics.newVisitors.increment() }
+          if solved != nil, case .queued = status { self.shared.metrics.challengesSolved.increment() }
           self.shared.metrics.statusPolls.increment()
           self.answer(
-            status, room: room, visitor: visitor, cookies: cookies, head: head,
-            context: context,
-            page: page, json: wantsJSON)
+            status, room: room, visitor: visitor, cookies: cookies, head: head, context: context, page: page, json: json)
         case .failure(let error):
           self.shared.metrics.redisErrors.increment()
           self.shared.logger.warning(
             "queue unavailable",
             metadata: ["request_id": "\(self.id(head))", "room": "\(room)", "error": "\(error)"])
-          self.unavailable(room: room, cookies: cookies, head: head, context: context, json: wantsJSON)
+          self.unavailable(room: room, cookies: cookies, head: head, context: context, json: json)
         }
       }
   }
 
-  /// A client over a per-client limit: `429` with `Retry-After`, no place and no visitor
-  /// cookie; apps get `{error, message}`, browsers a page that says why.
-  private func refuseClient(
-    reason: String, retryAfter: Int, room: String, head: HTTPRequestHead, context: ChannelHandlerContext,
+  /// How long a challenge may be worked on: long enough for the slowest phone at the highest
+  /// sensible difficulty, short enough that solutions cannot be stockpiled for long.
+  static let challengeSeconds: Int64 = 600
+
+  /// `POST /_foyer/solve?room=R&challenge=C&solution=N`: a solved challenge, checked here
+  /// (signature, room, the caller's own visitor id, expiry, the work) before any Redis work,
+  /// buys the visitor one place.
+  private func solve(_ room: String, query: Substring, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    let now = Self.unixSeconds()
+    func invalid(_ reason: String) {
+      shared.metrics.countRefused("invalid_solution")
+      respond(
+        context, head, status: .badRequest, contentType: "application/json",
+        body: Refusal(
+          status: .badRequest, code: "invalid_solution",
+          message: "the solution does not solve a challenge of yours (\(reason)); ask for a new one").json)
+    }
+    guard let visitor = Self.visitorCookie(in: head, room: room, signer: signer, now: now) else {
+      return invalid("no visitor id")
+    }
+    guard let challenge = Self.parameter("challenge", in: query.utf8),
+      let counter = Self.parameter("solution", in: query.utf8)
+    else { return invalid("name challenge and solution") }
+    switch Challenge.verify(
+      challenge: String(decoding: challenge, as: UTF8.self), counter: String(decoding: counter, as: UTF8.self),
+      room: room, visitor: visitor, now: now, signer: signer)
+    {
+    case .failure(let rejection): invalid(rejection.rawValue)
+    case .success(let solved):
+      enter(room, visitor: visitor, minted: false, solved: solved, cookies: [], head: head, context: context, page: false, json: true)
+    }
+  }
+
+  /// A client over a per-client limit (`429`, with `Retry-After`) or without a valid enqueue
+  /// token in an invite-only room (`403`): no place and no visitor cookie; apps get
+  /// `{error, message}`, browsers a page that says why.
+  private func refuse(
+    _ refusal: Refusal, retryAfter: Int?, room: String, head: HTTPRequestHead, context: ChannelHandlerContext,
     json: Bool
   ) {
-    shared.metrics.countRefused(reason)
-    let message =
-      reason == "too_many_places"
-      ? "too many places in line were taken from your network; try again later"
-      : "too many new visitors came from your network in the last minute; retry shortly"
-    let headers: HTTPHeaders = ["retry-after": String(retryAfter)]
+    shared.metrics.countRefused(refusal.code)
+    var headers = HTTPHeaders()
+    if let retryAfter { headers.add(name: "retry-after", value: String(retryAfter)) }
     if json {
-      respond(
-        context, head, status: .tooManyRequests, contentType: "application/json",
-        body: "{\"error\":\"\(reason)\",\"message\":\"\(message)\"}", extraHeaders: headers)
+      respond(context, head, status: refusal.status, contentType: "application/json", body: refusal.json, extraHeaders: headers)
     } else {
-      let body = StatusBody.notWaiting(room: room, state: "refused", pollAfterMilliseconds: retryAfter * 1_000)
+      let body = StatusBody.notWaiting(
+        room: room, state: "refused", pollAfterMilliseconds: (retryAfter ?? 60) * 1_000)
       respond(
-        context, head, status: .tooManyRequests, contentType: "text/html; charset=utf-8",
-        body: page(body, message: "Sorry: \(message)."), extraHeaders: headers)
+        context, head, status: refusal.status, contentType: "text/html; charset=utf-8",
+        body: page(body, message: "Sorry: \(refusal.message)."), extraHeaders: headers)
+    }
+  }
+
+  /// The account's visitor id from a valid enqueue token (`Foyer-Enqueue` header, else the
+  /// `foyer_enqueue` query parameter), or why there is none.
+  static func enqueueToken(
+    in head: HTTPRequestHead, room: String, key: [UInt8], now: Int64
+  ) -> Result<VisitorID, Refusal> {
+    let query = head.uri.firstIndex(of: "?").map { head.uri[head.uri.index(after: $0)...] } ?? ""
+    guard let text = head.headers[canonicalForm: "foyer-enqueue"].first.map(String.init)
+      ?? parameter("foyer_enqueue", in: query.utf8).map({ String(decoding: $0, as: UTF8.self) })
+    else {
+      return .failure(
+        Refusal(
+          status: .forbidden, code: "enqueue_token_required",
+          message: "this on-sale is by invitation: open it from the link on your account page"))
+    }
+    guard let context = try? HMACSHA256(key: key) else {
+      return .failure(Refusal(status: .internalServerError, code: "internal", message: "no HMAC context"))
+    }
+    switch EnqueueToken.verify(text, room: room, key: context, now: now) {
+    case .success(let token): return .success(token.visitor(key: context))
+    case .failure(let rejection):
+      return .failure(
+        Refusal(
+          status: .forbidden, code: "invalid_enqueue_token",
+          message: "the invitation is not valid (\(rejection.rawValue)): open it again from your account page"))
     }
   }
 
@@ -809,6 +911,10 @@ final class GatewayHandler: ChannelDuplexHandler {
       "progress": String(progress),
       "eta": body.etaSeconds.map(Self.waitText) ?? "unknown while the sale is paused",
     ]
+    if let challenge = body.challenge {
+      values["challenge"] = challenge
+      values["bits"] = String(body.challengeBits)
+    }
     if let position = body.position {
       values["position"] = String(position)
       values["ahead"] = String(max(position - 1, 0))
@@ -819,6 +925,7 @@ final class GatewayHandler: ChannelDuplexHandler {
       ?? [
         "paused": "The sale is paused. You keep your place.", "closed": "This sale is closed.",
         "full": "The line is full right now. We will keep trying.",
+        "challenge": "Checking your browser before you join the line…",
       ][body.state] ?? "Thank you for waiting. We will take you in as soon as we can."
     return shared.waitingPage.render(values)
   }

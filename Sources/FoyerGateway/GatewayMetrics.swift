@@ -27,6 +27,8 @@ public final class GatewayMetrics: Sendable {
   let statusPolls: Counter
   let waitingPages: Counter
   let newVisitors: Counter
+  let challengesIssued: Counter
+  let challengesSolved: Counter
   let connectionsRejected: Counter
   /// Requests refused at their head, by `Refusal.code`.
   private let refusals: [String: Counter]
@@ -78,6 +80,10 @@ public final class GatewayMetrics: Sendable {
       descriptor: .foyer("foyer_waiting_pages_total", "Waiting pages served."))
     newVisitors = registry.makeCounter(
       descriptor: .foyer("foyer_visitor_tokens_issued_total", "New visitor ids issued by this gateway."))
+    challengesIssued = registry.makeCounter(
+      descriptor: .foyer("foyer_challenges_issued_total", "Proof-of-work challenges given to visitors without a place."))
+    challengesSolved = registry.makeCounter(
+      descriptor: .foyer("foyer_challenges_solved_total", "Solved challenges that bought a place in line."))
     connectionsRejected = registry.makeCounter(
       descriptor: .foyer(
         "foyer_connections_rejected_total", "Connections closed at once: over max_connections."))

@@ -17,6 +17,9 @@ struct StatusBody {
   var pollAfterMilliseconds: Int
   var admitted: Bool
   var pass: String?
+  /// A proof-of-work challenge to solve before a place is given, and its bits.
+  var challenge: String?
+  var challengeBits = 0
   /// For the waiting page's countdown; not part of the JSON.
   var startsAtMilliseconds: Int64 = 0
 
@@ -34,7 +37,8 @@ struct StatusBody {
   /// At least the length of the JSON: the fixed text (about 100 bytes), four numbers and
   /// the strings.
   var maximumJSONLength: Int {
-    128 + 4 * ReservedWriter.decimalLength + room.utf8.count + state.utf8.count + (pass?.utf8.count ?? 0)
+    160 + 5 * ReservedWriter.decimalLength + room.utf8.count + state.utf8.count + (pass?.utf8.count ?? 0)
+      + (challenge?.utf8.count ?? 0)
   }
 
   func writeJSON(into writer: inout ReservedWriter) {
@@ -58,6 +62,12 @@ struct StatusBody {
       writer.write(",\"pass\":\"")
       writer.write(pass)
       writer.write("\"")
+    }
+    if let challenge {
+      writer.write(",\"challenge\":\"")
+      writer.write(challenge)
+      writer.write("\",\"bits\":")
+      writer.write(decimal: challengeBits)
     }
     writer.write("}")
   }
@@ -90,6 +100,9 @@ struct StatusBody {
       return (.admitted(room: room, pass: nil), nil)
     case .full:
       return (.notWaiting(room: room, state: "full", pollAfterMilliseconds: 10_000), nil)
+    case .challenge:
+      // The caller signs the challenge (it needs the visitor's id and a signer).
+      return (.notWaiting(room: room, state: "challenge", pollAfterMilliseconds: 0), nil)
     case .refused(_, let seconds):
       return (.notWaiting(room: room, state: "refused", pollAfterMilliseconds: seconds * 1_000), nil)
     }

@@ -14,7 +14,7 @@ struct WaitingPage: Sendable {
   static let placeholders: Set<String> = [
     "room", "state", "position", "waiting", "ahead", "eta", "progress", "pollAfterMs", "refreshSeconds",
     "startsAt",
-    "message",
+    "message", "challenge", "bits",
   ]
 
   let pieces: [Piece]

@@ -32,6 +32,10 @@ extension WaitingPage {
         <p>The sale starts in</p>
         <p class="big" id="countdown" aria-live="off">–</p>
       </section>
+      <section id="work-box" hidden>
+        <label for="work" class="note">Checking your browser before it joins the line: a few seconds</label>
+        <progress id="work" max="100" value="0">0%</progress>
+      </section>
       <section id="queue-box">
         <p class="big"><span id="position">{{position}}</span><span class="note"> in line</span></p>
         <label for="progress" class="note">Progress</label>
@@ -48,6 +52,7 @@ extension WaitingPage {
     <script>
     (function () {
       var room = "{{room}}", startsAt = Number("{{startsAt}}"), poll = Number("{{pollAfterMs}}") || 2000;
+      var challenge = "{{challenge}}", bits = Number("{{bits}}") || 0;
       var first = null;
       function $(id) { return document.getElementById(id); }
       function wait(seconds) {
@@ -78,14 +83,56 @@ extension WaitingPage {
         }
         poll = status.pollAfterMs || poll;
       }
+      // Proof of work (the room's challenge_bits): a worker hashes with WebCrypto until
+      // SHA-256("<challenge>.<n>") starts with `bits` zero bits, then the solution buys the place.
+      var solver = "onmessage = function (e) {" +
+        "  var c = e.data.c, b = e.data.b, text = new TextEncoder(), n = 0, batch = 512;" +
+        "  function zeros(d) { var a = new Uint8Array(d), z = 0;" +
+        "    for (var i = 0; i < a.length; i++) { if (a[i] === 0) { z += 8; continue; } return z + Math.clz32(a[i]) - 24; }" +
+        "    return z; }" +
+        "  function round() { var all = [];" +
+        "    for (var i = 0; i < batch; i++) all.push(crypto.subtle.digest('SHA-256', text.encode(c + '.' + (n + i))));" +
+        "    Promise.all(all).then(function (digests) {" +
+        "      for (var i = 0; i < digests.length; i++) if (zeros(digests[i]) >= b) { postMessage({ done: String(n + i), tries: n + i + 1 }); return; }" +
+        "      n += batch; postMessage({ tries: n }); round(); }); }" +
+        "  round(); };";
+      function solve(given, difficulty) {
+        $("message").textContent = "Checking your browser before you join the line…";
+        $("work-box").hidden = false; $("queue-box").hidden = true;
+        if (!window.crypto || !crypto.subtle || !window.Worker) {
+          $("message").textContent = "This page needs a secure (https) connection and a current browser to join the line.";
+          return;
+        }
+        var expected = Math.pow(2, difficulty), started = Date.now();
+        var worker = new Worker(URL.createObjectURL(new Blob([solver], { type: "text/javascript" })));
+        worker.onmessage = function (e) {
+          // The chance of having found one by now: it moves steadily and never stalls at 100.
+          $("work").value = Math.min(99, Math.round(100 * (1 - Math.exp(-e.data.tries / expected))));
+          if (e.data.done === undefined) return;
+          worker.terminate();
+          document.documentElement.dataset.solvedMs = String(Date.now() - started);
+          fetch("/_foyer/solve?room=" + encodeURIComponent(room) + "&challenge=" + encodeURIComponent(given) +
+            "&solution=" + e.data.done, { method: "POST", headers: { Accept: "application/json" }, credentials: "same-origin" })
+            .then(function (r) { return r.json(); })
+            .then(function (status) { $("work").value = 100; $("work-box").hidden = true; $("queue-box").hidden = false; handle(status); })
+            .catch(function () { setTimeout(next, 2000); });
+        };
+        worker.postMessage({ c: given, b: difficulty });
+      }
+      // A challenge is solved before anything else; otherwise the queue is shown and polled.
+      function handle(status) {
+        if (status.challenge) { solve(status.challenge, status.bits); return; }
+        show(status);
+        setTimeout(next, poll);
+      }
       function next() {
         fetch("/_foyer/status?room=" + encodeURIComponent(room), { headers: { Accept: "application/json" }, credentials: "same-origin" })
           .then(function (r) { return r.json(); })
-          .then(show)
-          .catch(function () { $("message").textContent = "Reconnecting… you keep your place."; })
-          .finally(function () { setTimeout(next, poll); });
+          .then(handle)
+          .catch(function () { $("message").textContent = "Reconnecting… you keep your place."; setTimeout(next, poll); });
       }
-      tick(); setInterval(tick, 1000); setTimeout(next, poll);
+      tick(); setInterval(tick, 1000);
+      if (challenge) { solve(challenge, bits); } else { setTimeout(next, poll); }
     })();
     </script>
     </body>

@@ -11,6 +11,8 @@ public struct RoomKeys: Sendable, Hashable {
   /// Passes given back before they ran out: `visitor:expirySeconds` scored by Redis time in
   /// milliseconds, kept a day (the longest a session may be).
   public let revoked: String
+  /// Nonces of challenges whose solutions bought a place, scored by their expiry (ms).
+  public let solved: String
 
   /// The set of room ids (outside any room's slot; never touched by a room script).
   public static let rooms = "foyer:rooms"
@@ -26,10 +28,11 @@ public struct RoomKeys: Sendable, Hashable {
     stats = prefix + "stats"
     minute = prefix + "minute"
     revoked = prefix + "revoked"
+    solved = prefix + "solved"
   }
 
   /// The order every script expects its keys in.
-  public var scriptKeys: [String] { [queue, active, claimed, settings, bucket, stats, minute, revoked] }
+  public var scriptKeys: [String] { [queue, active, claimed, settings, bucket, stats, minute, revoked, solved] }
 
   /// A client's counters in this room (in the room's slot): places taken in a day, and new
   /// visitor ids given in a minute.
@@ -83,6 +86,8 @@ public enum VisitorStatus: Sendable, Hashable {
   case full(waiting: Int)
   /// The client is over a limit (`too_many_places`, `too_many_visitors`): no place taken.
   case refused(reason: String, retryAfterSeconds: Int)
+  /// The room asks for proof of work of this many bits before a place is given.
+  case challenge(bits: Int)
 
   /// Not in the queue: a poll that finds this joins.
   public var isAbsent: Bool {
@@ -198,19 +203,19 @@ public final class RoomStore: Sendable {
   // MARK: Visitors (futures: called from channel handlers on their event loop)
 
   /// Joins `visitor` to `room`, or reports where the visitor already is (never moves them).
+  /// `solved` is a challenge whose work the caller has verified (`Challenge.verify`).
   public func join(
-    room: String, visitor: VisitorID, client: JoiningClient? = nil, on eventLoop: (any EventLoop)? = nil
+    room: String, visitor: VisitorID, client: JoiningClient? = nil, solved: Challenge? = nil,
+    on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<VisitorStatus> {
     let random = String(Int.random(in: 0..<(1 << 31)))
-    guard let client else {
-      return visitorScript(Scripts.join, room: room, arguments: [visitor.description, random], on: eventLoop)
-    }
     let keys = entry(room).entry.keys
+    let arguments = [
+      visitor.description, random, client?.newVisitor == true ? "1" : "0", String(client?.newVisitorsPerMinute ?? 0),
+      solved?.nonce ?? "", String(solved?.expiry ?? 0), String(solved?.bits ?? 0),
+    ]
     return connection(on: eventLoop).evaluate(
-      Scripts.join, keys: keys.scriptKeys + keys.clientKeys(client.key),
-      arguments: [
-        visitor.description, random, client.newVisitor ? "1" : "0", String(client.newVisitorsPerMinute),
-      ]
+      Scripts.join, keys: keys.scriptKeys + (client.map { keys.clientKeys($0.key) } ?? []), arguments: arguments
     ).flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 
@@ -608,6 +613,7 @@ public final class RoomStore: Sendable {
         throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
       }
       return .refused(reason: reason, retryAfterSeconds: try int(2))
+    case "challenge": return .challenge(bits: try int(1))
     case "no_room": throw RoomStoreError(.noSuchRoom, "no room '\(room)'")
     default: throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
     }

@@ -16,8 +16,8 @@ public import RedisNIO
 /// after 2020-01-01: shuffled among themselves and ahead of everyone who joins later.
 public enum Scripts {
   static let prologue = """
-    local K_QUEUE, K_ACTIVE, K_CLAIMED, K_SETTINGS, K_BUCKET, K_STATS, K_MINUTE, K_REVOKED =
-      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+    local K_QUEUE, K_ACTIVE, K_CLAIMED, K_SETTINGS, K_BUCKET, K_STATS, K_MINUTE, K_REVOKED, K_SOLVED =
+      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
     local EPOCH = 1577836800000
     local SEEN = 8192
     local PREQUEUE = 1000000
@@ -27,12 +27,13 @@ public enum Scripts {
 
     local function settings()
       local v = redis.call('HMGET', K_SETTINGS, 'state', 'rate_per_minute', 'max_active', 'session_seconds',
-        'claim_seconds', 'abandon_seconds', 'starts_at', 'jitter_ms', 'max_queue', 'max_places_per_client')
+        'claim_seconds', 'abandon_seconds', 'starts_at', 'jitter_ms', 'max_queue', 'max_places_per_client',
+        'challenge_bits')
       if not v[1] then return nil end
       return { state = v[1], rate = tonumber(v[2]) or 0, max_active = tonumber(v[3]) or 0,
         session = tonumber(v[4]) or 600, claim = tonumber(v[5]) or 60, abandon = tonumber(v[6]) or 120,
         starts_at = tonumber(v[7]) or 0, jitter = tonumber(v[8]) or 0, max_queue = tonumber(v[9]) or 0,
-        max_places = tonumber(v[10]) or 20 }
+        max_places = tonumber(v[10]) or 20, challenge = tonumber(v[11]) or 0 }
     end
 
     -- Ends unclaimed admissions past their claim deadline (no-shows) and sessions past their end.
@@ -122,18 +123,21 @@ public enum Scripts {
 
     """
 
-  /// ARGV: visitor, random integer in [0, 2^31), and for a client's join through a gateway:
-  /// '1' if the visitor id is new, the most new ids per client per minute (0 = no limit).
-  /// KEYS[9] and KEYS[10], with a client: its places counter (a day) and its new-id counter
-  /// (a minute). Joins (or finds) the visitor; a client over a limit is refused before it
-  /// takes a place: { 'refused', reason, seconds until the count ends }.
+  /// ARGV: visitor, random integer in [0, 2^31), '1' if the visitor id is new, the most new
+  /// ids per client per minute (0 = no limit), and a solved challenge's nonce, expiry (unix
+  /// seconds) and bits ('', 0, 0 for none: the gateway verified the work before calling).
+  /// KEYS[10] and KEYS[11], with a client: its places counter (a day) and its new-id counter
+  /// (a minute). Joins (or finds) the visitor. A client over a limit is refused before it
+  /// takes a place: { 'refused', reason, seconds until the count ends }; in a room with
+  /// `challenge_bits`, a join without an unused solution of that many bits is answered
+  /// { 'challenge', bits }. Each solution buys one place: its nonce is kept until it expires.
   public static let join = RedisScript(
     prologue + """
       local s = settings()
       if not s then return { 'no_room' } end
       local v = ARGV[1]
-      local K_PLACES, K_MINTED = KEYS[9], KEYS[10]
-      if K_MINTED and ARGV[3] == '1' and tonumber(ARGV[4]) > 0 then
+      local K_PLACES, K_MINTED = KEYS[10], KEYS[11]
+      if K_MINTED and ARGV[3] == '1' and (tonumber(ARGV[4]) or 0) > 0 then
         -- Every new id counts, refused or not: a client that keeps asking stays refused.
         local minted = redis.call('INCR', K_MINTED)
         if minted == 1 then redis.call('EXPIRE', K_MINTED, 60) end
@@ -148,6 +152,14 @@ public enum Scripts {
       if s.state == 'passthrough' then return { 'passthrough' } end
       local waiting = redis.call('ZCARD', K_QUEUE)
       if s.max_queue > 0 and waiting >= s.max_queue then return { 'full', waiting } end
+      if s.challenge > 0 then
+        local nonce, expiry, bits = ARGV[5], tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
+        if not nonce or nonce == '' or bits < s.challenge or expiry * 1000 <= now then
+          return { 'challenge', s.challenge }
+        end
+        redis.call('ZREMRANGEBYSCORE', K_SOLVED, '-inf', now)
+        if redis.call('ZADD', K_SOLVED, 'NX', expiry * 1000, nonce) == 0 then return { 'challenge', s.challenge } end
+      end
       if K_PLACES and s.max_places > 0 then
         local places = tonumber(redis.call('GET', K_PLACES)) or 0
         if places >= s.max_places then

@@ -16,7 +16,7 @@ struct Foyer: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "foyer",
     abstract: "Foyer, a virtual waiting room gateway.",
-    subcommands: [Gateway.self, Ctl.self]
+    subcommands: [Gateway.self, Ctl.self, EnqueueTokenCommand.self]
   )
 }
 
@@ -95,6 +95,19 @@ struct Gateway: AsyncParsableCommand {
           RoomRoute(id: String(spec[..<colon]), pathPrefix: String(spec[spec.index(after: colon)...])))
       }
     }
+    if let value = environment["FOYER_ENQUEUE_KEYS"], !value.isEmpty {
+      // `room:secret,…`: the key ring's parser, with room ids as the key ids.
+      do {
+        for key in try KeyRing(parsing: value).keys {
+          guard file.gateway.rooms.contains(where: { $0.id == key.id }) else {
+            throw ValidationError("FOYER_ENQUEUE_KEYS names room '\(key.id)', which this gateway does not protect")
+          }
+          file.gateway.enqueueKeys[key.id] = key.secret
+        }
+      } catch let error as KeyRingError {
+        throw ValidationError("FOYER_ENQUEUE_KEYS: \(error.message)")
+      }
+    }
     let threads = file.threads == 0 ? System.coreCount : file.threads
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -134,5 +147,34 @@ struct Gateway: AsyncParsableCommand {
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await serviceGroup.run()
     await client.close()
+  }
+}
+
+/// `foyer enqueue-token`: what an operator's site signs for an invite-only room, for trying a
+/// room out and for sites that shell out (the format is in `EnqueueToken`).
+struct EnqueueTokenCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "enqueue-token",
+    abstract: "Sign an enqueue token for an invite-only room with its key from FOYER_ENQUEUE_KEYS.")
+
+  @Option(help: "The room.") var room: String
+  @Option(help: "The site's hash of the account id: 16-128 base64url or hex characters.") var account: String
+  @Option(help: "Seconds the token is valid.") var ttl: Int = 3_600
+
+  func run() throws {
+    guard let value = ProcessInfo.processInfo.environment["FOYER_ENQUEUE_KEYS"], !value.isEmpty else {
+      throw ValidationError("set FOYER_ENQUEUE_KEYS to room:base64secret")
+    }
+    let keys: KeyRing
+    do { keys = try KeyRing(parsing: value) } catch { throw ValidationError("FOYER_ENQUEUE_KEYS: \(error.message)") }
+    guard let key = keys.keys.first(where: { $0.id == room }) else {
+      throw ValidationError("FOYER_ENQUEUE_KEYS has no key for room '\(room)'")
+    }
+    guard EnqueueToken.isValidAccount(account) else {
+      throw ValidationError("--account must be 16-128 base64url or hex characters (a hash, never the id itself)")
+    }
+    guard (1...31_536_000).contains(ttl) else { throw ValidationError("--ttl must be 1-31536000 seconds") }
+    let expiry = Int64(Date().timeIntervalSince1970) + Int64(ttl)
+    print(try EnqueueToken(room: room, account: account, expiry: expiry).signed(key: key.secret))
   }
 }

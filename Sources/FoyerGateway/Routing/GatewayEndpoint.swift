@@ -4,7 +4,7 @@ internal import FoyerCore
 /// dispatches on this table, and the OpenAPI test checks it against `public.openapi.json`.
 /// `HEAD` is served wherever `GET` is.
 enum GatewayEndpoint: Sendable, CaseIterable {
-  case healthz, readyz, status, leave, openAPI
+  case healthz, readyz, status, leave, solve, openAPI
 
   var route: Route {
     switch self {
@@ -12,6 +12,7 @@ enum GatewayEndpoint: Sendable, CaseIterable {
     case .readyz: Route("GET", "/_foyer/readyz")
     case .status: Route("GET", "/_foyer/status")
     case .leave: Route("POST", "/_foyer/leave")
+    case .solve: Route("POST", "/_foyer/solve")
     case .openAPI: Route("GET", "/_foyer/openapi.json")
     }
   }

@@ -675,7 +675,7 @@ final class GatewayHandler: ChannelDuplexHandler {
               ? "too many places in line were taken from your network; try again later"
               : "too many new visitors came from your network in the last minute; retry shortly")
           self.refuse(refusal, retryAfter: seconds, room: room, head: head, context: context, json: json)
-        case .success(.challenge(let bits)):
+        case .success(.challenge(let bits, let startsAt)):
           if minted { self.shared.metrics.newVisitors.increment() }
           self.shared.metrics.challengesIssued.increment()
           var body = StatusBody.notWaiting(room: room, state: "challenge", pollAfterMilliseconds: 0)
@@ -683,6 +683,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             room: room, visitor: visitor, bits: bits, expiry: Self.unixSeconds() + Self.challengeSeconds
           ).signed(with: self.signer)
           body.challengeBits = bits
+          body.startsAtMilliseconds = startsAt
           if json {
             self.respondJSON(context, head, body, cookies: cookies)
           } else {

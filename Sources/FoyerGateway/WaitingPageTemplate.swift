@@ -110,6 +110,7 @@ extension WaitingPage {
           $("work").value = Math.min(99, Math.round(100 * (1 - Math.exp(-e.data.tries / expected))));
           if (e.data.done === undefined) return;
           worker.terminate();
+          document.documentElement.dataset.tries = String(e.data.tries);
           document.documentElement.dataset.solvedMs = String(Date.now() - started);
           fetch("/_foyer/solve?room=" + encodeURIComponent(room) + "&challenge=" + encodeURIComponent(given) +
             "&solution=" + e.data.done, { method: "POST", headers: { Accept: "application/json" }, credentials: "same-origin" })

@@ -86,8 +86,9 @@ public enum VisitorStatus: Sendable, Hashable {
   case full(waiting: Int)
   /// The client is over a limit (`too_many_places`, `too_many_visitors`): no place taken.
   case refused(reason: String, retryAfterSeconds: Int)
-  /// The room asks for proof of work of this many bits before a place is given.
-  case challenge(bits: Int)
+  /// The room asks for proof of work of this many bits before a place is given; the sale
+  /// starts at `startsAtMilliseconds` (unix ms, 0 = started), for the page's countdown.
+  case challenge(bits: Int, startsAtMilliseconds: Int64)
 
   /// Not in the queue: a poll that finds this joins.
   public var isAbsent: Bool {
@@ -613,7 +614,7 @@ public final class RoomStore: Sendable {
         throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
       }
       return .refused(reason: reason, retryAfterSeconds: try int(2))
-    case "challenge": return .challenge(bits: try int(1))
+    case "challenge": return .challenge(bits: try int(1), startsAtMilliseconds: Int64(try int(2)))
     case "no_room": throw RoomStoreError(.noSuchRoom, "no room '\(room)'")
     default: throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
     }

@@ -130,7 +130,7 @@ public enum Scripts {
   /// (a minute). Joins (or finds) the visitor. A client over a limit is refused before it
   /// takes a place: { 'refused', reason, seconds until the count ends }; in a room with
   /// `challenge_bits`, a join without an unused solution of that many bits is answered
-  /// { 'challenge', bits }. Each solution buys one place: its nonce is kept until it expires.
+  /// { 'challenge', bits, starts_at }. Each solution buys one place: its nonce is kept until it expires.
   public static let join = RedisScript(
     prologue + """
       local s = settings()
@@ -155,10 +155,10 @@ public enum Scripts {
       if s.challenge > 0 then
         local nonce, expiry, bits = ARGV[5], tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
         if not nonce or nonce == '' or bits < s.challenge or expiry * 1000 <= now then
-          return { 'challenge', s.challenge }
+          return { 'challenge', s.challenge, s.starts_at }
         end
         redis.call('ZREMRANGEBYSCORE', K_SOLVED, '-inf', now)
-        if redis.call('ZADD', K_SOLVED, 'NX', expiry * 1000, nonce) == 0 then return { 'challenge', s.challenge } end
+        if redis.call('ZADD', K_SOLVED, 'NX', expiry * 1000, nonce) == 0 then return { 'challenge', s.challenge, s.starts_at } end
       end
       if K_PLACES and s.max_places > 0 then
         local places = tonumber(redis.call('GET', K_PLACES)) or 0

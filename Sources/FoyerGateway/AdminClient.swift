@@ -17,6 +17,10 @@ public struct AdminClient: Sendable {
 
   public struct Failure: Error, CustomStringConvertible {
     public let description: String
+
+    public init(description: String) {
+      self.description = description
+    }
   }
 
   /// One room as the admin API shows it.
@@ -45,6 +49,31 @@ public struct AdminClient: Sendable {
       throw Failure(description: "unexpected answer")
     }
     return room
+  }
+
+  /// A room's traffic rules, each as the API shows it (`action`, `cidr`, `user_agent`,
+  /// `note`, `hits`).
+  public func rules(_ id: String) async throws -> [[String: Any]] {
+    try await call("GET", "rooms/\(id)/rules")["rules"] as? [[String: Any]] ?? []
+  }
+
+  /// Replaces a room's traffic rules; returns them as stored.
+  public func setRules(_ id: String, _ rules: [[String: Any]]) async throws -> [[String: Any]] {
+    let body = try JSONSerialization.data(withJSONObject: ["rules": rules])
+    return try await call("PUT", "rooms/\(id)/rules", body: body)["rules"] as? [[String: Any]] ?? []
+  }
+
+  /// `foyer ctl rules ROOM`: one rule per line, numbered from 1, in the order they are tried.
+  public static func rulesTable(_ rules: [[String: Any]]) -> String {
+    guard !rules.isEmpty else { return "no rules: everyone without a pass waits in line" }
+    return rules.enumerated().map { index, rule in
+      var words = ["\(index + 1)", rule["action"] as? String ?? "?"]
+      if let cidr = rule["cidr"] as? String { words.append("cidr=\(cidr)") }
+      if let agent = rule["user_agent"] as? String { words.append("user_agent=\"\(agent)\"") }
+      words.append("hits=\(rule["hits"] as? Int ?? 0)")
+      if let note = rule["note"] as? String { words.append("# \(note)") }
+      return words.joined(separator: "  ")
+    }.joined(separator: "\n")
   }
 
   private func call(_ method: String, _ path: String, body: Data? = nil) async throws -> [String: Any] {

@@ -47,19 +47,21 @@ public final class AdminServer: ListenerService, Sendable {
   public var drainTimeout: TimeAmount { configuration.drainTimeout }
   private let store: RoomStore
   private let metrics: GatewayMetrics?
+  private let trafficRules: TrafficRuleBook?
   private let logger: Logger
 
   /// `metrics` is what `GET /metrics` renders (the gateway's, in `foyer gateway`); without
   /// it the endpoint answers 404.
   public init(
     configuration: AdminConfiguration, store: RoomStore, eventLoopGroup: any EventLoopGroup,
-    metrics: GatewayMetrics? = nil, logger: Logger = .disabled
+    metrics: GatewayMetrics? = nil, trafficRules: TrafficRuleBook? = nil, logger: Logger = .disabled
   ) {
     self.configuration = configuration
     self.store = store
     self.eventLoopGroup = eventLoopGroup
     self.quiescing = ServerQuiescingHelper(group: eventLoopGroup)
     self.metrics = metrics
+    self.trafficRules = trafficRules
     self.logger = logger
   }
 
@@ -67,6 +69,7 @@ public final class AdminServer: ListenerService, Sendable {
     let configuration = self.configuration
     let store = self.store
     let metrics = self.metrics
+    let trafficRules = self.trafficRules
     let quiescing = self.quiescing
     let channel = try await ServerBootstrap(group: eventLoopGroup)
       .serverChannelInitializer { channel in
@@ -79,7 +82,7 @@ public final class AdminServer: ListenerService, Sendable {
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
           try channel.pipeline.syncOperations.addHandler(
-            AdminHandler(configuration: configuration, store: store, metrics: metrics))
+            AdminHandler(configuration: configuration, store: store, metrics: metrics, trafficRules: trafficRules))
         }
       }
       .bind(host: configuration.host, port: configuration.port).get()
@@ -98,11 +101,13 @@ final class AdminHandler: ChannelInboundHandler {
   private let configuration: AdminConfiguration
   private let store: RoomStore
   private let metrics: GatewayMetrics?
+  private let trafficRules: TrafficRuleBook?
   private var head: HTTPRequestHead?
   private var body: ByteBuffer?
   private var tooLarge = false
 
-  init(configuration: AdminConfiguration, store: RoomStore, metrics: GatewayMetrics?) {
+  init(configuration: AdminConfiguration, store: RoomStore, metrics: GatewayMetrics?, trafficRules: TrafficRuleBook?) {
+    self.trafficRules = trafficRules
     self.configuration = configuration
     self.store = store
     self.metrics = metrics
@@ -236,6 +241,28 @@ final class AdminHandler: ChannelInboundHandler {
         let result = try await store.release(room: room, visitor: visitor, reason: .operator)
         return (.ok, Self.json(["room": room, "visitor": visitor.description, "result": result.rawValue]))
       }
+    case .rules:
+      let room = parameters[0]
+      let book = trafficRules
+      operation = { (.ok, Self.json(try await Self.rules(room, store, book))) }
+    case .setRules:
+      let room = parameters[0]
+      guard let request = try? JSONDecoder().decode(RulesChange.self, from: body) else {
+        return respond(
+          context, head, .badRequest,
+          ["error": "invalid_json", "message": "the body must be {\"rules\": [{\"action\": \"allow\"|\"block\", \"cidr\"?, \"user_agent\"?, \"note\"?}]}"])
+      }
+      if let problem = request.problem {
+        return respond(context, head, .badRequest, ["error": "invalid_rules", "message": problem])
+      }
+      let book = trafficRules
+      operation = {
+        let text = request.rules.isEmpty ? nil : String(decoding: try JSONEncoder().encode(request.rules), as: UTF8.self)
+        try await store.setTrafficRules(room: room, json: text)
+        // This gateway applies them at once; the others within their refresh.
+        book?.install(room: room, request.rules)
+        return (.ok, Self.json(try await Self.rules(room, store, book)))
+      }
     }
     let loop = context.eventLoop
     loop.makeFutureWithTask { try await operation() }.assumeIsolated().whenComplete { result in
@@ -320,6 +347,23 @@ final class AdminHandler: ChannelInboundHandler {
     ]
   }
 
+  /// A room's rules as stored, each with this gateway's hit count.
+  private static func rules(_ room: String, _ store: RoomStore, _ book: TrafficRuleBook?) async throws -> [String: Any] {
+    guard try await store.rooms().contains(room) else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+    let rules = TrafficRuleBook.decode(try await store.trafficRules(room: room).get()) ?? []
+    let live = book?.rules(room: room)
+    let hits = live?.rules == rules ? live?.hitCounts ?? [] : []
+    var list: [[String: Any]] = []
+    for (index, rule) in rules.enumerated() {
+      var entry: [String: Any] = ["action": rule.action.rawValue, "hits": index < hits.count ? hits[index] : 0]
+      if let cidr = rule.cidr { entry["cidr"] = cidr }
+      if let agent = rule.userAgent { entry["user_agent"] = agent }
+      if let note = rule.note { entry["note"] = note }
+      list.append(entry)
+    }
+    return ["room": room, "rules": list]
+  }
+
   private static func fields(_ body: Data) -> [String: SettingValue]? {
     try? JSONDecoder().decode([String: SettingValue].self, from: body)
   }
@@ -388,7 +432,7 @@ struct SettingValue: Decodable {
 /// The admin API's routes: the handler dispatches on this table, and the OpenAPI test checks
 /// it against `admin.openapi.json`.
 enum AdminRoute: Sendable, CaseIterable {
-  case dashboard, openAPI, metrics, listRooms, createRoom, describeRoom, updateRoom, releaseVisitor
+  case dashboard, openAPI, metrics, listRooms, createRoom, describeRoom, updateRoom, releaseVisitor, rules, setRules
 
   var route: Route {
     switch self {
@@ -400,8 +444,30 @@ enum AdminRoute: Sendable, CaseIterable {
     case .describeRoom: Route("GET", "/rooms/{id}")
     case .updateRoom: Route("PATCH", "/rooms/{id}")
     case .releaseVisitor: Route("DELETE", "/rooms/{id}/visitors/{visitor}")
+    case .rules: Route("GET", "/rooms/{id}/rules")
+    case .setRules: Route("PUT", "/rooms/{id}/rules")
     }
   }
 
   static let table = RouteTable(allCases.map { ($0.route, $0) }, headFromGet: false)
+}
+
+/// `PUT /rooms/{id}/rules`'s body: the room's rules, in the order they are tried.
+struct RulesChange: Decodable {
+  var rules: [TrafficRule]
+
+  enum CodingKeys: String, CodingKey { case rules }
+
+  init(from decoder: any Decoder) throws {
+    try StrictKeys.check(decoder, known: CodingKeys.self)
+    rules = try decoder.container(keyedBy: CodingKeys.self).decode([TrafficRule].self, forKey: .rules)
+  }
+
+  var problem: String? {
+    if rules.count > TrafficRule.maximumRules { return "at most \(TrafficRule.maximumRules) rules" }
+    for (index, rule) in rules.enumerated() {
+      if let problem = rule.problem { return "rule \(index + 1): \(problem)" }
+    }
+    return nil
+  }
 }

@@ -52,6 +52,9 @@ public struct GatewayConfiguration: Sendable {
   /// How often the rooms' revocation logs are read from Redis: a pass given back on another
   /// gateway is refused here within this (and a round trip).
   public var revocationRefreshInterval: TimeAmount = .milliseconds(250)
+  /// How often the rooms' traffic rules are read from Redis: a change through the admin API
+  /// applies here within this.
+  public var trafficRulesRefreshInterval: TimeAmount = .seconds(1)
   /// Who a client is, and how many visitor ids one may be given.
   public var clients = ClientPolicy()
   /// Invite-only rooms: a room with a key here gives places only for an `EnqueueToken` its

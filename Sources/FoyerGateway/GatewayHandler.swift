@@ -26,6 +26,8 @@ struct GatewayContext: Sendable {
   let metrics: GatewayMetrics
   let waitingPage: WaitingPage
   let logger: Logger
+  /// The rooms' allow and block rules, for requests without a pass.
+  let trafficRules: TrafficRuleBook
 
   func revocations(on loop: any EventLoop) -> RevocationList {
     revocations[ObjectIdentifier(loop)]!.value
@@ -609,6 +611,27 @@ final class GatewayHandler: ChannelDuplexHandler {
           extraHeaders: ["set-cookie": cleared])
       }
       return
+    }
+
+    // The room's traffic rules, for anyone without a pass: staff and monitors skip the line,
+    // blocked clients get no place.
+    if let rules = shared.trafficRules.rules(room: room) {
+      let address = ClientIdentity.address(
+        peer: context.channel.remoteAddress, headers: head.headers,
+        trusted: shared.configuration.clients.trustedProxies)
+      if let rule = rules.match(address: address, userAgent: head.headers.first(name: "user-agent")) {
+        shared.metrics.countRule(rule.action)
+        switch rule.action {
+        case .block:
+          return refuse(
+            Refusal(status: .forbidden, code: "blocked", message: "requests like this one are not let into this sale"),
+            retryAfter: nil, room: room, head: head, context: context, json: wantsJSON)
+        case .allow:
+          return answer(
+            .passthrough, room: room, visitor: VisitorID(high: 0, low: 0), cookies: [], head: head, context: context,
+            page: page, json: wantsJSON)
+        }
+      }
     }
 
     let visitor: VisitorID

@@ -28,6 +28,7 @@ public final class GatewayMetrics: Sendable {
   let waitingPages: Counter
   let newVisitors: Counter
   let challengesIssued: Counter
+  let ruleHits: [TrafficRule.Action: Counter]
   let challengesSolved: Counter
   let connectionsRejected: Counter
   /// Requests refused at their head, by `Refusal.code`.
@@ -80,6 +81,14 @@ public final class GatewayMetrics: Sendable {
       descriptor: .foyer("foyer_waiting_pages_total", "Waiting pages served."))
     newVisitors = registry.makeCounter(
       descriptor: .foyer("foyer_visitor_tokens_issued_total", "New visitor ids issued by this gateway."))
+    var ruleHits: [TrafficRule.Action: Counter] = [:]
+    for action in [TrafficRule.Action.allow, .block] {
+      ruleHits[action] = registry.makeCounter(
+        descriptor: .foyer(
+          "foyer_traffic_rule_hits_total", "Requests without a pass that a room's traffic rule let in or blocked."),
+        labels: [("action", action.rawValue)])
+    }
+    self.ruleHits = ruleHits
     challengesIssued = registry.makeCounter(
       descriptor: .foyer("foyer_challenges_issued_total", "Proof-of-work challenges given to visitors without a place."))
     challengesSolved = registry.makeCounter(
@@ -97,6 +106,10 @@ public final class GatewayMetrics: Sendable {
     self.refusals = refusals
     openConnections = registry.makeGauge(
       descriptor: .foyer("foyer_open_connections", "Client connections open on this gateway."))
+  }
+
+  func countRule(_ action: TrafficRule.Action) {
+    ruleHits[action]?.increment()
   }
 
   /// A request refused at its head for `code` (framing, form or target).

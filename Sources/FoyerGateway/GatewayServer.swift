@@ -14,6 +14,8 @@ public import WaitingRoom
 public final class GatewayServer: ListenerService, Sendable {
   public let configuration: GatewayConfiguration
   public let metrics: GatewayMetrics
+  /// The rooms' traffic rules and their hit counts (the admin API shows them).
+  public let trafficRules = TrafficRuleBook()
   public let eventLoopGroup: any EventLoopGroup
   public let quiescing: ServerQuiescingHelper
   public var drainTimeout: TimeAmount { configuration.drainTimeout }
@@ -56,7 +58,7 @@ public final class GatewayServer: ListenerService, Sendable {
     let shared = GatewayContext(
       configuration: configuration, store: store, signers: signers, pools: pools, revocations: revocations,
       metrics: metrics,
-      waitingPage: page, logger: logger)
+      waitingPage: page, logger: logger, trafficRules: trafficRules)
     let metrics = self.metrics
     let quiescing = self.quiescing
     let limits = configuration.limits
@@ -127,7 +129,13 @@ public final class GatewayServer: ListenerService, Sendable {
         on: refreshLoop
       ).start()
     }.get()
-    channel.closeFuture.whenComplete { _ in refreshing.cancel() }
+    let rules = trafficRules.refresh(
+      store: store, rooms: configuration.rooms.map(\.id), every: configuration.trafficRulesRefreshInterval,
+      on: refreshLoop, logger: logger)
+    channel.closeFuture.whenComplete { _ in
+      refreshing.cancel()
+      rules.cancel()
+    }
     logger.info("gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
     return channel
   }

@@ -13,6 +13,8 @@ public struct RoomKeys: Sendable, Hashable {
   public let revoked: String
   /// Nonces of challenges whose solutions bought a place, scored by their expiry (ms).
   public let solved: String
+  /// The room's traffic rules: a JSON array the admin API writes and gateways read.
+  public let rules: String
 
   /// The set of room ids (outside any room's slot; never touched by a room script).
   public static let rooms = "foyer:rooms"
@@ -29,6 +31,7 @@ public struct RoomKeys: Sendable, Hashable {
     minute = prefix + "minute"
     revoked = prefix + "revoked"
     solved = prefix + "solved"
+    rules = prefix + "rules"
   }
 
   /// The order every script expects its keys in.
@@ -471,9 +474,23 @@ public final class RoomStore: Sendable {
   /// Removes the room and everyone in it.
   public func deleteRoom(_ room: String) async throws {
     var command = RedisCommand("DEL")
-    for key in RoomKeys(room: room).scriptKeys { command.append(key) }
+    for key in RoomKeys(room: room).scriptKeys + [RoomKeys(room: room).rules] { command.append(key) }
     let replies = try await redis.send(pipeline: [command, RedisCommand("SREM", RoomKeys.rooms, room)])
     if replies[0] == .integer(0) { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+  }
+
+  /// The room's traffic rules as stored (a JSON array), or nil for none.
+  public func trafficRules(room: String, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<String?> {
+    connection(on: eventLoop).send(RedisCommand("GET", entry(room).entry.keys.rules)).map(\.string)
+  }
+
+  /// Replaces the room's traffic rules (nil or empty: none); gateways follow within a second.
+  public func setTrafficRules(room: String, json: String?) async throws {
+    guard try await redis.send(RedisCommand("EXISTS", RoomKeys(room: room).settings)) == .integer(1) else {
+      throw RoomStoreError(.noSuchRoom, "no room '\(room)'")
+    }
+    let key = RoomKeys(room: room).rules
+    _ = try await redis.send(json.map { RedisCommand("SET", key, $0) } ?? RedisCommand("DEL", key))
   }
 
   public func rooms() async throws -> [String] {

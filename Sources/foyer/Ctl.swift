@@ -7,7 +7,9 @@ import FoyerGateway
 struct Ctl: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Operate rooms through a gateway's admin API.",
-    subcommands: [Rooms.self, Show.self, Set.self, Pause.self, Resume.self]
+    subcommands: [
+      Rooms.self, Show.self, Set.self, Pause.self, Resume.self, Rules.self, Allow.self, Block.self, Unrule.self,
+    ]
   )
 
   struct Connection: ParsableArguments {
@@ -92,6 +94,87 @@ struct Ctl: AsyncParsableCommand {
     do { return try await body() } catch let failure as AdminClient.Failure {
       FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
       throw ExitCode.failure
+    }
+  }
+}
+
+extension Ctl {
+  struct Rules: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List a room's traffic rules with this gateway's hits.")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Room id.") var room: String
+    func run() async throws {
+      print(AdminClient.rulesTable(try await Ctl.run { try await connection.client().rules(room) }))
+    }
+  }
+
+  /// What `allow` and `block` take: the client to match.
+  struct Match: ParsableArguments {
+    @Option(help: "An address or CIDR block (IPv4 or IPv6).") var cidr: String?
+    @Option(help: "A User-Agent substring, any case.") var userAgent: String?
+    @Option(help: "What the rule is for.") var note: String?
+
+    func rule(_ action: String) throws -> [String: Any] {
+      guard cidr != nil || userAgent != nil else { throw ValidationError("give --cidr, --user-agent or both") }
+      var rule: [String: Any] = ["action": action]
+      if let cidr { rule["cidr"] = cidr }
+      if let userAgent { rule["user_agent"] = userAgent }
+      if let note { rule["note"] = note }
+      return rule
+    }
+  }
+
+  /// Appends a rule (tried after the others) and prints the room's rules.
+  static func append(_ rule: [String: Any], room: String, connection: Connection) async throws {
+    print(
+      AdminClient.rulesTable(
+        try await run {
+          let client = try connection.client()
+          let rules = try await client.rules(room).map { $0.filter { $0.key != "hits" } }
+          return try await client.setRules(room, rules + [rule])
+        }))
+  }
+
+  struct Allow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Let matching clients without a pass skip the line (staff, monitoring).")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Room id.") var room: String
+    @OptionGroup var match: Match
+    func run() async throws { try await Ctl.append(try match.rule("allow"), room: room, connection: connection) }
+  }
+
+  struct Block: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Give matching clients without a pass no place.")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Room id.") var room: String
+    @OptionGroup var match: Match
+    func run() async throws { try await Ctl.append(try match.rule("block"), room: room, connection: connection) }
+  }
+
+  struct Unrule: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove a room's rule by its number (or --all).")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Room id.") var room: String
+    @Argument(help: "The rule's number in `foyer ctl rules`.") var number: Int?
+    @Flag(help: "Remove every rule.") var all = false
+    func run() async throws {
+      guard all || number != nil else { throw ValidationError("give the rule's number, or --all") }
+      print(
+        AdminClient.rulesTable(
+          try await Ctl.run {
+            let client = try connection.client()
+            var rules = try await client.rules(room).map { $0.filter { $0.key != "hits" } }
+            if all {
+              rules = []
+            } else if let number {
+              guard rules.indices.contains(number - 1) else {
+                throw AdminClient.Failure(description: "room \(room) has no rule \(number)")
+              }
+              rules.remove(at: number - 1)
+            }
+            return try await client.setRules(room, rules)
+          }))
     }
   }
 }

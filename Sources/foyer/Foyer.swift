@@ -137,7 +137,7 @@ struct Gateway: AsyncParsableCommand {
       services.append(
         AdminServer(
           configuration: AdminConfiguration(host: file.adminHost, port: file.adminPort, token: token),
-          store: store, eventLoopGroup: group, metrics: metrics, logger: logger))
+          store: store, eventLoopGroup: group, metrics: metrics, trafficRules: server.trafficRules, logger: logger))
     } else {
       logger.warning("FOYER_ADMIN_TOKEN is not set: the admin API is off")
     }

@@ -9,11 +9,8 @@ public final class GatewayProcess: @unchecked Sendable {
   public let logPath: String
   private let process: ChildProcess
 
-  /// Starts the gateway and waits until both listeners accept.
-  public static func start(
-    redisURL: String, rooms: [String], upstream: String?, keys: String, adminToken: String,
-    extraArguments: [String] = []
-  ) async throws -> GatewayProcess {
+  /// The `foyer` binary next to the test runner.
+  public static func executable() throws -> String {
     let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     var directory = runner.deletingLastPathComponent()
     // On macOS the runner sits inside an .xctest bundle.
@@ -22,6 +19,15 @@ public final class GatewayProcess: @unchecked Sendable {
     guard FileManager.default.isExecutableFile(atPath: executable) else {
       throw TestServiceError("\(executable) is missing: build it first (`swift build --build-tests`)")
     }
+    return executable
+  }
+
+  /// Starts the gateway and waits until both listeners accept.
+  public static func start(
+    redisURL: String, rooms: [String], upstream: String?, keys: String, adminToken: String,
+    extraArguments: [String] = []
+  ) async throws -> GatewayProcess {
+    let executable = try executable()
     let port = try freeLoopbackPort()
     let adminPort = try freeLoopbackPort()
     var arguments = [

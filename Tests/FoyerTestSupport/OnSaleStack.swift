@@ -66,7 +66,7 @@ public final class OnSaleStack: @unchecked Sendable {
     let gateway = try await server.start()
     let admin = try await AdminServer(
       configuration: AdminConfiguration(host: "127.0.0.1", port: 0, token: adminToken), store: store,
-      eventLoopGroup: group, metrics: server.metrics
+      eventLoopGroup: group, metrics: server.metrics, trafficRules: server.trafficRules
     ).start()
     let admission = Task { _ = try? await AdmissionLoop(store: store).run() }
     return OnSaleStack(

@@ -15,7 +15,7 @@ struct Refusal: Error, Equatable {
     "unsupported_transfer_coding", "bad_target", "body_too_large",
     // Per-client limits on joins (`Scripts.join`), and invite-only rooms.
     "too_many_places", "too_many_visitors", "enqueue_token_required", "invalid_enqueue_token",
-    "invalid_solution",
+    "invalid_solution", "blocked",
   ]
 
   var json: String { "{\"error\":\"\(code)\",\"message\":\"\(message)\"}" }

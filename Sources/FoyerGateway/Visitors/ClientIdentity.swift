@@ -43,6 +43,11 @@ enum ClientIdentity {
   /// The client's key: `a.b.c.d`, or the first four IPv6 groups and `::/64`; `nil` for a
   /// peer that is no IP socket (a Unix socket or an embedded test channel).
   static func key(peer: SocketAddress?, headers: HTTPHeaders, trusted: [AddressBlock]) -> String? {
+    address(peer: peer, headers: headers, trusted: trusted).map(key)
+  }
+
+  /// The client's address (4 or 16 bytes), as `key` names it before grouping.
+  static func address(peer: SocketAddress?, headers: HTTPHeaders, trusted: [AddressBlock]) -> [UInt8]? {
     guard var client = peer.flatMap(bytes(of:)) else { return nil }
     if !trusted.isEmpty {
       // Each proxy appends the address it was connected from: walk back from the right while
@@ -53,7 +58,7 @@ enum ClientIdentity {
         client = next
       }
     }
-    return key(client)
+    return client
   }
 
   static func key(_ address: [UInt8]) -> String {

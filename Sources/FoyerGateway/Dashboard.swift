@@ -38,6 +38,11 @@ enum Dashboard {
       button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; }
       #status { color: var(--muted); font-size: .85rem; }
       #login { display: flex; gap: .5rem; align-items: end; }
+      #defences { max-width: 1200px; margin: 1.5rem auto 0; padding: 0 1.5rem; box-sizing: border-box; }
+      #defences h2 { font-size: 1.05rem; margin: 0 0 .4rem; }
+      #defences dl { display: grid; grid-template-columns: repeat(auto-fill, minmax(12rem, 1fr) 5rem); gap: .2rem .8rem; }
+      #defences dd { margin: 0; font-variant-numeric: tabular-nums; font-weight: 600; }
+      .rules { margin: .3rem 0; padding-left: 1.2rem; } .rule.block { color: var(--warn); }
       .error { color: var(--warn); }
     </style>
     </head>
@@ -47,6 +52,10 @@ enum Dashboard {
       <form id="login"><label>Admin token <input id="token" type="password" autocomplete="off" required></label> <button>Connect</button></form>
       <p id="status" role="status" aria-live="polite">Enter the admin token to connect.</p>
     </header>
+    <section id="defences" aria-labelledby="defences-title" hidden>
+      <h2 id="defences-title">This gateway's defences</h2>
+      <dl id="defence-counts"></dl>
+    </section>
     <main id="rooms" aria-live="off"></main>
     <script>
     (function () {
@@ -102,6 +111,7 @@ enum Dashboard {
           '<div class="charts"><figure><figcaption>Waiting</figcaption><div data-chart="waiting"></div></figure>' +
           '<figure><figcaption>Active shoppers (dashed: cap)</figcaption><div data-chart="active"></div></figure>' +
           '<figure><figcaption>Admissions per minute (dashed: rate)</figcaption><div data-chart="perMinute"></div></figure></div>' +
+          '<p class="guards" data-guards></p><ul class="rules" data-rules aria-label="Traffic rules"></ul>' +
           '<form class="controls">' +
           '<label>Rate per minute <input type="number" min="0" name="rate_per_minute"></label>' +
           '<label>Max active <input type="number" min="0" name="max_active"></label>' +
@@ -140,14 +150,56 @@ enum Dashboard {
         card.querySelector('[data-chart="waiting"]').innerHTML = spark(points, "waiting");
         card.querySelector('[data-chart="active"]').innerHTML = spark(points, "active", s.max_active);
         card.querySelector('[data-chart="perMinute"]').innerHTML = spark(points, "perMinute", s.rate_per_minute);
+        card.querySelector("[data-guards]").textContent = "Places per client: " +
+          (s.max_places_per_client ? s.max_places_per_client + " a day" : "no limit") + " · proof of work: " +
+          (s.challenge_bits ? s.challenge_bits + " bits" : "off");
+        api("GET", "/rooms/" + encodeURIComponent(room.id) + "/rules").then(function (json) {
+          var list = card.querySelector("[data-rules]");
+          list.textContent = "";
+          if (!json.rules.length) list.appendChild(el("li", {}, "No traffic rules: everyone without a pass waits in line."));
+          json.rules.forEach(function (rule) {
+            var words = [rule.action];
+            if (rule.cidr) words.push(rule.cidr);
+            if (rule.user_agent) words.push('User-Agent contains "' + rule.user_agent + '"');
+            if (rule.note) words.push("(" + rule.note + ")");
+            var item = el("li", { class: "rule " + rule.action }, words.join(" "));
+            item.appendChild(el("b", {}, " " + rule.hits.toLocaleString() + " hits"));
+            list.appendChild(item);
+          });
+        }).catch(function () {});
         if (!built[room.id].dirty) {
           var form = card.querySelector("form");
           form.rate_per_minute.value = s.rate_per_minute; form.max_active.value = s.max_active;
           form.session_seconds.value = s.session_seconds; form.state.value = s.state;
         }
       }
+      // Refusals by reason, challenges and rule hits, from this gateway's /metrics.
+      var counted = [
+        [/^foyer_refused_requests_total\{reason="([a-z_]+)"\} (\S+)$/, function (m) { return "refused: " + m[1].replace(/_/g, " "); }],
+        [/^foyer_challenges_(issued|solved)_total (\S+)$/, function (m) { return "challenges " + m[1]; }],
+        [/^foyer_traffic_rule_hits_total\{action="(allow|block)"\} (\S+)$/, function (m) { return "rule hits: " + m[1]; }]
+      ];
+      function defences() {
+        fetch("/metrics", { headers: { "Authorization": "Bearer " + token } }).then(function (r) {
+          return r.ok ? r.text() : "";
+        }).then(function (text) {
+          var list = $("defence-counts");
+          list.textContent = "";
+          text.split("\n").forEach(function (line) {
+            counted.forEach(function (entry) {
+              var m = entry[0].exec(line);
+              if (!m || Number(m[2]) === 0) return;
+              list.appendChild(el("dt", {}, entry[1](m)));
+              list.appendChild(el("dd", {}, Number(m[2]).toLocaleString()));
+            });
+          });
+          if (text && !list.children.length) list.appendChild(el("dt", {}, "Nothing refused, challenged or ruled yet."));
+          $("defences").hidden = !text;
+        }).catch(function () {});
+      }
       function refresh() {
         if (!token) return;
+        defences();
         api("GET", "/rooms").then(function (json) {
           json.rooms.forEach(render);
           $("status").textContent = "Live — updated " + new Date().toLocaleTimeString();

@@ -46,6 +46,26 @@ import WaitingRoom
     try await page.screenshot(to: JourneyTests.artifacts.appendingPathComponent("0-challenge-solved.png"))
     #expect(try await stack.store.stats(stack.room).waiting == 1)
     #expect((try await page.evaluate("document.getElementById('work').value")) as? Int == 100)
+
+    // The operator sees it on the dashboard: the room's guards, a traffic rule with its hits,
+    // and this gateway's defence counters (#16 item 8).
+    let rules = try await httpRequest(
+      "PUT", stack.adminBase + "/rooms/\(stack.room)/rules",
+      headers: ["Authorization": "Bearer \(stack.adminToken)", "Content-Type": "application/json"],
+      body: Data(#"{"rules": [{"action": "block", "user_agent": "BadBot", "note": "scalper"}]}"#.utf8))
+    #expect(rules.status == 200)
+    let blocked = try await httpRequest(
+      "GET", stack.base + "/_foyer/status?room=\(stack.room)", headers: ["User-Agent": "BadBot/1"])
+    #expect(blocked.status == 403)
+    let dashboard = try await chromium.newPage()
+    try await dashboard.navigate(stack.adminBase + "/#token=" + stack.adminToken)
+    try await dashboard.waitFor(
+      "!document.getElementById('defences').hidden && /challenges issued/.test(document.getElementById('defences').textContent)"
+        + " && /BadBot.*1 hits/.test(document.querySelector('[data-rules]').textContent)"
+        + " && /proof of work: 19 bits/.test(document.querySelector('[data-guards]').textContent)")
+    let counts = try await dashboard.evaluate("document.getElementById('defence-counts').innerText") as? String ?? ""
+    #expect(counts.contains("refused: blocked") && counts.contains("challenges solved"))
+    try await dashboard.screenshot(to: JourneyTests.artifacts.appendingPathComponent("7-dashboard-defences.png"))
     #expect(chromium.consoleErrors.isEmpty, "\(chromium.consoleErrors)")
   }
 

@@ -47,15 +47,7 @@ import Testing
 
   /// Runs Debian's `promtool` (`make test` installs `prometheus`); a missing one fails here.
   func promtool(_ arguments: [String]) throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["promtool"] + arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    try runToEnd("/usr/bin/env", ["promtool"] + arguments)
   }
+
 }

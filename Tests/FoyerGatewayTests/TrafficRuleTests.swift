@@ -122,36 +122,28 @@ import WaitingRoom
     let gateway = try await GatewayProcess.start(
       redisURL: redis.url, rooms: ["\(room):/shop"], upstream: nil,
       keys: "test:" + Base64URL.encode(Array(repeating: UInt8(7), count: 32)), adminToken: Self.adminToken)
-    func ctl(_ arguments: String...) async throws -> (status: Int32, output: String) {
-      let process = Process()
-      process.executableURL = URL(fileURLWithPath: try GatewayProcess.executable())
-      process.arguments = ["ctl"] + arguments
-      process.environment = [
-        "FOYER_ADMIN_TOKEN": Self.adminToken, "FOYER_ADMIN_URL": "http://127.0.0.1:\(gateway.adminPort)",
-      ]
-      let pipe = Pipe()
-      process.standardOutput = pipe
-      process.standardError = pipe
-      try process.run()
-      let data = pipe.fileHandleForReading.readDataToEndOfFile()
-      process.waitUntilExit()
-      return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    func ctl(_ arguments: String...) throws -> (status: Int32, output: String) {
+      try runToEnd(
+        try GatewayProcess.executable(), ["ctl"] + arguments,
+        environment: [
+          "FOYER_ADMIN_TOKEN": Self.adminToken, "FOYER_ADMIN_URL": "http://127.0.0.1:\(gateway.adminPort)",
+        ])
     }
-    #expect(try await ctl("rules", room).output.contains("no rules"))
-    let allowed = try await ctl("allow", room, "--user-agent", "UptimeRobot", "--note", "monitoring")
+    #expect(try ctl("rules", room).output.contains("no rules"))
+    let allowed = try ctl("allow", room, "--user-agent", "UptimeRobot", "--note", "monitoring")
     #expect(allowed.status == 0 && allowed.output.contains(#"1  allow  user_agent="UptimeRobot"  hits=0  # monitoring"#))
-    let blocked = try await ctl("block", room, "--cidr", "127.0.0.0/8", "--user-agent", "curl/")
+    let blocked = try ctl("block", room, "--cidr", "127.0.0.0/8", "--user-agent", "curl/")
     #expect(blocked.status == 0 && blocked.output.contains("2  block  cidr=127.0.0.0/8"), "\(blocked.output)")
     // The gateway process applies them to a request.
     let refused = try await MultiGatewayTests.request(
       "http://127.0.0.1:\(gateway.port)/_foyer/status?room=\(room)", headers: ["User-Agent": "curl/8"])
     #expect(refused.status == 403 && refused.json["error"] as? String == "blocked")
-    #expect(try await ctl("rules", room).output.contains("2  block  cidr=127.0.0.0/8  user_agent=\"curl/\"  hits=1"))
-    let wrong = try await ctl("block", room, "--cidr", "10.0.0.0/99")
+    #expect(try ctl("rules", room).output.contains("2  block  cidr=127.0.0.0/8  user_agent=\"curl/\"  hits=1"))
+    let wrong = try ctl("block", room, "--cidr", "10.0.0.0/99")
     #expect(wrong.status != 0 && wrong.output.contains("is not an address or CIDR block"))
-    #expect(try await ctl("unrule", room, "3").status != 0)
-    let removed = try await ctl("unrule", room, "1")
+    #expect(try ctl("unrule", room, "3").status != 0)
+    let removed = try ctl("unrule", room, "1")
     #expect(removed.status == 0 && removed.output.hasPrefix("1  block"))
-    #expect(try await ctl("unrule", room, "--all").output.contains("no rules"))
+    #expect(try ctl("unrule", room, "--all").output.contains("no rules"))
   }
 }

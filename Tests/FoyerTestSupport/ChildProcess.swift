@@ -110,3 +110,21 @@ final class ChildProcess: @unchecked Sendable {
     while isRunning { try? await Task.sleep(for: .milliseconds(10)) }
   }
 }
+
+/// Runs `executable` to its end and returns its exit status and everything it printed
+/// (standard output and error together).
+public func runToEnd(
+  _ executable: String, _ arguments: [String], environment: [String: String]? = nil
+) throws -> (status: Int32, output: String) {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: executable)
+  process.arguments = arguments
+  if let environment { process.environment = environment }
+  let pipe = Pipe()
+  process.standardOutput = pipe
+  process.standardError = pipe
+  try process.run()
+  let output = pipe.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}

@@ -83,17 +83,18 @@ extension WaitingPage {
         }
         poll = status.pollAfterMs || poll;
       }
-      // Proof of work (the room's challenge_bits): a worker hashes with WebCrypto until
-      // SHA-256("<challenge>.<n>") starts with `bits` zero bits, then the solution buys the place.
+      // Proof of work (the room's challenge_bits): workers, one per core up to four, hash with
+      // WebCrypto until SHA-256("<challenge>.<n>") starts with `bits` zero bits (worker w of k
+      // tries n = w, w + k, w + 2k, …); the first solution buys the place.
       var solver = "onmessage = function (e) {" +
-        "  var c = e.data.c, b = e.data.b, text = new TextEncoder(), n = 0, batch = 512;" +
+        "  var c = e.data.c, b = e.data.b, w = e.data.w, k = e.data.k, text = new TextEncoder(), n = 0, batch = 512;" +
         "  function zeros(d) { var a = new Uint8Array(d), z = 0;" +
         "    for (var i = 0; i < a.length; i++) { if (a[i] === 0) { z += 8; continue; } return z + Math.clz32(a[i]) - 24; }" +
         "    return z; }" +
         "  function round() { var all = [];" +
-        "    for (var i = 0; i < batch; i++) all.push(crypto.subtle.digest('SHA-256', text.encode(c + '.' + (n + i))));" +
+        "    for (var i = 0; i < batch; i++) all.push(crypto.subtle.digest('SHA-256', text.encode(c + '.' + ((n + i) * k + w))));" +
         "    Promise.all(all).then(function (digests) {" +
-        "      for (var i = 0; i < digests.length; i++) if (zeros(digests[i]) >= b) { postMessage({ done: String(n + i), tries: n + i + 1 }); return; }" +
+        "      for (var i = 0; i < digests.length; i++) if (zeros(digests[i]) >= b) { postMessage({ done: String((n + i) * k + w), tries: n + i + 1 }); return; }" +
         "      n += batch; postMessage({ tries: n }); round(); }); }" +
         "  round(); };";
       function solve(given, difficulty) {
@@ -103,22 +104,34 @@ extension WaitingPage {
           $("message").textContent = "This page needs a secure (https) connection and a current browser to join the line.";
           return;
         }
-        var expected = Math.pow(2, difficulty), started = Date.now();
-        var worker = new Worker(URL.createObjectURL(new Blob([solver], { type: "text/javascript" })));
-        worker.onmessage = function (e) {
-          // The chance of having found one by now: it moves steadily and never stalls at 100.
-          $("work").value = Math.min(99, Math.round(100 * (1 - Math.exp(-e.data.tries / expected))));
-          if (e.data.done === undefined) return;
-          worker.terminate();
-          document.documentElement.dataset.tries = String(e.data.tries);
-          document.documentElement.dataset.solvedMs = String(Date.now() - started);
-          fetch("/_foyer/solve?room=" + encodeURIComponent(room) + "&challenge=" + encodeURIComponent(given) +
-            "&solution=" + e.data.done, { method: "POST", headers: { Accept: "application/json" }, credentials: "same-origin" })
-            .then(function (r) { return r.json(); })
-            .then(function (status) { $("work").value = 100; $("work-box").hidden = true; $("queue-box").hidden = false; handle(status); })
-            .catch(function () { setTimeout(next, 2000); });
-        };
-        worker.postMessage({ c: given, b: difficulty });
+        var expected = Math.pow(2, difficulty), started = Date.now(), done = false;
+        var count = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)), tries = [], workers = [];
+        var url = URL.createObjectURL(new Blob([solver], { type: "text/javascript" }));
+        for (var w = 0; w < count; w++) {
+          (function (index) {
+            var worker = new Worker(url);
+            tries[index] = 0;
+            worker.onmessage = function (e) {
+              if (done) return;
+              tries[index] = e.data.tries;
+              var all = tries.reduce(function (sum, t) { return sum + t; }, 0);
+              // The chance of having found one by now: it moves steadily and never stalls at 100.
+              $("work").value = Math.min(99, Math.round(100 * (1 - Math.exp(-all / expected))));
+              if (e.data.done === undefined) return;
+              done = true;
+              workers.forEach(function (other) { other.terminate(); });
+              document.documentElement.dataset.tries = String(all);
+              document.documentElement.dataset.solvedMs = String(Date.now() - started);
+              fetch("/_foyer/solve?room=" + encodeURIComponent(room) + "&challenge=" + encodeURIComponent(given) +
+                "&solution=" + e.data.done, { method: "POST", headers: { Accept: "application/json" }, credentials: "same-origin" })
+                .then(function (r) { return r.json(); })
+                .then(function (status) { $("work").value = 100; $("work-box").hidden = true; $("queue-box").hidden = false; handle(status); })
+                .catch(function () { setTimeout(next, 2000); });
+            };
+            workers.push(worker);
+            worker.postMessage({ c: given, b: difficulty, w: index, k: count });
+          })(w);
+        }
       }
       // A challenge is solved before anything else; otherwise the queue is shown and polled.
       function handle(status) {

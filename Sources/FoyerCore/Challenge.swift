@@ -53,13 +53,15 @@ public struct Challenge: Sendable, Hashable {
     let text = String(challenge)
     let parts = text.split(separator: ".", omittingEmptySubsequences: false)
     guard text.utf8.count <= TokenSigner.maximumTokenLength, parts.count == 8, parts[0] == "c1",
-      let bits = Int(parts[3]), (1...maximumBits).contains(bits), String(bits) == parts[3],
-      let expiry = Int64(parts[4]), String(expiry) == parts[4], parts[5].utf8.count == 16,
-      let id = VisitorID(parts[2]), Identifier.isValid(parts[1]),
+      // Canonical numbers only (no sign, no leading zero): one text per challenge.
+      parts[3].first != "0", parts[4].first != "0", parts[3].first != "+", parts[4].first != "+",
+      let bits = Int(parts[3]), (1...maximumBits).contains(bits),
+      let expiry = Int64(parts[4]), parts[5].utf8.count == 16,
+      let id = VisitorID(substring: parts[2]), Identifier.isValid(parts[1]),
       (1...maximumCounterDigits).contains(counter.utf8.count),
       counter.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
     else { return .failure(.malformed) }
-    guard signer.verify(message: text[..<parts[5].endIndex], keyID: parts[6], mac: parts[7]) else {
+    guard signer.verify(signed: text[..<parts[6].endIndex], keyID: parts[6], mac: parts[7]) else {
       return .failure(.badSignature)
     }
     guard parts[1] == room else { return .failure(.wrongRoom) }
@@ -85,18 +87,26 @@ public struct Challenge: Sendable, Hashable {
 
   /// Whether SHA-256 of `<challenge>.<counter>` starts with `bits` zero bits.
   public static func isSolved(_ challenge: some StringProtocol, counter: some StringProtocol, bits: Int) -> Bool {
-    leadingZeroBits(sha256(Array("\(challenge).\(counter)".utf8))) >= bits
+    let length = challenge.utf8.count + 1 + counter.utf8.count
+    // `<challenge>.<counter>` assembled on the stack: a check allocates nothing here.
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: length) { input in
+      var end = input.initialize(fromContentsOf: challenge.utf8)
+      input[end] = UInt8(ascii: ".")
+      end += 1
+      end = UnsafeMutableBufferPointer(rebasing: input[end...]).initialize(fromContentsOf: counter.utf8) + end
+      return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+        var written: UInt32 = 0
+        let ok = EVP_Digest(input.baseAddress, length, digest.baseAddress, &written, algorithm, nil) == 1
+        precondition(ok && written == 32, "SHA-256 failed inside OpenSSL")
+        return leadingZeroBits(UnsafeBufferPointer(digest)) >= bits
+      }
+    }
   }
 
-  static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-    var digest = [UInt8](repeating: 0, count: 32)
-    var length: UInt32 = 0
-    let ok = bytes.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &digest, &length, EVP_sha256(), nil) == 1 }
-    precondition(ok && length == 32, "SHA-256 failed inside OpenSSL")
-    return digest
-  }
+  /// Fetched once: `EVP_sha256()` makes OpenSSL 3 look the algorithm up on every digest.
+  nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
 
-  static func leadingZeroBits(_ digest: [UInt8]) -> Int {
+  static func leadingZeroBits(_ digest: UnsafeBufferPointer<UInt8>) -> Int {
     var count = 0
     for byte in digest {
       if byte == 0 {
@@ -115,14 +125,5 @@ extension TokenSigner {
   public func sign(message: String) -> String {
     let signed = message + "." + keyRing.signingKey.id
     return signed + "." + Base64URL.encode(mac(keyIndex: 0, Array(signed.utf8)))
-  }
-
-  /// Whether `mac` is the MAC of `message.<keyID>` under the ring's key `keyID`, compared in
-  /// constant time.
-  public func verify(message: some StringProtocol, keyID: some StringProtocol, mac: some StringProtocol) -> Bool {
-    guard let index = keyRing.keys.firstIndex(where: { $0.id == keyID }), let presented = Base64URL.decode(mac),
-      presented.count == HMACSHA256.byteCount
-    else { return false }
-    return constantTimeEquals(self.mac(keyIndex: index, Array("\(message).\(keyID)".utf8)), presented)
   }
 }

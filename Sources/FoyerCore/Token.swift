@@ -35,6 +35,13 @@ public struct VisitorID: Hashable, Sendable, CustomStringConvertible {
     self = id
   }
 
+  /// The 22-character form within a larger text, read in place.
+  public init?(substring: Substring) {
+    var text = substring
+    guard let id = text.withUTF8({ VisitorID(utf8: $0) }) else { return nil }
+    self = id
+  }
+
   init?(utf8: UnsafeBufferPointer<UInt8>) {
     guard utf8.count == Self.encodedLength else { return nil }
     var high: UInt64 = 0
@@ -139,6 +146,28 @@ public final class TokenSigner {
   /// The MAC of `message` under the ring's key `keyIndex`.
   func mac(keyIndex: Int, _ message: [UInt8]) -> [UInt8] {
     macs[keyIndex].authenticate(message)
+  }
+
+  /// Whether `mac` (base64url) is the MAC of `signed` (which ends with `.<keyID>`) under the
+  /// ring's key `keyID`, compared in constant time; no allocation on the way.
+  public func verify(signed: Substring, keyID: Substring, mac: Substring) -> Bool {
+    guard mac.utf8.count == Self.macLength,
+      let index = keyIDs.firstIndex(where: { $0.elementsEqual(keyID.utf8) })
+    else { return false }
+    var signed = signed
+    var mac = mac
+    return signed.withUTF8 { input in
+      mac.withUTF8 { macText in
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * HMACSHA256.byteCount) { scratch in
+          let expected = UnsafeMutableBufferPointer(rebasing: scratch[0..<HMACSHA256.byteCount])
+          let presented = UnsafeMutableBufferPointer(rebasing: scratch[HMACSHA256.byteCount...])
+          guard Base64URL.decode(macText, into: presented) == HMACSHA256.byteCount,
+            macs[index].authenticate(UnsafeRawBufferPointer(input), into: UnsafeMutableRawBufferPointer(expected))
+          else { return false }
+          return constantTimeEquals(UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(presented))
+        }
+      }
+    }
   }
 
   /// Signs `token` with the first key of the ring.

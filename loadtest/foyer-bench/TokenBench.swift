@@ -33,6 +33,33 @@ struct TokenBench: AsyncParsableCommand {
     rates.sort()
     print("token verifications per second (one thread, median of \(rounds)): \(Int(rates[rounds / 2]))")
 
+    // Proof of work: what the gateway pays to check a solution, and what a bot with native
+    // SHA-256 pays to find one (the waiting page's figures: loadtest/bench-challenge).
+    let visitor = VisitorID.random()
+    let challenge = Challenge(room: room, visitor: visitor, bits: 12, expiry: now + 600).signed(with: signer)
+    let counter = Challenge.solve(challenge, bits: 12).counter
+    var checks: [Double] = []
+    for _ in 0..<rounds {
+      let start = ContinuousClock.now
+      for _ in 0..<100_000 {
+        guard case .success = Challenge.verify(
+          challenge: challenge, counter: counter, room: room, visitor: visitor, now: now, signer: signer)
+        else { fatalError("benchmark solution did not verify") }
+      }
+      let elapsed = ContinuousClock.now - start
+      checks.append(Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
+    }
+    checks.sort()
+    print("challenge solutions checked per second (one thread): \(Int(100_000 / checks[rounds / 2]))")
+    let start = ContinuousClock.now
+    var tries: UInt64 = 0
+    for index in 0..<8 {
+      tries += Challenge.solve(challenge + String(index), bits: 16).tries
+    }
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    print("native solver hashes per second (one thread, what a bot pays): \(Int(Double(tries) / seconds))")
+
     // Allocation count: needs the interposer preloaded (loadtest/bench-tokens does that).
     MallocInterposerSwift.initialize()
     MallocInterposerSwift.hook()

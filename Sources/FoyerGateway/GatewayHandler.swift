@@ -691,10 +691,10 @@ final class GatewayHandler: ChannelDuplexHandler {
       }
       .hop(to: loop).assumeIsolated().whenComplete { result in
         switch result {
-        case .success(.refused(let reason, let seconds)):
+        case .success(.refused(let limit, let seconds)):
           let refusal = Refusal(
-            status: .tooManyRequests, code: reason,
-            message: reason == "too_many_places"
+            status: .tooManyRequests, code: limit.rawValue,
+            message: limit == .tooManyPlaces
               ? "too many places in line were taken from your network; try again later"
               : "too many new visitors came from your network in the last minute; retry shortly")
           self.refuse(refusal, retryAfter: seconds, room: room, head: head, context: context, json: json)

@@ -87,8 +87,8 @@ public enum VisitorStatus: Sendable, Hashable {
   case passthrough
   /// `max_queue` reached.
   case full(waiting: Int)
-  /// The client is over a limit (`too_many_places`, `too_many_visitors`): no place taken.
-  case refused(reason: String, retryAfterSeconds: Int)
+  /// The client is over a limit: no place taken.
+  case refused(ClientLimit, retryAfterSeconds: Int)
   /// The room asks for proof of work of this many bits before a place is given; the sale
   /// starts at `startsAtMilliseconds` (unix ms, 0 = started), for the page's countdown.
   case challenge(bits: Int, startsAtMilliseconds: Int64)
@@ -97,6 +97,13 @@ public enum VisitorStatus: Sendable, Hashable {
   public var isAbsent: Bool {
     if case .absent = self { true } else { false }
   }
+}
+
+/// Which per-client limit refused a join; the raw values are the API's error codes. (A
+/// trivial payload keeps `VisitorStatus`, on every poll's path, free of reference counting.)
+public enum ClientLimit: String, Sendable, Hashable {
+  case tooManyPlaces = "too_many_places"
+  case tooManyVisitors = "too_many_visitors"
 }
 
 /// One admission tick's outcome.
@@ -627,10 +634,10 @@ public final class RoomStore: Sendable {
     case "passthrough": return .passthrough
     case "full": return .full(waiting: try int(1))
     case "refused":
-      guard values.count == 3, let reason = values[1].string else {
+      guard values.count == 3, let limit = values[1].string.flatMap(ClientLimit.init(rawValue:)) else {
         throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
       }
-      return .refused(reason: reason, retryAfterSeconds: try int(2))
+      return .refused(limit, retryAfterSeconds: try int(2))
     case "challenge": return .challenge(bits: try int(1), startsAtMilliseconds: Int64(try int(2)))
     case "no_room": throw RoomStoreError(.noSuchRoom, "no room '\(room)'")
     default: throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")

@@ -152,6 +152,11 @@ public enum Scripts {
       if s.state == 'passthrough' then return { 'passthrough' } end
       local waiting = redis.call('ZCARD', K_QUEUE)
       if s.max_queue > 0 and waiting >= s.max_queue then return { 'full', waiting } end
+      -- A client over its places is refused before a solution is spent on nothing.
+      local counted = K_PLACES and s.max_places > 0
+      if counted and (tonumber(redis.call('GET', K_PLACES)) or 0) >= s.max_places then
+        return { 'refused', 'too_many_places', math.max(1, redis.call('TTL', K_PLACES)) }
+      end
       if s.challenge > 0 then
         local nonce, expiry, bits = ARGV[5], tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0
         if not nonce or nonce == '' or bits < s.challenge or expiry * 1000 <= now then
@@ -160,13 +165,7 @@ public enum Scripts {
         redis.call('ZREMRANGEBYSCORE', K_SOLVED, '-inf', now)
         if redis.call('ZADD', K_SOLVED, 'NX', expiry * 1000, nonce) == 0 then return { 'challenge', s.challenge, s.starts_at } end
       end
-      if K_PLACES and s.max_places > 0 then
-        local places = tonumber(redis.call('GET', K_PLACES)) or 0
-        if places >= s.max_places then
-          return { 'refused', 'too_many_places', math.max(1, redis.call('TTL', K_PLACES)) }
-        end
-        if redis.call('INCR', K_PLACES) == 1 then redis.call('EXPIRE', K_PLACES, 86400) end
-      end
+      if counted and redis.call('INCR', K_PLACES) == 1 then redis.call('EXPIRE', K_PLACES, 86400) end
       -- Queue only when needed: an empty queue with room and a token admits at once.
       if s.state == 'queue' and now >= s.starts_at and waiting == 0 then
         expire_active()

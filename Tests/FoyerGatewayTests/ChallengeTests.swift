@@ -42,13 +42,15 @@ import WaitingRoom
     }
   }
 
-  func room(bits: Int) async throws -> Room {
+  func room(bits: Int, maxPlacesPerClient: Int = 20) async throws -> Room {
     let redis = try await RedisServer.start()
     let client = RedisClient(configuration: redis.configuration, eventLoopGroup: group)
     let store = RoomStore(redis: client)
     let id = "pow-" + UUID().uuidString.prefix(8)
     let startsAt = Int64(Date().timeIntervalSince1970 * 1_000) + 3_600_000
-    try await store.createRoom(id, settings: RoomSettings(startsAtMilliseconds: startsAt, challengeBits: bits))
+    try await store.createRoom(
+      id,
+      settings: RoomSettings(startsAtMilliseconds: startsAt, maxPlacesPerClient: maxPlacesPerClient, challengeBits: bits))
     let channel = try await GatewayServer(
       configuration: GatewayConfiguration(
         host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing, rooms: [RoomRoute(id: id, pathPrefix: "/shop")]),
@@ -154,5 +156,28 @@ import WaitingRoom
     let page = try await MultiGatewayTests.request(room.base + "/shop/x", headers: ["Accept": "text/html"])
     #expect(page.status == 200 && page.body.contains("var challenge = \"c1.\(room.id)."))
   }
-}
 
+  /// A client out of places is told so before it is given work, and a solution is not spent
+  /// on a join that is refused anyway.
+  @Test func aClientOutOfPlacesIsRefusedBeforeAnyWork() async throws {
+    let room = try await room(bits: 6, maxPlacesPerClient: 1)
+    defer { room.channel.close(promise: nil) }
+    let (first, bits, cookie) = try await challenge(room)
+    // A second visitor from the same address gets its challenge while a place is left.
+    let (second, _, secondCookie) = try await challenge(room)
+    let solved = try await room.solve(first, Challenge.solve(first, bits: bits).counter, cookie: cookie)
+    #expect(solved.status == 200 && solved.json["position"] as? Int == 1)
+    // Now the address is out of places: the second solution is refused and kept unspent,
+    let counter = Challenge.solve(second, bits: bits).counter
+    let refused = try await room.solve(second, counter, cookie: secondCookie)
+    #expect(refused.status == 429 && refused.json["error"] as? String == "too_many_places")
+    // a third visitor gets no challenge at all,
+    let third = try await MultiGatewayTests.request(room.status, headers: Self.json)
+    #expect(third.status == 429 && third.json["challenge"] == nil)
+    // and when the operator lifts the limit, the kept solution still buys its place.
+    _ = try await room.store.update(room.id, changes: ["max_places_per_client": "0"])
+    let later = try await room.solve(second, counter, cookie: secondCookie)
+    #expect(later.status == 200 && later.json["position"] as? Int != nil)
+    #expect(try await room.store.stats(room.id).waiting == 2)
+  }
+}

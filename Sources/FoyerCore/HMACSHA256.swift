@@ -72,6 +72,34 @@ public final class HMACSHA256 {
   }
 }
 
+/// SHA-256 with one reusable OpenSSL context: `EVP_Digest` makes and frees a context (and
+/// its provider state) per call, which cost more than the hash of a short message. Not
+/// thread-safe: keep one per thread or event loop, as `TokenSigner` does.
+public final class SHA256Digest {
+  nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+  private let context: OpaquePointer
+
+  public init() throws(CryptoError) {
+    guard Self.algorithm != nil, let context = EVP_MD_CTX_new() else {
+      throw CryptoError("OpenSSL has no SHA-256 implementation")
+    }
+    self.context = context
+  }
+
+  deinit { EVP_MD_CTX_free(context) }
+
+  /// Writes the digest of `input` into `output` (at least 32 bytes).
+  public func digest(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
+    precondition(output.count >= 32)
+    var written: UInt32 = 0
+    let ok =
+      EVP_DigestInit_ex2(context, Self.algorithm, nil) == 1
+      && EVP_DigestUpdate(context, input.baseAddress, input.count) == 1
+      && EVP_DigestFinal_ex(context, output.baseAddress?.assumingMemoryBound(to: UInt8.self), &written) == 1
+    precondition(ok && written == 32, "SHA-256 failed inside OpenSSL")
+  }
+}
+
 /// Constant-time comparison of two equal-length byte ranges (`CRYPTO_memcmp`).
 public func constantTimeEquals(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
   guard a.count == b.count else { return false }

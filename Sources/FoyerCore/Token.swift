@@ -132,11 +132,14 @@ public final class TokenSigner {
   static let maximumTimeDigits = 12
 
   public let keyRing: KeyRing
+  /// For proof-of-work checks (`Challenge`), on the same thread as the MACs.
+  public let sha256: SHA256Digest
   private let macs: [HMACSHA256]
   private let keyIDs: [[UInt8]]
 
   public init(keyRing: KeyRing) throws(CryptoError) {
     self.keyRing = keyRing
+    sha256 = try SHA256Digest()
     var macs: [HMACSHA256] = []
     for key in keyRing.keys { macs.append(try HMACSHA256(key: key.secret)) }
     self.macs = macs

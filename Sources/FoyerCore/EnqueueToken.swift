@@ -51,7 +51,9 @@ public struct EnqueueToken: Sendable, Hashable {
   public static func verify(
     _ text: some StringProtocol, room: String, key: HMACSHA256, now: Int64
   ) -> Result<EnqueueToken, Rejection> {
-    let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+    let text = String(text)
+    // On the bytes, as `Challenge` does: a Character split walks grapheme clusters.
+    let parts = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map { Substring($0) }
     guard text.utf8.count <= 512, parts.count == 5, parts[0] == "e1", Identifier.isValid(parts[1]),
       isValidAccount(parts[2]), parts[3].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
       let expiry = Int64(parts[3]), let mac = Base64URL.decode(parts[4]), mac.count == HMACSHA256.byteCount

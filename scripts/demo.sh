@@ -65,6 +65,10 @@ FOYER_ADMIN_TOKEN="$admin_token" .build/debug/foyer gateway --host 127.0.0.1 --p
 gateway_pid=$!
 wait_port "$gateway_port" "foyer gateway"
 wait_port "$admin_port" "foyer admin API"
+# Each run is a new on-sale: the per-client counts of the last one (places a day, new ids a
+# minute, all from this machine's one address) start again.
+redis-cli -p "$redis_port" --scan --pattern 'foyer:{onsale}:places:*' | xargs -r redis-cli -p "$redis_port" DEL >/dev/null
+redis-cli -p "$redis_port" --scan --pattern 'foyer:{onsale}:minted:*' | xargs -r redis-cli -p "$redis_port" DEL >/dev/null
 # A small demo: the pre-queue is open now and the sale starts with the headliner's on-sale;
 # then 30 admissions a minute, 5 shoppers at a time, 10-minute sessions.
 curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $admin_token" \
@@ -77,7 +81,9 @@ Foyer demo — what runs now
   Shop        http://127.0.0.1:$gateway_port/events/$event   <- open this in a browser
               before $(date -d "@$((on_sale_ms / 1000))" +%H:%M:%S) you join the pre-queue; then the line moves
               (30 a minute, 5 shoppers at a time). Logs: .run/gateway.log, .run/boxoffice.log
-  Gateway     room 'onsale' protects /events, /holds and /orders in front of BoxOffice
+  Gateway     room 'onsale' protects /events, /holds and /orders in front of BoxOffice;
+              one address takes at most 20 places in line a day and 60 new visitor ids a
+              minute (lift it: foyer ctl set onsale --max-places-per-client 0)
   BoxOffice   http://127.0.0.1:$boxoffice_port (loopback; refuses requests without a pass)
   Redis       redis://127.0.0.1:$redis_port   (AOF persistence in .run/redis)
   PostgreSQL  postgres://postgres@127.0.0.1:$pg_port/boxoffice   (data in .run/pg)

@@ -1,5 +1,3 @@
-internal import CLibCrypto
-
 /// A proof-of-work challenge (#16 item 3): the gateway signs
 /// `c1.<room>.<visitor>.<bits>.<expiry>.<nonce>.<kid>.<mac>` with its signing keys, and a
 /// solution is a decimal counter such that SHA-256 of `<challenge>.<counter>` starts with
@@ -51,8 +49,7 @@ public struct Challenge: Sendable, Hashable {
     signer: TokenSigner
   ) -> Result<Challenge, Rejection> {
     let text = String(challenge)
-    // Split on the bytes: splitting a String on a Character walks grapheme clusters, which
-    // cost more than the MAC and the hash together.
+    // Split on the bytes: the fields are ASCII, and a Character split walks grapheme clusters.
     let parts = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map { Substring($0) }
     guard text.utf8.count <= TokenSigner.maximumTokenLength, parts.count == 8, parts[0] == "c1",
       // Canonical numbers only (no sign, no leading zero): one text per challenge.
@@ -90,7 +87,7 @@ public struct Challenge: Sendable, Hashable {
 
   /// Whether SHA-256 of `<challenge>.<counter>` starts with `bits` zero bits.
   public static func isSolved(
-    _ challenge: some StringProtocol, counter: some StringProtocol, bits: Int, using sha256: SHA256Digest? = nil
+    _ challenge: some StringProtocol, counter: some StringProtocol, bits: Int, using sha256: SHA256Digest
   ) -> Bool {
     let length = challenge.utf8.count + 1 + counter.utf8.count
     // `<challenge>.<counter>` assembled on the stack: a check allocates nothing here.
@@ -100,21 +97,13 @@ public struct Challenge: Sendable, Hashable {
       end += 1
       end = UnsafeMutableBufferPointer(rebasing: input[end...]).initialize(fromContentsOf: counter.utf8) + end
       return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
-        let bytes = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: input[..<length]))
-        if let sha256 {
-          sha256.digest(bytes, into: UnsafeMutableRawBufferPointer(digest))
-        } else {
-          var written: UInt32 = 0
-          let ok = EVP_Digest(bytes.baseAddress, length, digest.baseAddress, &written, algorithm, nil) == 1
-          precondition(ok && written == 32, "SHA-256 failed inside OpenSSL")
-        }
+        sha256.digest(
+          UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: input[..<length])),
+          into: UnsafeMutableRawBufferPointer(digest))
         return leadingZeroBits(UnsafeBufferPointer(digest)) >= bits
       }
     }
   }
-
-  /// Fetched once: `EVP_sha256()` makes OpenSSL 3 look the algorithm up on every digest.
-  nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
 
   static func leadingZeroBits(_ digest: UnsafeBufferPointer<UInt8>) -> Int {
     var count = 0

@@ -70,13 +70,6 @@ public struct EnqueueToken: Sendable, Hashable {
   /// The account's visitor id in this room: the first 16 bytes of the HMAC of
   /// `visitor.<room>.<account>` under the room key (not guessable without the key).
   public func visitor(key: HMACSHA256) -> VisitorID {
-    let mac = key.authenticate(Array("visitor.\(room).\(account)".utf8))
-    var high: UInt64 = 0
-    var low: UInt64 = 0
-    for index in 0..<8 {
-      high = high << 8 | UInt64(mac[index])
-      low = low << 8 | UInt64(mac[index + 8])
-    }
-    return VisitorID(high: high, low: low)
+    key.authenticate(Array("visitor.\(room).\(account)".utf8)).withUnsafeBufferPointer { VisitorID(bytes: $0) }
   }
 }

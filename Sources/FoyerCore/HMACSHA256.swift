@@ -72,9 +72,9 @@ public final class HMACSHA256 {
   }
 }
 
-/// SHA-256 with one reusable OpenSSL context: `EVP_Digest` makes and frees a context (and
-/// its provider state) per call, which cost more than the hash of a short message. Not
-/// thread-safe: keep one per thread or event loop, as `TokenSigner` does.
+/// SHA-256 with one reusable OpenSSL context and the algorithm fetched once (`EVP_Digest`
+/// makes and frees a context per call). Not thread-safe: keep one per thread or event loop,
+/// as `TokenSigner` does.
 public final class SHA256Digest {
   nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
   private let context: OpaquePointer

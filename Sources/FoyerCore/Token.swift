@@ -46,15 +46,23 @@ public struct VisitorID: Hashable, Sendable, CustomStringConvertible {
     guard utf8.count == Self.encodedLength else { return nil }
     var high: UInt64 = 0
     var low: UInt64 = 0
-    let decoded = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { raw -> Bool in
-      guard Base64URL.decode(utf8, into: raw) == 16 else { return false }
-      for index in 0..<8 {
-        high = high << 8 | UInt64(raw[index])
-        low = low << 8 | UInt64(raw[index + 8])
-      }
-      return true
+    let decoded = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { raw -> VisitorID? in
+      guard Base64URL.decode(utf8, into: raw) == 16 else { return nil }
+      return VisitorID(bytes: UnsafeBufferPointer(raw))
     }
-    guard decoded else { return nil }
+    guard let decoded else { return nil }
+    self = decoded
+  }
+
+  /// The id whose 16 bytes (big-endian halves) start `bytes`.
+  public init(bytes: UnsafeBufferPointer<UInt8>) {
+    precondition(bytes.count >= 16)
+    var high: UInt64 = 0
+    var low: UInt64 = 0
+    for index in 0..<8 {
+      high = high << 8 | UInt64(bytes[index])
+      low = low << 8 | UInt64(bytes[index + 8])
+    }
     self.init(high: high, low: low)
   }
 
@@ -152,24 +160,27 @@ public final class TokenSigner {
   }
 
   /// Whether `mac` (base64url) is the MAC of `signed` (which ends with `.<keyID>`) under the
-  /// ring's key `keyID`, compared in constant time; no allocation on the way.
+  /// ring's key `keyID`: for signed formats other than tokens (challenges).
   public func verify(signed: Substring, keyID: Substring, mac: Substring) -> Bool {
-    guard mac.utf8.count == Self.macLength,
-      let index = keyIDs.firstIndex(where: { $0.elementsEqual(keyID.utf8) })
-    else { return false }
+    guard let index = keyIDs.firstIndex(where: { $0.elementsEqual(keyID.utf8) }) else { return false }
     var signed = signed
     var mac = mac
     return signed.withUTF8 { input in
-      mac.withUTF8 { macText in
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * HMACSHA256.byteCount) { scratch in
-          let expected = UnsafeMutableBufferPointer(rebasing: scratch[0..<HMACSHA256.byteCount])
-          let presented = UnsafeMutableBufferPointer(rebasing: scratch[HMACSHA256.byteCount...])
-          guard Base64URL.decode(macText, into: presented) == HMACSHA256.byteCount,
-            macs[index].authenticate(UnsafeRawBufferPointer(input), into: UnsafeMutableRawBufferPointer(expected))
-          else { return false }
-          return constantTimeEquals(UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(presented))
-        }
-      }
+      mac.withUTF8 { isAuthentic(keyIndex: index, signed: UnsafeRawBufferPointer(input), mac: $0) }
+    }
+  }
+
+  /// The one MAC check of every signed format: `mac` (base64url) decoded and compared in
+  /// constant time with the MAC of `signed` under key `keyIndex`, without allocating.
+  private func isAuthentic(keyIndex: Int, signed: UnsafeRawBufferPointer, mac: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard mac.count == Self.macLength else { return false }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * HMACSHA256.byteCount) { scratch in
+      let expected = UnsafeMutableBufferPointer(rebasing: scratch[0..<HMACSHA256.byteCount])
+      let presented = UnsafeMutableBufferPointer(rebasing: scratch[HMACSHA256.byteCount...])
+      guard Base64URL.decode(mac, into: presented) == HMACSHA256.byteCount,
+        macs[keyIndex].authenticate(signed, into: UnsafeMutableRawBufferPointer(expected))
+      else { return false }
+      return constantTimeEquals(UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(presented))
     }
   }
 
@@ -206,19 +217,11 @@ public final class TokenSigner {
     guard let keyIndex = keyIDs.firstIndex(where: { $0.elementsEqual(bytes[fields.keyID]) }) else {
       return .rejected(.unknownKey)
     }
-    let authentic = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * HMACSHA256.byteCount) {
-      scratch -> Bool in
-      let expected = UnsafeMutableBufferPointer(rebasing: scratch[0..<HMACSHA256.byteCount])
-      let presented = UnsafeMutableBufferPointer(rebasing: scratch[HMACSHA256.byteCount...])
-      let macText = UnsafeBufferPointer(rebasing: bytes[fields.mac])
-      guard Base64URL.decode(macText, into: presented) == HMACSHA256.byteCount else { return false }
-      let signed = UnsafeRawBufferPointer(rebasing: input[..<fields.signedEnd])
-      guard macs[keyIndex].authenticate(signed, into: UnsafeMutableRawBufferPointer(expected)) else {
-        return false
-      }
-      return constantTimeEquals(UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(presented))
-    }
-    guard authentic else { return .rejected(.badSignature) }
+    guard
+      isAuthentic(
+        keyIndex: keyIndex, signed: UnsafeRawBufferPointer(rebasing: input[..<fields.signedEnd]),
+        mac: UnsafeBufferPointer(rebasing: bytes[fields.mac]))
+    else { return .rejected(.badSignature) }
 
     guard bytes[fields.kind] == kind.rawValue else { return .rejected(.wrongKind) }
     let roomMatches =

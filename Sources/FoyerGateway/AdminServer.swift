@@ -244,7 +244,7 @@ final class AdminHandler: ChannelInboundHandler {
     case .rules:
       let room = parameters[0]
       let book = trafficRules
-      operation = { (.ok, Self.json(try await Self.rules(room, store, book))) }
+      operation = { (.ok, try await Self.rules(room, store, book)) }
     case .setRules:
       let room = parameters[0]
       guard let request = try? JSONDecoder().decode(RulesChange.self, from: body) else {
@@ -257,11 +257,10 @@ final class AdminHandler: ChannelInboundHandler {
       }
       let book = trafficRules
       operation = {
-        let text = request.rules.isEmpty ? nil : String(decoding: try JSONEncoder().encode(request.rules), as: UTF8.self)
-        try await store.setTrafficRules(room: room, json: text)
+        try await store.setTrafficRules(room: room, json: TrafficRuleBook.encode(request.rules))
         // This gateway applies them at once; the others within their refresh.
         book?.install(room: room, request.rules)
-        return (.ok, Self.json(try await Self.rules(room, store, book)))
+        return (.ok, try await Self.rules(room, store, book))
       }
     }
     let loop = context.eventLoop
@@ -347,21 +346,20 @@ final class AdminHandler: ChannelInboundHandler {
     ]
   }
 
-  /// A room's rules as stored, each with this gateway's hit count.
-  private static func rules(_ room: String, _ store: RoomStore, _ book: TrafficRuleBook?) async throws -> [String: Any] {
+  /// A room's rules as stored, each with this gateway's hit count, as the API's JSON.
+  private static func rules(_ room: String, _ store: RoomStore, _ book: TrafficRuleBook?) async throws -> Data {
+    struct Shown: Encodable {
+      var room: String
+      var rules: [ShownTrafficRule]
+    }
     guard try await store.rooms().contains(room) else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
     let rules = TrafficRuleBook.decode(try await store.trafficRules(room: room).get()) ?? []
     let live = book?.rules(room: room)
     let hits = live?.rules == rules ? live?.hitCounts ?? [] : []
-    var list: [[String: Any]] = []
-    for (index, rule) in rules.enumerated() {
-      var entry: [String: Any] = ["action": rule.action.rawValue, "hits": index < hits.count ? hits[index] : 0]
-      if let cidr = rule.cidr { entry["cidr"] = cidr }
-      if let agent = rule.userAgent { entry["user_agent"] = agent }
-      if let note = rule.note { entry["note"] = note }
-      list.append(entry)
-    }
-    return ["room": room, "rules": list]
+    let shown = rules.enumerated().map { ShownTrafficRule(rule: $1, hits: $0 < hits.count ? hits[$0] : 0) }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return try encoder.encode(Shown(room: room, rules: shown))
   }
 
   private static func fields(_ body: Data) -> [String: SettingValue]? {

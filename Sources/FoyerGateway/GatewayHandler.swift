@@ -613,13 +613,12 @@ final class GatewayHandler: ChannelDuplexHandler {
       return
     }
 
+    // Who the client is, once: the traffic rules and the join's per-client limits read it.
+    let client = clientAddress(head, context: context)
     // The room's traffic rules, for anyone without a pass: staff and monitors skip the line,
     // blocked clients get no place.
     if let rules = shared.trafficRules.rules(room: room) {
-      let address = ClientIdentity.address(
-        peer: context.channel.remoteAddress, headers: head.headers,
-        trusted: shared.configuration.clients.trustedProxies)
-      if let rule = rules.match(address: address, userAgent: head.headers.first(name: "user-agent")) {
+      if let rule = rules.match(address: client, userAgent: head.headers.first(name: "user-agent")) {
         shared.metrics.countRule(rule.action)
         switch rule.action {
         case .block:
@@ -659,15 +658,22 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     enter(
-      room, visitor: visitor, minted: minted, solved: nil, cookies: cookies, head: head, context: context, page: page,
-      json: wantsJSON)
+      room, visitor: visitor, client: client, minted: minted, solved: nil, cookies: cookies, head: head,
+      context: context, page: page, json: wantsJSON)
+  }
+
+  /// The client's address as `ClientIdentity` resolves it (the peer, or behind a trusted
+  /// proxy the forwarded client).
+  private func clientAddress(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> [UInt8]? {
+    ClientIdentity.address(
+      peer: context.channel.remoteAddress, headers: head.headers, trusted: shared.configuration.clients.trustedProxies)
   }
 
   /// Where `visitor` stands in `room`, joining (and claiming at once if the join admits) when
   /// not in line yet, and the answer to the visitor: the queue, a challenge, a pass, or why not.
   private func enter(
-    _ room: String, visitor: VisitorID, minted: Bool, solved: Challenge?, cookies: [String],
-    head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
+    _ room: String, visitor: VisitorID, client address: [UInt8]?, minted: Bool, solved: Challenge?,
+    cookies: [String], head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
   ) {
     let loop = context.eventLoop
     let store = shared.store
@@ -680,10 +686,11 @@ final class GatewayHandler: ChannelDuplexHandler {
       .flatMap { status -> EventLoopFuture<VisitorStatus> in
         guard case .absent = status else { return loop.makeSucceededFuture(status) }
         // The per-client limits ride on the join's round trip (Scripts.join).
-        let policy = self.shared.configuration.clients
-        let client = ClientIdentity.key(
-          peer: context.channel.remoteAddress, headers: head.headers, trusted: policy.trustedProxies
-        ).map { JoiningClient(key: $0, newVisitor: minted, newVisitorsPerMinute: policy.newVisitorsPerMinute) }
+        let client = address.map {
+          JoiningClient(
+            key: ClientIdentity.key($0), newVisitor: minted,
+            newVisitorsPerMinute: self.shared.configuration.clients.newVisitorsPerMinute)
+        }
         return store.join(room: room, visitor: visitor, client: client, solved: solved, on: loop).flatMap { joined in
           guard case .admitted = joined else { return loop.makeSucceededFuture(joined) }
           return store.claim(room: room, visitor: visitor, on: loop)
@@ -698,27 +705,13 @@ final class GatewayHandler: ChannelDuplexHandler {
               ? "too many places in line were taken from your network; try again later"
               : "too many new visitors came from your network in the last minute; retry shortly")
           self.refuse(refusal, retryAfter: seconds, room: room, head: head, context: context, json: json)
-        case .success(.challenge(let bits, let startsAt)):
-          if minted { self.shared.metrics.newVisitors.increment() }
-          self.shared.metrics.challengesIssued.increment()
-          var body = StatusBody.notWaiting(room: room, state: "challenge", pollAfterMilliseconds: 0)
-          body.challenge = Challenge(
-            room: room, visitor: visitor, bits: bits, expiry: Self.unixSeconds() + Self.challengeSeconds
-          ).signed(with: self.signer)
-          body.challengeBits = bits
-          body.startsAtMilliseconds = startsAt
-          if json {
-            self.respondJSON(context, head, body, cookies: cookies)
-          } else {
-            var headers = HTTPHeaders()
-            for cookie in cookies { headers.add(name: "set-cookie", value: cookie) }
-            self.respond(
-              context, head, status: .ok, contentType: "text/html; charset=utf-8", body: self.page(body),
-              extraHeaders: headers)
-          }
         case .success(let status):
           if minted { self.shared.metrics.newVisitors.increment() }
-          if solved != nil, case .queued = status { self.shared.metrics.challengesSolved.increment() }
+          switch status {
+          case .challenge: self.shared.metrics.challengesIssued.increment()
+          case .queued where solved != nil: self.shared.metrics.challengesSolved.increment()
+          default: break
+          }
           self.shared.metrics.statusPolls.increment()
           self.answer(
             status, room: room, visitor: visitor, cookies: cookies, head: head, context: context, page: page, json: json)
@@ -731,10 +724,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
       }
   }
-
-  /// How long a challenge may be worked on: long enough for the slowest phone at the highest
-  /// sensible difficulty, short enough that solutions cannot be stockpiled for long.
-  static let challengeSeconds: Int64 = 600
 
   /// `POST /_foyer/solve?room=R&challenge=C&solution=N`: a solved challenge, checked here
   /// (signature, room, the caller's own visitor id, expiry, the work) before any Redis work,
@@ -761,7 +750,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     {
     case .failure(let rejection): invalid(rejection.rawValue)
     case .success(let solved):
-      enter(room, visitor: visitor, minted: false, solved: solved, cookies: [], head: head, context: context, page: false, json: true)
+      enter(
+        room, visitor: visitor, client: clientAddress(head, context: context), minted: false, solved: solved,
+        cookies: [], head: head, context: context, page: false, json: true)
     }
   }
 

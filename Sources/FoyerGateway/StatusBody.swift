@@ -72,11 +72,15 @@ struct StatusBody {
     writer.write("}")
   }
 
+  /// How long a challenge may be worked on: long enough for the slowest phone at the highest
+  /// sensible difficulty, short enough that solutions cannot be stockpiled for long.
+  static let challengeSeconds: Int64 = 600
+
   /// The `Retry-After` of the JSON answer: the poll interval, in whole seconds.
   var retryAfterSeconds: Int { max(1, (pollAfterMilliseconds + 999) / 1_000) }
 
-  /// What a visitor is told for `status`, and the pass cookie when this poll claimed the
-  /// slot. Both lanes answer status polls with it.
+  /// What a visitor is told for `status`, with the pass cookie when this poll claimed the
+  /// slot and the signed challenge when the room asks for work. Both lanes answer with it.
   static func answer(
     _ status: VisitorStatus, room: String, visitor: VisitorID, signer: TokenSigner, secureCookies: Bool
   ) -> (StatusBody, passCookie: String?) {
@@ -100,9 +104,14 @@ struct StatusBody {
       return (.admitted(room: room, pass: nil), nil)
     case .full:
       return (.notWaiting(room: room, state: "full", pollAfterMilliseconds: 10_000), nil)
-    case .challenge:
-      // The caller signs the challenge (it needs the visitor's id and a signer).
-      return (.notWaiting(room: room, state: "challenge", pollAfterMilliseconds: 0), nil)
+    case .challenge(let bits, let startsAt):
+      var body = StatusBody.notWaiting(room: room, state: "challenge", pollAfterMilliseconds: 0)
+      body.challenge = Challenge(
+        room: room, visitor: visitor, bits: bits, expiry: GatewayHandler.unixSeconds() + challengeSeconds
+      ).signed(with: signer)
+      body.challengeBits = bits
+      body.startsAtMilliseconds = startsAt
+      return (body, nil)
     case .refused(_, let seconds):
       return (.notWaiting(room: room, state: "refused", pollAfterMilliseconds: seconds * 1_000), nil)
     }

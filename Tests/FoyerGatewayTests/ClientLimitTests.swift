@@ -154,7 +154,7 @@ import WaitingRoom
     let peer = try SocketAddress(ipAddress: "127.0.0.1", port: 5000)
     let trusted = [AddressBlock("127.0.0.1")!, AddressBlock("10.0.0.0/8")!]
     func key(_ fields: [(String, String)], peer: SocketAddress = peer, trusted: [AddressBlock] = trusted) -> String? {
-      ClientIdentity.key(peer: peer, headers: HTTPHeaders(fields), trusted: trusted)
+      ClientIdentity.address(peer: peer, headers: HTTPHeaders(fields), trusted: trusted).map(ClientIdentity.key)
     }
     #expect(key([]) == "127.0.0.1")
     #expect(key([("X-Forwarded-For", "1.2.3.4")], trusted: []) == "127.0.0.1")

@@ -13,7 +13,8 @@ struct Refusal: Error, Equatable {
   static let codes = [
     "version_not_supported", "method_not_allowed", "host_required", "bad_framing",
     "unsupported_transfer_coding", "bad_target", "body_too_large",
-    // Per-client limits on joins (`Scripts.join`), and invite-only rooms.
+    // Joins refused: per-client limits (`Scripts.join`), invite-only rooms, bad solutions to a
+    // challenge, traffic rules.
     "too_many_places", "too_many_visitors", "enqueue_token_required", "invalid_enqueue_token",
     "invalid_solution", "blocked",
   ]

@@ -40,13 +40,8 @@ public struct AddressBlock: Sendable, Hashable, CustomStringConvertible {
 /// that no trusted proxy added. IPv6 clients are grouped by /64, the block one subscriber is
 /// given, so rotating through it gives no new identity.
 enum ClientIdentity {
-  /// The client's key: `a.b.c.d`, or the first four IPv6 groups and `::/64`; `nil` for a
-  /// peer that is no IP socket (a Unix socket or an embedded test channel).
-  static func key(peer: SocketAddress?, headers: HTTPHeaders, trusted: [AddressBlock]) -> String? {
-    address(peer: peer, headers: headers, trusted: trusted).map(key)
-  }
-
-  /// The client's address (4 or 16 bytes), as `key` names it before grouping.
+  /// The client's address (4 or 16 bytes); `nil` for a peer that is no IP socket (a Unix
+  /// socket or an embedded test channel).
   static func address(peer: SocketAddress?, headers: HTTPHeaders, trusted: [AddressBlock]) -> [UInt8]? {
     guard var client = peer.flatMap(bytes(of:)) else { return nil }
     if !trusted.isEmpty {
@@ -61,6 +56,8 @@ enum ClientIdentity {
     return client
   }
 
+  /// What the per-client counters are named by: `a.b.c.d`, or the first four IPv6 groups and
+  /// `::/64`.
   static func key(_ address: [UInt8]) -> String {
     if address.count == 4 { return text(address) }
     return text(Array(address.prefix(8))) + "::/64"

@@ -56,11 +56,11 @@ final class RoomTrafficRules: Sendable {
   private let agents: [[UInt8]?]
   private let hits: NIOLockedValueBox<[Int]>
 
-  init(_ rules: [TrafficRule], hits previous: [Int] = []) {
+  init(_ rules: [TrafficRule]) {
     self.rules = rules
     blocks = rules.map { $0.cidr.flatMap(AddressBlock.init) }
     agents = rules.map { $0.userAgent.map { Array($0.lowercased().utf8) } }
-    hits = NIOLockedValueBox(rules.indices.map { $0 < previous.count ? previous[$0] : 0 })
+    hits = NIOLockedValueBox(Array(repeating: 0, count: rules.count))
   }
 
   var hitCounts: [Int] { hits.withLockedValue { $0 } }
@@ -94,7 +94,7 @@ public final class TrafficRuleBook: Sendable {
     rooms.withLockedValue { $0[room] }
   }
 
-  /// Installs `rules` for `room`, keeping the hit counts of rules that stayed the same.
+  /// Installs `rules` for `room`; an unchanged list keeps its hit counts.
   func install(room: String, _ rules: [TrafficRule]) {
     rooms.withLockedValue { rooms in
       if let current = rooms[room], current.rules == rules { return }
@@ -118,9 +118,29 @@ public final class TrafficRuleBook: Sendable {
     }
   }
 
+  /// The stored form, `foyer:{R}:rules`: a JSON array; nil (no key) for no rules.
+  static func encode(_ rules: [TrafficRule]) -> String? {
+    guard !rules.isEmpty, let data = try? JSONEncoder().encode(rules) else { return nil }
+    return String(decoding: data, as: UTF8.self)
+  }
+
   static func decode(_ text: String?) -> [TrafficRule]? {
     guard let text else { return [] }
     return try? JSONDecoder().decode([TrafficRule].self, from: Data(text.utf8))
+  }
+}
+
+/// A rule as the admin API shows it: its fields and this gateway's hits.
+struct ShownTrafficRule: Encodable {
+  var rule: TrafficRule
+  var hits: Int
+
+  enum CodingKeys: String, CodingKey { case hits }
+
+  func encode(to encoder: any Encoder) throws {
+    try rule.encode(to: encoder)
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(hits, forKey: .hits)
   }
 }
 

@@ -63,6 +63,16 @@ public struct AdminClient: Sendable {
     return try await call("PUT", "rooms/\(id)/rules", body: body)["rules"] as? [[String: Any]] ?? []
   }
 
+  /// Reads a room's rules (without their hits), lets `change` edit the list, and stores it:
+  /// what `foyer ctl allow`, `block` and `unrule` do.
+  public func editRules(
+    _ id: String, _ change: (inout [[String: Any]]) throws -> Void
+  ) async throws -> [[String: Any]] {
+    var rules = try await rules(id).map { $0.filter { $0.key != "hits" } }
+    try change(&rules)
+    return try await setRules(id, rules)
+  }
+
   /// `foyer ctl rules ROOM`: one rule per line, numbered from 1, in the order they are tried.
   public static func rulesTable(_ rules: [[String: Any]]) -> String {
     guard !rules.isEmpty else { return "no rules: everyone without a pass waits in line" }

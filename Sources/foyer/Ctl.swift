@@ -128,11 +128,7 @@ extension Ctl {
   static func append(_ rule: [String: Any], room: String, connection: Connection) async throws {
     print(
       AdminClient.rulesTable(
-        try await run {
-          let client = try connection.client()
-          let rules = try await client.rules(room).map { $0.filter { $0.key != "hits" } }
-          return try await client.setRules(room, rules + [rule])
-        }))
+        try await run { try await connection.client().editRules(room) { $0.append(rule) } }))
   }
 
   struct Allow: AsyncParsableCommand {
@@ -163,17 +159,16 @@ extension Ctl {
       print(
         AdminClient.rulesTable(
           try await Ctl.run {
-            let client = try connection.client()
-            var rules = try await client.rules(room).map { $0.filter { $0.key != "hits" } }
-            if all {
-              rules = []
-            } else if let number {
-              guard rules.indices.contains(number - 1) else {
-                throw AdminClient.Failure(description: "room \(room) has no rule \(number)")
+            try await connection.client().editRules(room) { rules in
+              if all {
+                rules = []
+              } else if let number {
+                guard rules.indices.contains(number - 1) else {
+                  throw AdminClient.Failure(description: "room \(room) has no rule \(number)")
+                }
+                rules.remove(at: number - 1)
               }
-              rules.remove(at: number - 1)
             }
-            return try await client.setRules(room, rules)
           }))
     }
   }

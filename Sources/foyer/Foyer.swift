@@ -95,18 +95,11 @@ struct Gateway: AsyncParsableCommand {
           RoomRoute(id: String(spec[..<colon]), pathPrefix: String(spec[spec.index(after: colon)...])))
       }
     }
-    if let value = environment["FOYER_ENQUEUE_KEYS"], !value.isEmpty {
-      // `room:secret,…`: the key ring's parser, with room ids as the key ids.
-      do {
-        for key in try KeyRing(parsing: value).keys {
-          guard file.gateway.rooms.contains(where: { $0.id == key.id }) else {
-            throw ValidationError("FOYER_ENQUEUE_KEYS names room '\(key.id)', which this gateway does not protect")
-          }
-          file.gateway.enqueueKeys[key.id] = key.secret
-        }
-      } catch let error as KeyRingError {
-        throw ValidationError("FOYER_ENQUEUE_KEYS: \(error.message)")
+    for key in try enqueueKeys(environment) {
+      guard file.gateway.rooms.contains(where: { $0.id == key.id }) else {
+        throw ValidationError("FOYER_ENQUEUE_KEYS names room '\(key.id)', which this gateway does not protect")
       }
+      file.gateway.enqueueKeys[key.id] = key.secret
     }
     let threads = file.threads == 0 ? System.coreCount : file.threads
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -162,13 +155,8 @@ struct EnqueueTokenCommand: ParsableCommand {
   @Option(help: "Seconds the token is valid.") var ttl: Int = 3_600
 
   func run() throws {
-    guard let value = ProcessInfo.processInfo.environment["FOYER_ENQUEUE_KEYS"], !value.isEmpty else {
-      throw ValidationError("set FOYER_ENQUEUE_KEYS to room:base64secret")
-    }
-    let keys: KeyRing
-    do { keys = try KeyRing(parsing: value) } catch { throw ValidationError("FOYER_ENQUEUE_KEYS: \(error.message)") }
-    guard let key = keys.keys.first(where: { $0.id == room }) else {
-      throw ValidationError("FOYER_ENQUEUE_KEYS has no key for room '\(room)'")
+    guard let key = try enqueueKeys(ProcessInfo.processInfo.environment).first(where: { $0.id == room }) else {
+      throw ValidationError("FOYER_ENQUEUE_KEYS has no key for room '\(room)' (set it to room:base64secret,…)")
     }
     guard EnqueueToken.isValidAccount(account) else {
       throw ValidationError("--account must be 16-128 base64url or hex characters (a hash, never the id itself)")
@@ -177,4 +165,11 @@ struct EnqueueTokenCommand: ParsableCommand {
     let expiry = Int64(Date().timeIntervalSince1970) + Int64(ttl)
     print(try EnqueueToken(room: room, account: account, expiry: expiry).signed(key: key.secret))
   }
+}
+
+/// The invite-only rooms' keys from `FOYER_ENQUEUE_KEYS` (`room:base64secret,…`, read by the
+/// key ring's parser with room ids as key ids); none when it is unset.
+func enqueueKeys(_ environment: [String: String]) throws -> [SigningKey] {
+  guard let value = environment["FOYER_ENQUEUE_KEYS"], !value.isEmpty else { return [] }
+  do { return try KeyRing(parsing: value).keys } catch { throw ValidationError("FOYER_ENQUEUE_KEYS: \(error.message)") }
 }

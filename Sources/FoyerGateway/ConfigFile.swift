@@ -112,6 +112,8 @@ public struct GatewayFile: Sendable {
       }
       policy.newVisitorsPerMinute =
         try clients.int("new_visitors_per_minute", in: 0...1_000_000) ?? policy.newVisitorsPerMinute
+      policy.minPollIntervalPercent =
+        try clients.int("min_poll_interval_percent", in: 0...100) ?? policy.minPollIntervalPercent
       gateway.clients = policy
       try clients.finish()
     }

@@ -56,6 +56,8 @@ final class ExpressLane: ChannelDuplexHandler {
     case forward(length: Int, ForwardingExchange.Request)
     /// `GET /_foyer/status` from a known visitor.
     case poll(length: Int, room: String, visitor: VisitorID)
+    /// The same, sooner than the visitor was told to ask again (`PollDiscipline`).
+    case tooSoon(length: Int, waitMilliseconds: Int64)
   }
 
   private let shared: GatewayContext
@@ -252,6 +254,10 @@ final class ExpressLane: ChannelDuplexHandler {
       let request = buffer.readSlice(length: length)!
       inbound = buffer.readableBytes > 0 ? buffer : nil
       poll(request, room: room, visitor: visitor, context: context)
+    case .tooSoon(let length, let wait):
+      buffer.moveReaderIndex(forwardBy: length)
+      inbound = buffer.readableBytes > 0 ? buffer : nil
+      refusePoll(waitMilliseconds: wait, context: context)
     }
   }
 
@@ -367,6 +373,9 @@ final class ExpressLane: ChannelDuplexHandler {
         utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id,
         now: GatewayHandler.unixSeconds())
     else { return delegate }
+    if let wait = shared.polls.wait(visitor, room: room.id) {
+      return .tooSoon(length: head.length, waitMilliseconds: wait)
+    }
     return .poll(length: head.length, room: room.id, visitor: visitor)
   }
 
@@ -401,6 +410,7 @@ final class ExpressLane: ChannelDuplexHandler {
           }
         }
         self.json = json
+        self.shared.polls.answered(body, visitor: visitor)
         self.mode = .idle
         self.connectionGuard.exchangeEnded()
         self.afterAnswer(context: context)
@@ -409,6 +419,30 @@ final class ExpressLane: ChannelDuplexHandler {
         self.passToCodec(request, context: context)
         if self.quiescing { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
       }
+    }
+  }
+
+  /// A poll sooner than allowed: `429` from memory. The next request is taken on a later turn
+  /// of the loop, so a pipelined flood of them is a loop of tasks, not a deep stack.
+  private func refusePoll(waitMilliseconds: Int64, context: ChannelHandlerContext) {
+    shared.metrics.countRefused(PollDiscipline.refusal.code)
+    var json = self.json.take() ?? context.channel.allocator.buffer(capacity: 256)
+    json.clear()
+    json.writeString(PollDiscipline.refusal.json)
+    answer(.tooManyRequests, body: json, isHead: false, context: context, fieldsLength: 16 + ReservedWriter.decimalLength) {
+      $0.write("retry-after: ")
+      $0.write(decimal: PollDiscipline.retryAfterSeconds(waitMilliseconds))
+      $0.write("\r\n")
+    }
+    self.json = json
+    if quiescing {
+      closeWhenWritten(context)
+      return
+    }
+    context.eventLoop.assumeIsolated().execute {
+      guard case .idle = self.mode, !self.quiescing, let context = self.context else { return }
+      self.takeNextRequest(context: context)
+      self.resumeReadsIfPending(context: context)
     }
   }
 

@@ -119,9 +119,13 @@ public struct ClientPolicy: Sendable, Hashable {
   /// New visitor ids one client may be given per room per minute, counted in Redis across
   /// every gateway; beyond it `429`. 0 = no limit.
   public var newVisitorsPerMinute: Int
+  /// A waiting visitor's next poll must come at least this share (percent) of the
+  /// `pollAfterMs` it was told; sooner is `429 poll_too_soon`, from memory. 0 = off.
+  public var minPollIntervalPercent: Int
 
-  public init(trustedProxies: [AddressBlock] = [], newVisitorsPerMinute: Int = 60) {
+  public init(trustedProxies: [AddressBlock] = [], newVisitorsPerMinute: Int = 60, minPollIntervalPercent: Int = 50) {
     self.trustedProxies = trustedProxies
     self.newVisitorsPerMinute = newVisitorsPerMinute
+    self.minPollIntervalPercent = minPollIntervalPercent
   }
 }

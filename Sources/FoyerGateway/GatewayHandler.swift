@@ -28,6 +28,8 @@ struct GatewayContext: Sendable {
   let logger: Logger
   /// The rooms' allow and block rules, for requests without a pass.
   let trafficRules: TrafficRuleBook
+  /// When each waiting visitor may poll again.
+  let polls: PollDiscipline
 
   func revocations(on loop: any EventLoop) -> RevocationList {
     revocations[ObjectIdentifier(loop)]!.value
@@ -637,6 +639,12 @@ final class GatewayHandler: ChannelDuplexHandler {
     // A visitor id made by this request (not read from a cookie or an enqueue token).
     var minted = false
     if let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow) {
+      // Asked again too soon (a reload, a script): answered from memory, the place is kept.
+      if let wait = shared.polls.wait(known, room: room) {
+        return refuse(
+          PollDiscipline.refusal, retryAfter: PollDiscipline.retryAfterSeconds(wait), room: room, head: head,
+          context: context, json: wantsJSON)
+      }
       visitor = known
     } else {
       if let key = shared.configuration.enqueueKeys[room] {
@@ -870,6 +878,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     let (body, passCookie) = StatusBody.answer(
       status, room: room, visitor: visitor, signer: signer, secureCookies: shared.configuration.secureCookies)
     if let passCookie { cookies.append(passCookie) }
+    shared.polls.answered(body, visitor: visitor)
     if page && body.admitted {
       if case .passthrough = status, pool != nil {
         // Not protected right now: forward the request as it was read, body and all.

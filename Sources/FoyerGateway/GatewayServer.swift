@@ -58,7 +58,8 @@ public final class GatewayServer: ListenerService, Sendable {
     let shared = GatewayContext(
       configuration: configuration, store: store, signers: signers, pools: pools, revocations: revocations,
       metrics: metrics,
-      waitingPage: page, logger: logger, trafficRules: trafficRules)
+      waitingPage: page, logger: logger, trafficRules: trafficRules,
+      polls: PollDiscipline(percent: configuration.clients.minPollIntervalPercent))
     let metrics = self.metrics
     let quiescing = self.quiescing
     let limits = configuration.limits

@@ -141,8 +141,16 @@ extension WaitingPage {
       }
       function next() {
         fetch("/_foyer/status?room=" + encodeURIComponent(room), { headers: { Accept: "application/json" }, credentials: "same-origin" })
-          .then(function (r) { return r.json(); })
-          .then(handle)
+          .then(function (r) {
+            return r.json().then(function (status) {
+              // Asked too soon (another tab of this visitor polled a moment ago): ask again when told.
+              if (r.status === 429 && status.error === "poll_too_soon") {
+                setTimeout(next, 1000 * (Number(r.headers.get("Retry-After")) || 1));
+                return;
+              }
+              handle(status);
+            });
+          })
           .catch(function () { $("message").textContent = "Reconnecting… you keep your place."; setTimeout(next, poll); });
       }
       tick(); setInterval(tick, 1000);

@@ -46,6 +46,10 @@ struct Gateway: AsyncParsableCommand {
   @Option(help: "Admin API listen address (default loopback).") var adminHost: String?
   @Option(help: "Admin API port (default 8081). The API runs only when FOYER_ADMIN_TOKEN is set.")
   var adminPort: Int?
+  @Option(
+    help: "clients.min_poll_interval_percent: the share of pollAfterMs a visitor must wait between polls (0 = off, as benchmarks that poll flat out need)."
+  )
+  var minPollIntervalPercent: Int?
 
   func run() async throws {
     let environment = ProcessInfo.processInfo.environment
@@ -77,6 +81,12 @@ struct Gateway: AsyncParsableCommand {
     if let adminHost { file.adminHost = adminHost }
     if let adminPort { file.adminPort = adminPort }
     if secureCookies { file.gateway.secureCookies = true }
+    if let minPollIntervalPercent {
+      guard (0...100).contains(minPollIntervalPercent) else {
+        throw ValidationError("--min-poll-interval-percent must be 0 to 100")
+      }
+      file.gateway.clients.minPollIntervalPercent = minPollIntervalPercent
+    }
     if let upstream {
       do { file.gateway.upstream = try UpstreamConfiguration(url: upstream) } catch {
         throw ValidationError(error.description)

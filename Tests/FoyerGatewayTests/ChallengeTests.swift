@@ -51,11 +51,11 @@ import WaitingRoom
     try await store.createRoom(
       id,
       settings: RoomSettings(startsAtMilliseconds: startsAt, maxPlacesPerClient: maxPlacesPerClient, challengeBits: bits))
-    let channel = try await GatewayServer(
-      configuration: GatewayConfiguration(
-        host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing, rooms: [RoomRoute(id: id, pathPrefix: "/shop")]),
-      store: store, eventLoopGroup: group
-    ).start()
+    var configuration = GatewayConfiguration(
+      host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing, rooms: [RoomRoute(id: id, pathPrefix: "/shop")])
+    // Back-to-back polls are this suite's business; PollDisciplineTests covers the discipline.
+    configuration.clients.minPollIntervalPercent = 0
+    let channel = try await GatewayServer(configuration: configuration, store: store, eventLoopGroup: group).start()
     return Room(
       id: id, base: "http://127.0.0.1:\(channel.localAddress!.port!)", store: store, redis: client, channel: channel,
       server: redis)

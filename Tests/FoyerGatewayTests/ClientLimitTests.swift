@@ -28,6 +28,8 @@ import WaitingRoom
       host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
       rooms: [RoomRoute(id: room, pathPrefix: "/shop")])
     configuration.clients = clients
+    // Back-to-back polls are this suite's business; PollDisciplineTests covers the discipline.
+    configuration.clients.minPollIntervalPercent = 0
     let channel = try await GatewayServer(configuration: configuration, store: store, eventLoopGroup: group).start()
     return Gateway(base: "http://127.0.0.1:\(channel.localAddress!.port!)", channel: channel)
   }

@@ -24,6 +24,8 @@ import WaitingRoom
     configuration.enqueueKeys = [room: key]
     // Each gateway believes the loopback proxy, so a test can be "another address".
     configuration.clients = ClientPolicy(trustedProxies: [AddressBlock("127.0.0.1")!])
+    // Back-to-back polls are this suite's business; PollDisciplineTests covers the discipline.
+    configuration.clients.minPollIntervalPercent = 0
     let channel = try await GatewayServer(configuration: configuration, store: store, eventLoopGroup: group).start()
     return ("http://127.0.0.1:\(channel.localAddress!.port!)", channel)
   }

@@ -55,12 +55,13 @@ import FoundationNetworking
     try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 6_000, maxActive: cap))
 
     // Gateway A, in this process, with its admission loop.
-    let serverA = GatewayServer(
-      configuration: GatewayConfiguration(
-        host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
-        rooms: [RoomRoute(id: room, pathPrefix: "/shop")],
-        upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstream.port)),
-      store: store, eventLoopGroup: group)
+    // Visitors here poll as fast as the test runs: the poll discipline is off on both gateways.
+    var configurationA = GatewayConfiguration(
+      host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
+      rooms: [RoomRoute(id: room, pathPrefix: "/shop")],
+      upstream: UpstreamConfiguration(host: "127.0.0.1", port: upstream.port))
+    configurationA.clients.minPollIntervalPercent = 0
+    let serverA = GatewayServer(configuration: configurationA, store: store, eventLoopGroup: group)
     let channelA = try await serverA.start()
     defer { channelA.close(promise: nil) }
     let admissionA = Task { try? await AdmissionLoop(store: store).run() }
@@ -68,7 +69,7 @@ import FoundationNetworking
     // Gateway B, a `foyer gateway` process.
     let processB = try await GatewayProcess.start(
       redisURL: redis.url, rooms: ["\(room):/shop"], upstream: "http://127.0.0.1:\(upstream.port)",
-      keys: keySpec, adminToken: adminToken)
+      keys: keySpec, adminToken: adminToken, extraArguments: ["--min-poll-interval-percent", "0"])
     let gateways = ["http://127.0.0.1:\(channelA.localAddress!.port!)", "http://127.0.0.1:\(processB.port)"]
     let json = ["Accept": "application/json"]
 

@@ -32,9 +32,11 @@ import FoundationNetworking
     let store = RoomStore(redis: redis, snapshotMaxAge: .zero)
     let room = "gw-" + UUID().uuidString.prefix(8)
     try await store.createRoom(room, settings: settings)
-    let configuration = GatewayConfiguration(
+    var configuration = GatewayConfiguration(
       host: "127.0.0.1", port: 0, keyRing: Self.keyRing, rooms: [RoomRoute(id: room, pathPrefix: "/shop")],
       expressLane: express)
+    // Back-to-back polls are this suite's business; PollDisciplineTests covers the discipline.
+    configuration.clients.minPollIntervalPercent = 0
     let server = GatewayServer(configuration: configuration, store: store, eventLoopGroup: group)
     return Gateway(channel: try await server.start(), store: store, room: room)
   }

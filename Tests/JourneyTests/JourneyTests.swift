@@ -109,6 +109,13 @@ import WaitingRoom
     try await dashboard.screenshot(to: Self.artifacts.appendingPathComponent("6-dashboard.png"))
     #expect(try await store.settings(room).ratePerMinute == 1_234)
 
+    // The waiting page polled as it was told: the poll discipline never refused it.
+    let metrics = try await httpRequest(
+      "GET", adminBase + "/metrics", headers: ["Authorization": "Bearer \(adminToken)"])
+    #expect(metrics.status == 200)
+    #expect(metrics.text.contains("foyer_status_polls_total"))
+    #expect(metrics.text.contains(#"foyer_refused_requests_total{reason="poll_too_soon"} 0"#))
+
     #expect(chromium.consoleErrors.isEmpty, "\(chromium.consoleErrors)")
   }
 }

@@ -22,6 +22,11 @@ struct Reply {
       && decode(GatewayStatus.self) != nil
   }
   private static let statusPrefix = Array(#"{"room":""#.utf8)
+  /// The gateway's `429 poll_too_soon`: a visitor who asked again sooner than told.
+  var isPollTooSoon: Bool {
+    status == 429 && body.readableBytesView.starts(with: Self.tooSoonPrefix)
+  }
+  private static let tooSoonPrefix = Array(#"{"error":"poll_too_soon""#.utf8)
 }
 
 /// `GET /_foyer/status` (and the JSON waiting answer), as DESIGN §5 defines it.

@@ -81,6 +81,8 @@ struct VirtualVisitor {
   let crowd: Crowd
   var browser: Browser
   var record: VisitorRecord
+  /// When the waiting page said to ask first (its `pollAfterMs`), in seconds.
+  private var firstPollAfter = 1.0
   var random: SplitMix64
 
   private var scenario: Scenario { crowd.scenario }
@@ -128,6 +130,8 @@ struct VirtualVisitor {
       }
       switch reply.status {
       case 200 where browser.cookies[visitorCookie] != nil:
+        // The page's script waits the `pollAfterMs` it was rendered with before its first poll.
+        firstPollAfter = Self.pagePollAfter(reply.text) ?? 1
         return true
       case 307 where browser.cookies[passCookie] != nil:
         admitted()
@@ -149,7 +153,7 @@ struct VirtualVisitor {
     let abandons = chance(scenario.abandonWaiting)
     let polite = chance(0.5)
     let abandonAfter = Int.random(in: 1...4, using: &random)
-    var pollAfter = 1.0
+    var pollAfter = firstPollAfter
     while record.admittedAt == nil {
       if abandons && record.polls >= abandonAfter {
         if polite {
@@ -184,6 +188,14 @@ struct VirtualVisitor {
       }
     }
     return true
+  }
+
+  /// The waiting page's `poll = Number("<ms>")`, in seconds.
+  static func pagePollAfter(_ page: String) -> Double? {
+    guard let start = page.range(of: "poll = Number(\"")?.upperBound,
+      let end = page[start...].firstIndex(of: "\""), let milliseconds = Double(page[start..<end])
+    else { return nil }
+    return milliseconds / 1_000
   }
 
   private mutating func admitted() {
@@ -516,7 +528,8 @@ struct VirtualVisitor {
         let reply = await jar.sendCopy(
           .cheat, .GET, "/events/\(crowd.event)/seats?section=\(encodedSection)", headers: headers)
       else { continue }
-      if reply.status == 307 || reply.isGatewayStatus { continue }
+      // Not forwarded: sent to claim a pass, answered with the queue, or told it asked too soon.
+      if reply.status == 307 || reply.isGatewayStatus || reply.isPollTooSoon { continue }
       crowd.recorder.violation(
         .forwardedWithoutPass,
         "a forged pass (\(forged.prefix(30))…) got \(reply.status): \(reply.text.prefix(80))")

@@ -17,6 +17,8 @@ struct Refusal: Error, Equatable {
     // challenge, traffic rules.
     "too_many_places", "too_many_visitors", "enqueue_token_required", "invalid_enqueue_token",
     "invalid_solution", "blocked",
+    // A status poll sooner than its `pollAfterMs` allowed (`PollDiscipline`).
+    "poll_too_soon",
   ]
 
   var json: String { "{\"error\":\"\(code)\",\"message\":\"\(message)\"}" }

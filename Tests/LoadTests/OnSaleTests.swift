@@ -37,8 +37,9 @@ import WaitingRoom
         EventSpec.Section(name: $0, rows: 15, seatsPerRow: 20, priceCents: 5_000)
       },
       holdDuration: .seconds(10), databaseConnections: 10, settings: RoomSettings(),
-      // The whole crowd comes from one loopback address: no per-client limit on new ids.
-      clients: ClientPolicy(newVisitorsPerMinute: 0))
+      // The simulator is the crowd's proxy: each visitor says its own address, and the
+      // per-client limits stay at their defaults.
+      clients: ClientPolicy(trustedProxies: [AddressBlock("127.0.0.1")!]))
     defer { Task { await stack.stop() } }
 
     let report = try await Simulation(
@@ -71,6 +72,22 @@ import WaitingRoom
     #expect((report.outcomes["unfinished"] ?? 0) == 0)
     #expect(report.admissions.contains { $0.configuredPerMinute == 4_800 })
     #expect(report.soldOutSeconds != nil && (report.outcomes["closed"] ?? 0) > 0)
+    // The bots (#16), against the defences at their defaults. The minter's one address got
+    // at most max_places_per_client places; the rest of its identities were refused.
+    let minter = try #require(report.bots["minter"])
+    #expect(minter.identities == scenario.bots.minterIdentities && minter.addresses == 1)
+    #expect(minter.places <= 20, "the minter holds \(minter.places) places")
+    #expect((minter.refused["too_many_visitors"] ?? 0) + (minter.refused["too_many_places"] ?? 0) >= minter.identities - 100)
+    // Each botnet place cost the work it stands for (tries average 2^bits).
+    let botnet = try #require(report.bots["botnet"])
+    #expect(botnet.addresses == scenario.bots.botnetAddresses && botnet.places > 0)
+    #expect(botnet.hashes / Double(botnet.places) >= 0.8 * Double(1 << scenario.standsForBits))
+    // The flooder's early polls were answered from memory; the hoarder kept at most the cap.
+    let flooder = try #require(report.bots["flooder"])
+    #expect(flooder.polls > 100 && Double(flooder.pollsTooSoon) >= 0.9 * Double(flooder.polls))
+    let hoarder = try #require(report.bots["hoarder"])
+    #expect(hoarder.mostSeatsHeld > 0 && hoarder.mostSeatsHeld <= scenario.bots.seatCap)
+    #expect((report.refusals["poll_too_soon"] ?? 0) >= flooder.pollsTooSoon)
     // The gateway timed the forwarded requests too (its /metrics).
     #expect((report.gatewayProxy?.count ?? 0) > 0)
     // Fair: first come first served after the start; a uniform shuffle before it.

@@ -37,6 +37,9 @@ struct GatewayStatus: Decodable {
   var pollAfterMs: Int
   var admitted: Bool
   var pass: String?
+  /// A new visitor's proof-of-work challenge, and its difficulty.
+  var challenge: String?
+  var bits: Int?
 }
 
 /// One visitor's HTTP side: its cookie jar and the shared client. A value per visitor; the
@@ -47,6 +50,9 @@ struct Browser {
   let recorder: Recorder
   /// name → value, as a browser would keep them for the gateway's host.
   var cookies: [String: String] = [:]
+  /// The client's address, told to the gateway in `X-Forwarded-For` (the simulator is its
+  /// trusted proxy).
+  var forwardedFor: String?
 
   init(client: HTTPClient, base: String, recorder: Recorder) {
     self.client = client
@@ -63,6 +69,7 @@ struct Browser {
     var request = HTTPClientRequest(url: base + path)
     request.method = method
     request.headers.add(name: "accept", value: "application/json")
+    if let forwardedFor { request.headers.add(name: "x-forwarded-for", value: forwardedFor) }
     for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
     if sendCookies, !cookies.isEmpty {
       request.headers.add(

@@ -19,6 +19,10 @@ public enum RequestKind: String, CaseIterable, Codable, Sendable, Comparable {
   case leave
   /// A cheater's request with a forged pass.
   case cheat
+  /// `POST /_foyer/solve`: a solved proof-of-work challenge.
+  case solve
+  /// A poll flooder's polls.
+  case flood
   /// The simulator's own admin API calls (settings, samples).
   case admin
 
@@ -50,6 +54,8 @@ public enum ViolationKind: String, CaseIterable, Codable, Sendable, Comparable {
   case lostOrder = "lost_order"
   /// An answer the journey cannot continue from (a contract broken: wrong status or body).
   case unexpectedAnswer = "unexpected_answer"
+  /// One pass held more seats at once than BoxOffice's per-visitor cap.
+  case seatCap = "seat_cap"
 
   public static func < (a: ViolationKind, b: ViolationKind) -> Bool { a.rawValue < b.rawValue }
 }

@@ -64,7 +64,43 @@ public struct Report: Sendable, Codable {
   public var ordersSeen: Int
   public var ticketsSeen: Int
   public var ledger: Ledger
+  /// The humans' wait, from their first request (a challenge solved included) to admission.
+  public var humanWait: Wait? = nil
+  /// What each kind of bot got (`bots:` in the scenario), by role.
+  public var bots: [String: BotSummary] = [:]
+  /// The bots' hashing: one core of this machine, and the botnet's budget.
+  public var botHashes: BotHashes? = nil
+  /// Requests the gateway refused, by reason (its `foyer_refused_requests_total`).
+  public var refusals: [String: Int] = [:]
   public var violations: [Violation]
+
+  public struct Wait: Sendable, Codable {
+    public var count: Int
+    public var p50Seconds: Double
+    public var p90Seconds: Double
+  }
+
+  public struct BotSummary: Sendable, Codable {
+    public var identities = 0
+    public var addresses = 0
+    /// Places in line given, and admissions won.
+    public var places = 0
+    public var admitted = 0
+    public var seatsBought = 0
+    public var mostSeatsHeld = 0
+    /// Challenge solutions sent, and the hashes they stood for.
+    public var solutions = 0
+    public var hashes = 0.0
+    public var polls = 0
+    public var pollsTooSoon = 0
+    /// Places refused, by the gateway's error code.
+    public var refused: [String: Int] = [:]
+  }
+
+  public struct BotHashes: Sendable, Codable {
+    public var oneCorePerSecond: Double
+    public var botnetPerSecond: Double
+  }
 
   public var passed: Bool { violations.isEmpty }
 
@@ -133,6 +169,36 @@ public struct Report: Sendable, Codable {
     out +=
       "\nVisitors: "
       + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    if let humanWait {
+      out += "\nhumans' wait, arrival to admission: p50 \(format(humanWait.p50Seconds, 1)) s, "
+      out += "p90 \(format(humanWait.p90Seconds, 1)) s (\(humanWait.count) admitted)"
+    }
+    if !bots.isEmpty {
+      out += "\n\nBots"
+      if let botHashes {
+        out += " (one core here: \(format(botHashes.oneCorePerSecond, 0)) hashes/s; "
+        out += "the botnet's budget \(format(botHashes.botnetPerSecond, 0)) hashes/s)"
+      }
+      out += "\n"
+      out += table(
+        ["bot", "identities", "addresses", "places", "admitted", "seats bought", "most held", "hashes/place",
+         "polls (429 too soon)", "refused"],
+        VisitorRecord.Role.allCases.compactMap { role in
+          bots[role.rawValue].map { bot in
+            [
+              role.rawValue, "\(bot.identities)", "\(bot.addresses)", "\(bot.places)", "\(bot.admitted)",
+              "\(bot.seatsBought)", "\(bot.mostSeatsHeld)",
+              bot.solutions > 0 ? format(bot.hashes / Double(max(bot.places, 1)), 0) : "–",
+              bot.polls > 0 ? "\(bot.polls) (\(bot.pollsTooSoon))" : "–",
+              bot.refused.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "),
+            ]
+          }
+        })
+    }
+    if !refusals.isEmpty {
+      out += "\nthe gateway's refusals: "
+      out += refusals.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
     out += "\n\nBoxOffice (PostgreSQL)\n"
     out +=
       "seats \(ledger.seatsTotal): sold \(ledger.seatsSold), held \(ledger.seatsHeld), available \(ledger.seatsAvailable)\n"

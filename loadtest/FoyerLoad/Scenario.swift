@@ -59,6 +59,43 @@ public struct Scenario: Sendable {
   /// Live changes through the admin API, at a time after the on-sale start.
   public var changes: [Change] = []
 
+  // Proof of work. Every visitor solves the room's `challenge_bits` for real (the gateway
+  // checks), but the simulator shares two cores with everything it tests, so a run may use
+  // easy challenges that stand for hard ones: each solution's tries count
+  // 2^(standsForBits − challenge_bits) times over, in a person's time and in the bots' budgets.
+  /// The difficulty the run's challenges stand for; 0 = the room's own.
+  public var standsForBits = 0
+  /// A person's browser hashing speed (the waiting page's Web Workers), for the time a person
+  /// spends solving: `loadtest/bench-challenge` measured about 190,000 in headless Chromium.
+  public var browserHashesPerSecond = 190_000.0
+
+  /// The adversaries beside the humans (`bots:`), each counted apart in the report.
+  public var bots = Bots()
+
+  public struct Bots: Sendable {
+    /// A minter: one address asking for new identities (cookieless joins), as fast as it can.
+    public var minterIdentities = 0
+    public var minterSeconds = 60.0
+    /// A botnet: `botnetAddresses` addresses, each trying for `botnetPlacesPerAddress` places
+    /// (under the per-client limits), arriving over the pre-queue and the rush, solving
+    /// challenges with one budget of `botnetHashesPerSecond` (0 = one core of this machine,
+    /// measured) and buying the most seats a hold allows.
+    public var botnetAddresses = 0
+    public var botnetPlacesPerAddress = 20
+    public var botnetHashesPerSecond = 0.0
+    /// A poll flooder: one visitor in line polling this often.
+    public var flooderPollsPerSecond = 0
+    /// A seat hoarder: one visitor who, once in, tries this many holds of `hoarderSeats` and pays for none.
+    public var hoarderHolds = 0
+    public var hoarderSeats = 6
+    /// BoxOffice's `holds.max_seats_per_visitor`: no bot may hold more at once.
+    public var seatCap = 8
+
+    public init() {}
+
+    public var any: Bool { minterIdentities > 0 || botnetAddresses > 0 || flooderPollsPerSecond > 0 || hoarderHolds > 0 }
+  }
+
   // The run itself.
   /// Connections to the gateway at most (shared by the crowd, as a CDN edge would).
   public var connections = 256
@@ -129,6 +166,43 @@ public struct Scenario: Sendable {
       try shopping.finish()
     }
     if let value = try root.double("cheaters", in: 0...1) { scenario.cheaters = value }
+    if var challenge = try root.section("challenge") {
+      if let value = try challenge.int("stands_for_bits", in: 0...32) { scenario.standsForBits = value }
+      if let value = try challenge.double("browser_hashes_per_second", in: 1...1e12) {
+        scenario.browserHashesPerSecond = value
+      }
+      try challenge.finish()
+    }
+    if var bots = try root.section("bots") {
+      if var minter = try bots.section("minter") {
+        if let value = try minter.int("identities", in: 0...10_000_000) { scenario.bots.minterIdentities = value }
+        if let value = try minter.double("seconds", in: 1...36_000) { scenario.bots.minterSeconds = value }
+        try minter.finish()
+      }
+      if var botnet = try bots.section("botnet") {
+        if let value = try botnet.int("addresses", in: 0...65_000) { scenario.bots.botnetAddresses = value }
+        if let value = try botnet.int("places_per_address", in: 1...10_000) {
+          scenario.bots.botnetPlacesPerAddress = value
+        }
+        if let value = try botnet.double("hashes_per_second", in: 0...1e12) {
+          scenario.bots.botnetHashesPerSecond = value
+        }
+        try botnet.finish()
+      }
+      if var flooder = try bots.section("flooder") {
+        if let value = try flooder.int("polls_per_second", in: 0...100_000) {
+          scenario.bots.flooderPollsPerSecond = value
+        }
+        try flooder.finish()
+      }
+      if var hoarder = try bots.section("hoarder") {
+        if let value = try hoarder.int("holds", in: 0...10_000) { scenario.bots.hoarderHolds = value }
+        if let value = try hoarder.int("seats", in: 1...100) { scenario.bots.hoarderSeats = value }
+        try hoarder.finish()
+      }
+      if let value = try bots.int("seat_cap", in: 1...1_000) { scenario.bots.seatCap = value }
+      try bots.finish()
+    }
     if let changes = try root.sections("changes") {
       for var change in changes {
         guard let at = try change.double("at_seconds", in: 0...36_000) else {

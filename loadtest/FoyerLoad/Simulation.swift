@@ -112,10 +112,17 @@ public struct Simulation: Sendable {
     let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     let samplerLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let sampler = HTTPClient(eventLoopGroup: samplerLoop)
+    // The bots' machines: one core of this one each, unless the scenario says otherwise.
+    let oneCore = scenario.bots.any ? HashBudget.measureOneCore() : 0
+    let botnetRate = scenario.bots.botnetHashesPerSecond > 0 ? scenario.bots.botnetHashesPerSecond : oneCore
+    if scenario.bots.any {
+      progress?("bots: one core hashes \(Int(oneCore)) challenge tries/s; the botnet's budget is \(Int(botnetRate))/s")
+    }
     let crowd = Crowd(
       client: client, base: target.gateway, room: target.room, event: target.event.uuidString.lowercased(),
       sections: sections, scenario: scenario, recorder: recorder, origin: origin, wallOrigin: wallOrigin,
-      startsAt: startsAt)
+      startsAt: startsAt, minterBudget: HashBudget(hashesPerSecond: max(oneCore, 1)),
+      botnetBudget: HashBudget(hashesPerSecond: max(botnetRate, 1)))
 
     let records = await withTaskGroup(of: Void.self) { group in
       // The admin API's live numbers, for rate and cap.
@@ -197,6 +204,7 @@ public struct Simulation: Sendable {
     }
     await sample(sampler, crowd, samples)
     let gatewayProxy = await proxyDurations(sampler)
+    let gatewayRefusals = await refusals(sampler)
     try await client.shutdown()
     try await sampler.shutdown()
     try await samplerLoop.shutdownGracefully()
@@ -222,6 +230,10 @@ public struct Simulation: Sendable {
       recorder: recorder, ledger: ledger, orderIDs: orderIDs, crowd: crowd)
     report.soldOutSeconds = soldOutAt.withLockedValue { $0 }.map { $0 - startsAt }
     report.gatewayProxy = gatewayProxy
+    report.refusals = gatewayRefusals
+    if scenario.bots.any {
+      report.botHashes = Report.BotHashes(oneCorePerSecond: oneCore, botnetPerSecond: botnetRate)
+    }
     return report
   }
 
@@ -232,15 +244,15 @@ public struct Simulation: Sendable {
     return components.string ?? "(an invalid URL)"
   }
 
-  /// Lets each visitor in at its arrival time; returns when all are done (or cut off).
+  /// Lets each visitor (and bot) in at its arrival time; returns when all are done (or cut off).
   private func arrive(_ crowd: Crowd, seed: UInt64) async -> [VisitorRecord] {
     await withTaskGroup(of: VisitorRecord.self) { group in
-      for index in 0..<scenario.visitors {
-        let wait = arrival(index) - crowd.now()
+      for (at, role, index) in schedule() {
+        let wait = at - crowd.now()
         if wait > 0.002 { try? await Task.sleep(for: .milliseconds(Int(wait * 1_000))) }
         if Task.isCancelled { break }
         group.addTask {
-          var visitor = VirtualVisitor(index: index, crowd: crowd, seed: seed)
+          var visitor = VirtualVisitor(index: index, role: role, crowd: crowd, seed: seed)
           return await visitor.run()
         }
       }
@@ -249,6 +261,27 @@ public struct Simulation: Sendable {
       for await record in group { records.append(record) }
       return records
     }
+  }
+
+  /// Everyone's arrival, in order: the humans on their curve; the minter's identities over
+  /// its seconds from the start; the botnet's over the pre-queue and the rush; the flooder
+  /// right after the rush; the hoarder in the pre-queue.
+  func schedule() -> [(at: Double, role: VisitorRecord.Role, index: Int)] {
+    var all = (0..<scenario.visitors).map { (at: arrival($0), role: VisitorRecord.Role.human, index: $0) }
+    let bots = scenario.bots
+    for index in 0..<bots.minterIdentities {
+      all.append((scenario.startInSeconds + bots.minterSeconds * Double(index) / Double(bots.minterIdentities), .minter, index))
+    }
+    let botnet = bots.botnetAddresses * bots.botnetPlacesPerAddress
+    let window = scenario.startInSeconds + scenario.burstSeconds
+    for index in 0..<botnet {
+      // Identity i comes from address i mod addresses: each address's joins spread over the window.
+      all.append((window * (Double(index) + 0.5) / Double(botnet), .botnet, index % bots.botnetAddresses))
+    }
+    // The flooder comes after the rush, so it waits long behind it.
+    if bots.flooderPollsPerSecond > 0 { all.append((window + 0.5, .flooder, 0)) }
+    if bots.hoarderHolds > 0 { all.append((max(scenario.startInSeconds - 1, 0), .hoarder, 0)) }
+    return all.sorted { $0.at < $1.at }
   }
 
   /// The arrival curve: the pre-queue spread over the lead-in (ending half a second before
@@ -303,6 +336,19 @@ public struct Simulation: Sendable {
     return try? await response.body.collect(upTo: 16 << 20)
   }
 
+  /// Requests the gateway refused, by reason (`foyer_refused_requests_total`).
+  private func refusals(_ client: HTTPClient) async -> [String: Int] {
+    guard let body = await adminGet(client, "/metrics") else { return [:] }
+    var counts: [String: Int] = [:]
+    for line in String(buffer: body).split(separator: "\n") where line.hasPrefix("foyer_refused_requests_total{") {
+      guard let start = line.range(of: "reason=\"")?.upperBound, let end = line[start...].firstIndex(of: "\""),
+        let value = line.split(separator: " ").last.flatMap({ Double($0) }), value > 0
+      else { continue }
+      counts[String(line[start..<end])] = Int(value)
+    }
+    return counts
+  }
+
   /// The gateway's own timing of forwarded requests (head in to response end), from its
   /// `/metrics`: unlike the crowd's latencies, it does not include the client's queueing.
   private func proxyDurations(_ client: HTTPClient) async -> Report.GatewayLatency? {
@@ -350,6 +396,8 @@ public struct Simulation: Sendable {
     }
 
     // Fairness.
+    let bots = records.filter { $0.role != .human }
+    let records = records.filter { $0.role == .human }
     let admitted = records.filter { $0.admittedAt != nil && $0.joinedAt != nil && $0.outcome != .cheater }
     let after = admitted.filter { $0.joinedBeforeStart == false }
     let before = admitted.filter { $0.joinedBeforeStart == true }
@@ -363,7 +411,7 @@ public struct Simulation: Sendable {
       chiSquareCritical: Analysis.chiSquareCritical)
 
     // The books against what the visitors were told.
-    let seen = Set(records.compactMap { $0.orderID?.lowercased() })
+    let seen = Set((records + bots).compactMap { $0.orderID?.lowercased() })
     let lost = seen.subtracting(orderIDs)
     recorder.violation(
       .lostOrder, "orders \(lost.prefix(3).joined(separator: ", ")) are not in the database",
@@ -398,6 +446,23 @@ public struct Simulation: Sendable {
     for record in records { outcomes[record.outcome.rawValue, default: 0] += 1 }
     let admittedCount = records.filter { $0.admittedAt != nil }.count
     let polls = recorded.statuses[.status]?.values.reduce(0, +) ?? 0
+    let waits = admitted.map { $0.admittedAt! - ($0.arrivedAt ?? $0.joinedAt!) }.sorted()
+    var botSummaries: [String: Report.BotSummary] = [:]
+    for (role, members) in Dictionary(grouping: bots, by: \.role) {
+      var summary = Report.BotSummary()
+      summary.identities = members.count
+      summary.addresses = Set(members.map { VirtualVisitor.address(role: role, index: $0.index) }).count
+      summary.places = members.filter(\.place).count
+      summary.admitted = members.filter { $0.admittedAt != nil }.count
+      summary.seatsBought = members.map(\.tickets).reduce(0, +)
+      summary.mostSeatsHeld = members.map(\.seatsHeldMost).max() ?? 0
+      summary.solutions = members.map(\.solutions).reduce(0, +)
+      summary.hashes = members.map(\.hashes).reduce(0, +)
+      summary.polls = members.map(\.floodPolls).reduce(0, +)
+      summary.pollsTooSoon = members.map(\.floodRefused).reduce(0, +)
+      for member in members { if let code = member.refusal { summary.refused[code, default: 0] += 1 } }
+      botSummaries[role.rawValue] = summary
+    }
     return Report(
       seed: seed, visitors: records.count, durationSeconds: end,
       admissions: Analysis.windows(
@@ -418,8 +483,13 @@ public struct Simulation: Sendable {
       pollsPerAdmittedVisitor: admittedCount > 0 ? Double(polls) / Double(admittedCount) : 0,
       outcomes: outcomes,
       ordersSeen: seen.count,
-      ticketsSeen: records.map(\.tickets).reduce(0, +),
+      ticketsSeen: (records + bots).map(\.tickets).reduce(0, +),
       ledger: ledger,
+      humanWait: waits.isEmpty
+        ? nil
+        : Report.Wait(
+          count: waits.count, p50Seconds: waits[(waits.count - 1) / 2], p90Seconds: waits[(waits.count - 1) * 9 / 10]),
+      bots: botSummaries,
       violations: recorded.violations.sorted { $0.key < $1.key }.map {
         Report.Violation(kind: $0.key.rawValue, count: $0.value, examples: recorded.examples[$0.key] ?? [])
       })

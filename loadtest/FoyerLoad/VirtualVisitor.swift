@@ -1,5 +1,6 @@
 internal import AsyncHTTPClient
 internal import Foundation
+internal import FoyerCore
 internal import NIOHTTP1
 
 /// What happened to one visitor, in seconds since the run began.
@@ -14,12 +15,33 @@ struct VisitorRecord: Sendable {
     case passExpired = "pass_expired"
     case closed
     case cheater
+    /// Refused a place (a per-client limit, a bad solution): the gateway's error code is kept.
+    case refused
     case failed
     case unfinished
   }
 
+  /// Who this is: a person, or one of the scenario's bots.
+  enum Role: String, Codable, CaseIterable, Sendable {
+    case human, minter, botnet, flooder, hoarder
+  }
+
   var index: Int
-  /// When the join request was sent.
+  var role = Role.human
+  /// When it first asked for the event (the page, or an app's first status).
+  var arrivedAt: Double?
+  /// Whether the gateway gave it a place in line (or admitted it at once).
+  var place = false
+  /// The gateway's error code when a place was refused.
+  var refusal: String?
+  /// Solutions sent, and the hashes they stand for (`Scenario.standsForBits`).
+  var solutions = 0
+  var hashes = 0.0
+  /// The most seats it held at once (the hoarder), and a flooder's polls and early ones.
+  var seatsHeldMost = 0
+  var floodPolls = 0
+  var floodRefused = 0
+  /// When the join request was sent: with proof of work, the solution's.
   var joinedAt: Double?
   /// Whether the join reached the gateway before the on-sale start; `nil` when too close to call.
   var joinedBeforeStart: Bool?
@@ -49,6 +71,9 @@ struct Crowd: Sendable {
   let wallOrigin: Double
   /// The on-sale start, on the run's clock.
   let startsAt: Double
+  /// The hash budgets of the minter and of the botnet (each one machine's cores).
+  let minterBudget: HashBudget
+  let botnetBudget: HashBudget
 
   func now() -> Double { seconds(ContinuousClock.now - origin) }
 
@@ -89,20 +114,46 @@ struct VirtualVisitor {
   private var passCookie: String { "foyer_p_\(crowd.room)" }
   private var visitorCookie: String { "foyer_v_\(crowd.room)" }
 
-  init(index: Int, crowd: Crowd, seed: UInt64) {
+  init(index: Int, role: VisitorRecord.Role = .human, crowd: Crowd, seed: UInt64) {
     self.crowd = crowd
     browser = Browser(client: crowd.client, base: crowd.base, recorder: crowd.recorder)
     record = VisitorRecord(index: index)
-    random = SplitMix64(seed: seed ^ (UInt64(index) &* 0x2545_F491_4F6C_DD1D))
+    record.role = role
+    // Bots draw from a stream of their own: the humans of a run with bots are the same people.
+    random = SplitMix64(
+      seed: (role == .human ? seed : ~seed) ^ (UInt64(index) &* 0x2545_F491_4F6C_DD1D))
+    browser.forwardedFor = Self.address(role: role, index: index)
+  }
+
+  /// Each person comes from an address of their own; the bots from theirs (the gateway
+  /// believes `X-Forwarded-For` from the simulator's loopback, its trusted proxy).
+  static func address(role: VisitorRecord.Role, index: Int) -> String {
+    switch role {
+    case .human: "10.\(index >> 16 & 255).\(index >> 8 & 255).\(index & 255)"
+    case .minter: "203.0.113.7"
+    case .botnet: "198.18.\(index >> 8 & 255).\(index & 255)"
+    case .flooder: "192.0.2.1"
+    case .hoarder: "192.0.2.2"
+    }
   }
 
   private mutating func chance(_ share: Double) -> Bool { Double.random(in: 0..<1, using: &random) < share }
 
   mutating func run() async -> VisitorRecord {
-    if chance(scenario.cheaters) {
-      await cheat()
-    } else if await join(), await waitForTurn() {
-      await shop()
+    switch record.role {
+    case .human:
+      if chance(scenario.cheaters) {
+        await cheat()
+      } else if await join(), await waitForTurn() {
+        await shop(quantity: pickQuantity())
+      }
+    case .minter, .botnet:
+      // Scalpers: a place bought with the identity, then the most seats one hold gives.
+      if await joinAsApp(), await waitForTurn() { await shop(quantity: scenario.bots.hoarderSeats) }
+    case .flooder:
+      if await joinAsApp() { await flood() }
+    case .hoarder:
+      if await joinAsApp(), await waitForTurn() { await hoard() }
     }
     return record
   }
@@ -114,6 +165,7 @@ struct VirtualVisitor {
   private mutating func join() async -> Bool {
     for attempt in 0..<5 {
       let sent = crowd.now()
+      record.arrivedAt = record.arrivedAt ?? sent
       record.joinedAt = sent
       guard
         let reply = await browser.send(
@@ -122,17 +174,23 @@ struct VirtualVisitor {
         guard await pause(seconds: 1 + Double(attempt)) else { return false }
         continue
       }
-      let received = crowd.now()
-      if received < crowd.startsAt - 0.1 {
-        record.joinedBeforeStart = true
-      } else if sent > crowd.startsAt + 0.1 {
-        record.joinedBeforeStart = false
-      }
+      joined(sent: sent, received: crowd.now())
       switch reply.status {
       case 200 where browser.cookies[visitorCookie] != nil:
+        let page = reply.text
+        if let challenge = Self.pageValue(page, "var challenge = \""), !challenge.isEmpty,
+          let bits = Self.pageValue(page, "bits = Number(\"").flatMap({ Int($0) })
+        {
+          // The page's workers solve it, then the page posts the solution.
+          guard let answer = await solve(challenge, bits: bits) else { return false }
+          return placed(answer)
+        }
+        record.place = true
         // The page's script waits the `pollAfterMs` it was rendered with before its first poll.
-        firstPollAfter = Self.pagePollAfter(reply.text) ?? 1
+        firstPollAfter = Self.pageValue(page, "poll = Number(\"").flatMap(Double.init).map { $0 / 1_000 } ?? 1
         return true
+      case 429, 403:
+        return refused(reply)
       case 307 where browser.cookies[passCookie] != nil:
         admitted()
         return true
@@ -177,6 +235,12 @@ struct VirtualVisitor {
       guard reply.status == 200, let status = reply.decode(GatewayStatus.self) else {
         return unexpected("status poll answered \(reply.status): \(reply.text.prefix(100))")
       }
+      if let challenge = status.challenge {
+        // The place was lost (polls stopped for too long): a new one costs work again.
+        guard let answer = await solve(challenge, bits: status.bits ?? 0), placed(answer) else { return false }
+        if record.admittedAt == nil { pollAfter = firstPollAfter }
+        continue
+      }
       if status.admitted {
         if browser.cookies[passCookie] == nil, let pass = status.pass { browser.cookies[passCookie] = pass }
         admitted()
@@ -190,12 +254,161 @@ struct VirtualVisitor {
     return true
   }
 
-  /// The waiting page's `poll = Number("<ms>")`, in seconds.
-  static func pagePollAfter(_ page: String) -> Double? {
-    guard let start = page.range(of: "poll = Number(\"")?.upperBound,
-      let end = page[start...].firstIndex(of: "\""), let milliseconds = Double(page[start..<end])
+  /// The waiting page's script's `<prefix><value>"`: its poll interval, challenge and bits.
+  static func pageValue(_ page: String, _ prefix: String) -> String? {
+    guard let start = page.range(of: prefix)?.upperBound, let end = page[start...].firstIndex(of: "\"")
     else { return nil }
-    return milliseconds / 1_000
+    return String(page[start..<end])
+  }
+
+  /// A join request sent at `sent` and answered at `received`: before or after the start,
+  /// unless too close to call.
+  private mutating func joined(sent: Double, received: Double) {
+    record.joinedAt = sent
+    record.joinedBeforeStart =
+      received < crowd.startsAt - 0.1 ? true : sent > crowd.startsAt + 0.1 ? false : nil
+  }
+
+  /// An app's join: `GET /_foyer/status` without a visitor id, a challenge solved if asked.
+  private mutating func joinAsApp() async -> Bool {
+    let sent = crowd.now()
+    record.arrivedAt = sent
+    record.joinedAt = sent
+    guard let reply = await browser.send(.status, .GET, "/_foyer/status?room=\(crowd.room)") else {
+      record.outcome = .failed
+      return false
+    }
+    joined(sent: sent, received: crowd.now())
+    if reply.status == 200, let status = reply.decode(GatewayStatus.self), let challenge = status.challenge {
+      guard let answer = await solve(challenge, bits: status.bits ?? 0) else { return false }
+      return placed(answer)
+    }
+    return placed(reply)
+  }
+
+  /// A join's answer: a place (or a pass at once), or a refusal.
+  private mutating func placed(_ reply: Reply) -> Bool {
+    guard reply.status == 200 else { return refused(reply) }
+    guard let status = reply.decode(GatewayStatus.self), status.challenge == nil else {
+      return unexpected("a join answered \(reply.status): \(reply.text.prefix(100))")
+    }
+    record.place = true
+    if status.admitted {
+      if browser.cookies[passCookie] == nil, let pass = status.pass { browser.cookies[passCookie] = pass }
+      admitted()
+    } else {
+      firstPollAfter = Double(max(status.pollAfterMs, 50)) / 1_000
+    }
+    return true
+  }
+
+  private mutating func refused(_ reply: Reply) -> Bool {
+    guard reply.status == 429 || reply.status == 403 || reply.status == 400,
+      let error = reply.decode(ErrorAnswer.self)
+    else { return unexpected("a join answered \(reply.status): \(reply.text.prefix(100))") }
+    record.refusal = error.error
+    record.outcome = .refused
+    return false
+  }
+
+  /// Solves a challenge for real, spends the time (or budget) the difficulty it stands for
+  /// costs this visitor, and sends the solution: the gateway's answer.
+  private mutating func solve(_ challenge: String, bits: Int) async -> Reply? {
+    let (counter, tries) = Challenge.solve(challenge, bits: bits, startingAt: random.next() >> 16)
+    let hashes = Double(tries) * Double(1 << max(scenario.standsForBits - bits, 0))
+    record.solutions += 1
+    record.hashes += hashes
+    let seconds =
+      switch record.role {
+      case .minter: crowd.minterBudget.spend(hashes, now: crowd.now())
+      case .botnet: crowd.botnetBudget.spend(hashes, now: crowd.now())
+      case .human, .flooder, .hoarder: hashes / scenario.browserHashesPerSecond
+      }
+    guard await pause(seconds: seconds) else { return nil }
+    // A challenge is base64url fields and dots: nothing to escape in a query (the gateway reads it as is).
+    let sent = crowd.now()
+    guard
+      let reply = await browser.send(
+        .solve, .POST, "/_foyer/solve?room=\(crowd.room)&challenge=\(challenge)&solution=\(counter)")
+    else {
+      record.outcome = .failed
+      return nil
+    }
+    // The place is asked for with the solution: that is when this visitor joins the line.
+    joined(sent: sent, received: crowd.now())
+    return reply
+  }
+
+  /// Polls far sooner than told, from a few connections at once, until admitted or the room
+  /// closes; then leaves.
+  private mutating func flood() async {
+    let rate = Double(scenario.bots.flooderPollsPerSecond)
+    let jar = browser
+    let crowd = crowd
+    let room = crowd.room
+    let counts = await withTaskGroup(of: (polls: Int, early: Int, admitted: Bool).self) { group in
+      for _ in 0..<4 {
+        group.addTask {
+          var polls = 0
+          var early = 0
+          while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int(4_000 / rate)))
+            guard let reply = await jar.sendCopy(.flood, .GET, "/_foyer/status?room=\(room)") else { continue }
+            polls += 1
+            if reply.isPollTooSoon { early += 1; continue }
+            if let status = reply.decode(GatewayStatus.self), status.admitted || status.state == "closed" {
+              return (polls, early, status.admitted)
+            }
+            if crowd.now() > crowd.startsAt + crowd.scenario.deadlineSeconds { break }
+          }
+          return (polls, early, false)
+        }
+      }
+      // Each connection stops by itself once it sees the admission (or the room closed).
+      var total = (polls: 0, early: 0, admitted: false)
+      for await count in group {
+        total.polls += count.polls
+        total.early += count.early
+        total.admitted = total.admitted || count.admitted
+      }
+      return total
+    }
+    if counts.admitted { record.admittedAt = crowd.now() }
+    record.floodPolls = counts.polls
+    record.floodRefused = counts.early
+    record.outcome = .leftWaiting
+    await leave()
+  }
+
+  /// Once in: hold after hold (the most seats, then 2, then 1, over again), paying for none,
+  /// to see how many one pass can keep from everyone else; then gives them back.
+  private mutating func hoard() async {
+    var holds: [HoldAnswer] = []
+    let sections = crowd.sections
+    let sizes = [scenario.bots.hoarderSeats, 2, 1]
+    for attempt in 0..<scenario.bots.hoarderHolds where !sections.isEmpty {
+      let section = sections[attempt % sections.count]
+      let body = "{\"section\":\(Self.jsonString(section)),\"quantity\":\(sizes[attempt % sizes.count])}"
+      guard let reply = await browser.send(.hold, .POST, "/events/\(crowd.event)/holds", body: body),
+        forwarded(reply, "hold")
+      else { break }
+      if reply.status == 201, let hold = reply.decode(HoldAnswer.self) {
+        holds.append(hold)
+        record.seatsHeldMost = max(record.seatsHeldMost, holds.reduce(0) { $0 + $1.seats.count })
+      } else if reply.status == 429 {
+        guard await pause(seconds: Double(reply.headers.first(name: "retry-after") ?? "") ?? 1) else { break }
+      } else if reply.status != 409 {
+        _ = unexpected("a hoarder's hold answered \(reply.status): \(reply.text.prefix(100))")
+        break
+      }
+    }
+    if record.seatsHeldMost > scenario.bots.seatCap {
+      crowd.recorder.violation(
+        .seatCap, "one pass held \(record.seatsHeldMost) seats at once; the cap is \(scenario.bots.seatCap)")
+    }
+    for hold in holds { _ = await browser.send(.release, .DELETE, "/holds/\(hold.id)") }
+    record.outcome = .abandonedHold
+    await leave()
   }
 
   private mutating func admitted() {
@@ -245,8 +458,7 @@ struct VirtualVisitor {
     reply.decode(OrderAnswer.self).map { "order \($0.id)" } ?? reply.decode(ErrorAnswer.self)?.error ?? "?"
   }
 
-  private mutating func shop() async {
-    let quantity = pickQuantity()
+  private mutating func shop(quantity: Int) async {
     let readsMap = chance(scenario.readMap)
     var hold: HoldAnswer?
     var sections = crowd.sections.shuffled(using: &random)

@@ -43,6 +43,9 @@ struct FoyerLoadCommand: AsyncParsableCommand {
   @Option(help: "Override the scenario's random seed.")
   var seed: UInt64?
 
+  @Flag(help: "Leave the scenario's bots out: the same humans (with a fixed seed), for a comparison.")
+  var withoutBots = false
+
   func run() async throws {
     let environment = ProcessInfo.processInfo.environment
     let text: String
@@ -63,6 +66,7 @@ struct FoyerLoadCommand: AsyncParsableCommand {
       parsed.prequeue = min(parsed.prequeue, visitors)
     }
     if let seed { parsed.seed = seed }
+    if withoutBots { parsed.bots = Scenario.Bots() }
     guard let eventID = UUID(uuidString: event) else { throw ValidationError("--event must be a UUID") }
     guard let token = environment["FOYER_ADMIN_TOKEN"], !token.isEmpty else {
       throw ValidationError("set FOYER_ADMIN_TOKEN to the gateway's admin token")

@@ -110,6 +110,10 @@ public struct Simulation: Sendable {
     configuration.connectionPool = .init(
       idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: scenario.connections)
     let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    // The flooder's own connections: through the crowd's pool it would wait behind the crowd.
+    var floodConfiguration = configuration
+    floodConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
+    let floodClient = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: floodConfiguration)
     let samplerLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let sampler = HTTPClient(eventLoopGroup: samplerLoop)
     // The bots' machines: one core of this one each, unless the scenario says otherwise.
@@ -121,7 +125,7 @@ public struct Simulation: Sendable {
     let crowd = Crowd(
       client: client, base: target.gateway, room: target.room, event: target.event.uuidString.lowercased(),
       sections: sections, scenario: scenario, recorder: recorder, origin: origin, wallOrigin: wallOrigin,
-      startsAt: startsAt, minterBudget: HashBudget(hashesPerSecond: max(oneCore, 1)),
+      startsAt: startsAt, floodClient: floodClient, minterBudget: HashBudget(hashesPerSecond: max(oneCore, 1)),
       botnetBudget: HashBudget(hashesPerSecond: max(botnetRate, 1)))
 
     let records = await withTaskGroup(of: Void.self) { group in
@@ -206,6 +210,7 @@ public struct Simulation: Sendable {
     let gatewayProxy = await proxyDurations(sampler)
     let gatewayRefusals = await refusals(sampler)
     try await client.shutdown()
+    try await floodClient.shutdown()
     try await sampler.shutdown()
     try await samplerLoop.shutdownGracefully()
 
@@ -265,7 +270,7 @@ public struct Simulation: Sendable {
 
   /// Everyone's arrival, in order: the humans on their curve; the minter's identities over
   /// its seconds from the start; the botnet's over the pre-queue and the rush; the flooder
-  /// right after the rush; the hoarder in the pre-queue.
+  /// right after the rush; the hoarder first.
   func schedule() -> [(at: Double, role: VisitorRecord.Role, index: Int)] {
     var all = (0..<scenario.visitors).map { (at: arrival($0), role: VisitorRecord.Role.human, index: $0) }
     let bots = scenario.bots
@@ -280,7 +285,8 @@ public struct Simulation: Sendable {
     }
     // The flooder comes after the rush, so it waits long behind it.
     if bots.flooderPollsPerSecond > 0 { all.append((window + 0.5, .flooder, 0)) }
-    if bots.hoarderHolds > 0 { all.append((max(scenario.startInSeconds - 1, 0), .hoarder, 0)) }
+    // The hoarder early in the pre-queue: admitted while there are seats to keep.
+    if bots.hoarderHolds > 0 { all.append((min(0.5, scenario.startInSeconds / 2), .hoarder, 0)) }
     return all.sorted { $0.at < $1.at }
   }
 
@@ -331,9 +337,20 @@ public struct Simulation: Sendable {
   private func adminGet(_ client: HTTPClient, _ path: String) async -> ByteBuffer? {
     var request = HTTPClientRequest(url: target.admin + path)
     request.headers.add(name: "authorization", value: "Bearer \(target.adminToken)")
-    guard let response = try? await client.execute(request, timeout: .seconds(10)), response.status == .ok
-    else { return nil }
-    return try? await response.body.collect(upTo: 16 << 20)
+    do {
+      let response = try await client.execute(request, timeout: .seconds(10))
+      let body = try await response.body.collect(upTo: 16 << 20)
+      guard response.status == .ok else {
+        logger.warning(
+          "the admin API answered", metadata: ["path": "\(path)", "status": "\(response.status.code)", "body": "\(String(buffer: body).prefix(200))"])
+        return nil
+      }
+      return body
+    } catch {
+      // Said, so that a failed sample in a test run can be told apart (timeout, reset, refused).
+      logger.warning("an admin API request failed", metadata: ["path": "\(path)", "error": "\(String(reflecting: error))"])
+      return nil
+    }
   }
 
   /// Requests the gateway refused, by reason (`foyer_refused_requests_total`).

@@ -71,6 +71,8 @@ struct Crowd: Sendable {
   let wallOrigin: Double
   /// The on-sale start, on the run's clock.
   let startsAt: Double
+  /// The poll flooder's own connections.
+  let floodClient: HTTPClient
   /// The hash budgets of the minter and of the botnet (each one machine's cores).
   let minterBudget: HashBudget
   let botnetBudget: HashBudget
@@ -339,20 +341,23 @@ struct VirtualVisitor {
     return reply
   }
 
-  /// Polls far sooner than told, from a few connections at once, until admitted or the room
+  /// Polls far sooner than told, from 16 connections of its own, until admitted or the room
   /// closes; then leaves.
   private mutating func flood() async {
     let rate = Double(scenario.bots.flooderPollsPerSecond)
-    let jar = browser
+    var jar = Browser(client: crowd.floodClient, base: crowd.base, recorder: crowd.recorder)
+    jar.cookies = browser.cookies
+    jar.forwardedFor = browser.forwardedFor
     let crowd = crowd
     let room = crowd.room
+    let connections = 16
     let counts = await withTaskGroup(of: (polls: Int, early: Int, admitted: Bool).self) { group in
-      for _ in 0..<4 {
-        group.addTask {
+      for _ in 0..<connections {
+        group.addTask { [jar] in
           var polls = 0
           var early = 0
           while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(Int(4_000 / rate)))
+            try? await Task.sleep(for: .milliseconds(Int(Double(connections) * 1_000 / rate)))
             guard let reply = await jar.sendCopy(.flood, .GET, "/_foyer/status?room=\(room)") else { continue }
             polls += 1
             if reply.isPollTooSoon { early += 1; continue }
@@ -383,8 +388,10 @@ struct VirtualVisitor {
   /// Once in: hold after hold (the most seats, then 2, then 1, over again), paying for none,
   /// to see how many one pass can keep from everyone else; then gives them back.
   private mutating func hoard() async {
+    struct HoldExpiry: Decodable { var expiresAt: String }
     var holds: [HoldAnswer] = []
-    let sections = crowd.sections
+    var expiries: [Date] = []
+    let sections = crowd.sections.shuffled(using: &random)
     let sizes = [scenario.bots.hoarderSeats, 2, 1]
     for attempt in 0..<scenario.bots.hoarderHolds where !sections.isEmpty {
       let section = sections[attempt % sections.count]
@@ -394,7 +401,14 @@ struct VirtualVisitor {
       else { break }
       if reply.status == 201, let hold = reply.decode(HoldAnswer.self) {
         holds.append(hold)
-        record.seatsHeldMost = max(record.seatsHeldMost, holds.reduce(0) { $0 + $1.seats.count })
+        // Held at once: the holds not run out yet (BoxOffice's clock is this machine's).
+        let now = Date()
+        expiries.append(
+          reply.decode(HoldExpiry.self).flatMap {
+            try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse($0.expiresAt)
+          } ?? .distantFuture)
+        let held = zip(holds, expiries).filter { $0.1 > now }.reduce(0) { $0 + $1.0.seats.count }
+        record.seatsHeldMost = max(record.seatsHeldMost, held)
       } else if reply.status == 429 {
         guard await pause(seconds: Double(reply.headers.first(name: "retry-after") ?? "") ?? 1) else { break }
       } else if reply.status != 409 {

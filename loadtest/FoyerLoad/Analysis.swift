@@ -123,6 +123,17 @@ public enum Analysis {
 
   /// The most intervals open at once, and when. An interval's end counts before another's
   /// start at the same instant.
+  /// How many of `sorted` (ascending) are below `value`: a binary search.
+  static func count(_ sorted: [Double], below value: Double) -> Int {
+    var low = 0
+    var high = sorted.count
+    while low < high {
+      let middle = (low + high) / 2
+      if sorted[middle] < value { low = middle + 1 } else { high = middle }
+    }
+    return low
+  }
+
   static func maxConcurrent(_ intervals: [(start: Double, end: Double)]) -> (count: Int, at: Double) {
     var events: [(time: Double, delta: Int)] = []
     for interval in intervals where interval.end > interval.start {

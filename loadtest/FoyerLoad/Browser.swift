@@ -96,7 +96,7 @@ struct Browser {
       if keepCookies { store(reply.headers) }
       return reply
     } catch {
-      recorder.transportError(kind)
+      recorder.transportError(kind, error)
       return nil
     }
   }

@@ -69,6 +69,7 @@ final class Recorder: Sendable {
     var latency: [RequestKind: Histogram<UInt64>] = [:]
     var statuses: [RequestKind: [Int: Int]] = [:]
     var transportErrors: [RequestKind: Int] = [:]
+    var transportErrorExamples: [String] = []
     var violations: [ViolationKind: Int] = [:]
     var examples: [ViolationKind: [String]] = [:]
   }
@@ -84,8 +85,14 @@ final class Recorder: Sendable {
     }
   }
 
-  func transportError(_ kind: RequestKind) {
-    state.withLock { $0.transportErrors[kind, default: 0] += 1 }
+  /// A request that got no answer; the first few errors are kept for the report.
+  func transportError(_ kind: RequestKind, _ error: (any Error)? = nil) {
+    state.withLock { state in
+      state.transportErrors[kind, default: 0] += 1
+      if let error, state.transportErrorExamples.count < 5 {
+        state.transportErrorExamples.append("\(kind.rawValue): \(String(reflecting: error).prefix(200))")
+      }
+    }
   }
 
   /// Counts a violation; the first few of each kind are kept as examples for the report.

@@ -55,6 +55,8 @@ public struct Report: Sendable, Codable {
   public var latency: [String: Latency]
   public var statuses: [String: [String: Int]]
   public var transportErrors: [String: Int]
+  /// The first few transport errors, as the HTTP client told them.
+  public var transportErrorExamples: [String] = []
   public var pollsPerAdmittedVisitor: Double
   public var outcomes: [String: Int]
   /// Forwarded requests as the gateway timed them (its `/metrics`), when it could be read.
@@ -78,6 +80,9 @@ public struct Report: Sendable, Codable {
     public var count: Int
     public var p50Seconds: Double
     public var p90Seconds: Double
+    /// Admissions (anyone's) made between a human's arrival and its own.
+    public var p50AdmissionsAhead: Int
+    public var p90AdmissionsAhead: Int
   }
 
   public struct BotSummary: Sendable, Codable {
@@ -157,6 +162,7 @@ public struct Report: Sendable, Codable {
           format(entry.maxMs, 1), (codes + errors).joined(separator: " "),
         ]
       })
+    for example in transportErrorExamples { out += "transport error, e.g. \(example)\n" }
     if let soldOutSeconds {
       out += "\nsold out \(format(soldOutSeconds, 1)) s after the start; the room was closed\n"
     }
@@ -171,7 +177,8 @@ public struct Report: Sendable, Codable {
       + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
     if let humanWait {
       out += "\nhumans' wait, arrival to admission: p50 \(format(humanWait.p50Seconds, 1)) s, "
-      out += "p90 \(format(humanWait.p90Seconds, 1)) s (\(humanWait.count) admitted)"
+      out += "p90 \(format(humanWait.p90Seconds, 1)) s (\(humanWait.count) admitted); "
+      out += "admissions meanwhile p50 \(humanWait.p50AdmissionsAhead), p90 \(humanWait.p90AdmissionsAhead)"
     }
     if !bots.isEmpty {
       out += "\n\nBots"

@@ -236,6 +236,7 @@ public struct Simulation: Sendable {
     report.soldOutSeconds = soldOutAt.withLockedValue { $0 }.map { $0 - startsAt }
     report.gatewayProxy = gatewayProxy
     report.refusals = gatewayRefusals
+    report.transportErrorExamples = recorder.snapshot.transportErrorExamples
     if scenario.bots.any {
       report.botHashes = Report.BotHashes(oneCorePerSecond: oneCore, botnetPerSecond: botnetRate)
     }
@@ -319,7 +320,8 @@ public struct Simulation: Sendable {
       let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
       let live = object["live"] as? [String: Any]
     else {
-      crowd.recorder.transportError(.admin)
+      // A sample cut off by the end of the run is not a failure of the admin API.
+      if !Task.isCancelled { crowd.recorder.transportError(.admin) }
       return
     }
     let received = crowd.now()
@@ -348,7 +350,9 @@ public struct Simulation: Sendable {
       return body
     } catch {
       // Said, so that a failed sample in a test run can be told apart (timeout, reset, refused).
-      logger.warning("an admin API request failed", metadata: ["path": "\(path)", "error": "\(String(reflecting: error))"])
+      if !Task.isCancelled {
+        logger.warning("an admin API request failed", metadata: ["path": "\(path)", "error": "\(String(reflecting: error))"])
+      }
       return nil
     }
   }
@@ -464,6 +468,13 @@ public struct Simulation: Sendable {
     let admittedCount = records.filter { $0.admittedAt != nil }.count
     let polls = recorded.statuses[.status]?.values.reduce(0, +) ?? 0
     let waits = admitted.map { $0.admittedAt! - ($0.arrivedAt ?? $0.joinedAt!) }.sorted()
+    // The same wait counted in admissions (humans' and bots') made before the human's own:
+    // how far back others pushed it, whatever the machine's speed.
+    let admissions = (records + bots).compactMap(\.admittedAt).sorted()
+    let ahead = admitted.map { human in
+      Analysis.count(admissions, below: human.admittedAt!)
+        - Analysis.count(admissions, below: human.arrivedAt ?? human.joinedAt!)
+    }.sorted()
     var botSummaries: [String: Report.BotSummary] = [:]
     for (role, members) in Dictionary(grouping: bots, by: \.role) {
       var summary = Report.BotSummary()
@@ -505,7 +516,8 @@ public struct Simulation: Sendable {
       humanWait: waits.isEmpty
         ? nil
         : Report.Wait(
-          count: waits.count, p50Seconds: waits[(waits.count - 1) / 2], p90Seconds: waits[(waits.count - 1) * 9 / 10]),
+          count: waits.count, p50Seconds: waits[(waits.count - 1) / 2], p90Seconds: waits[(waits.count - 1) * 9 / 10],
+          p50AdmissionsAhead: ahead[(ahead.count - 1) / 2], p90AdmissionsAhead: ahead[(ahead.count - 1) * 9 / 10]),
       bots: botSummaries,
       violations: recorded.violations.sorted { $0.key < $1.key }.map {
         Report.Violation(kind: $0.key.rawValue, count: $0.value, examples: recorded.examples[$0.key] ?? [])

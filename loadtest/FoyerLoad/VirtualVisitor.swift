@@ -234,6 +234,10 @@ struct VirtualVisitor {
         pollAfter = Double(reply.headers.first(name: "retry-after") ?? "") ?? 1
         continue
       }
+      if reply.status == 429 || reply.status == 403, !reply.isPollTooSoon {
+        // The place was lost and joining again is refused (a bot address over its limit).
+        return refused(reply)
+      }
       guard reply.status == 200, let status = reply.decode(GatewayStatus.self) else {
         return unexpected("status poll answered \(reply.status): \(reply.text.prefix(100))")
       }

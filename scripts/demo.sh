@@ -98,7 +98,8 @@ Watch and change the room live with the CLI:
   .build/debug/foyer ctl set onsale --rate 120 --max-active 10
   .build/debug/foyer ctl pause onsale ; .build/debug/foyer ctl resume onsale
 
-An app's journey with curl (keep the cookies; poll until "admitted":true):
+An app's journey with curl (keep the cookies; ask again after pollAfterMs until "admitted":true;
+  sooner is a 429 poll_too_soon):
   curl -s -c jar -b jar -H 'Accept: application/json' http://127.0.0.1:$gateway_port/_foyer/status?room=onsale
   curl -s -b jar http://127.0.0.1:$gateway_port/events/$event/seats?section=Floor | head -c 300
   curl -s -b jar -X POST -d '{"section":"Floor","quantity":2}' http://127.0.0.1:$gateway_port/events/$event/holds

@@ -41,6 +41,7 @@ let package = Package(
     .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.25.0"),
     .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
   ],
   targets: [
     // C libraries from Debian packages; see README "Requirements".
@@ -113,6 +114,7 @@ let package = Package(
         "FoyerCore", "RedisNIO", nioCore, logging,
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Prometheus", package: "swift-prometheus"),
         "FoyerConfig", "FoyerLogging",

@@ -109,6 +109,9 @@ public struct BoxOfficeAPI: Sendable {
       let spec = try await Self.decode(EventSpec.self, request, maxBytes: 1_048_576)
       let event = try await inventory.createEvent(spec)
       return try Self.json(event, status: .created)
+    case .ticketKeys:
+      // Public on purpose: a scanner checks tickets with these and nothing else.
+      return try Self.json(TicketKeys(keys: checkout.tickets.publishedKeys))
     case .metrics:
       try admin(request)
       var headers = HTTPFields()
@@ -430,7 +433,7 @@ public struct BoxOfficeAPI: Sendable {
 /// `boxoffice.openapi.json`.
 enum BoxOfficeRoute: Sendable, CaseIterable {
   case healthz, readyz, openAPI, events, event, seats, createHold, hold, releaseHold, checkout, orders, order
-  case createEvent, metrics
+  case createEvent, metrics, ticketKeys
 
   var route: Route {
     switch self {
@@ -448,6 +451,7 @@ enum BoxOfficeRoute: Sendable, CaseIterable {
     case .order: Route("GET", "/orders/{id}")
     case .createEvent: Route("POST", "/admin/events")
     case .metrics: Route("GET", "/metrics")
+    case .ticketKeys: Route("GET", "/tickets/keys")
     }
   }
 

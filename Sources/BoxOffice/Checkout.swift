@@ -341,31 +341,3 @@ public final class Checkout: Sendable {
     String(decoding: try JSONEncoder.api.encode(order), as: UTF8.self)
   }
 }
-
-/// Signed ticket codes: `TK1.<ticket>.<seat>.<kid>.<mac>`, verifiable at the door with the
-/// key ring and no database.
-public final class TicketCodes: Sendable {
-  let keyID: String
-  let secret: [UInt8]
-
-  public init(keyRing: KeyRing) {
-    keyID = keyRing.signingKey.id
-    // A key of its own, derived from the signing key: a ticket code is never a valid pass.
-    secret = try! HMACSHA256(key: keyRing.signingKey.secret).authenticate(Array("foyer-ticket-v1".utf8))
-  }
-
-  public func code(ticket: UUID, seat: Int64) -> String {
-    let text = "TK1.\(ticket.uuidString.lowercased()).\(seat).\(keyID)"
-    let mac = try! HMACSHA256(key: secret).authenticate(Array(text.utf8))
-    return text + "." + Base64URL.encode(mac.prefix(16))
-  }
-
-  /// `TK1.<ticket>.<seat>.<kid>.<mac>` made by this key ring.
-  public func isValid(_ code: String) -> Bool {
-    let fields = code.split(separator: ".", omittingEmptySubsequences: false)
-    guard fields.count == 5, fields[0] == "TK1", let ticket = UUID(uuidString: String(fields[1])),
-      let seat = Int64(fields[2])
-    else { return false }
-    return constantTimeEquals(Array(self.code(ticket: ticket, seat: seat).utf8), Array(code.utf8))
-  }
-}

@@ -12,7 +12,7 @@ import UnixSignals
 struct BoxOfficeCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "boxoffice", abstract: "BoxOffice, the booking API behind the Foyer gateway.",
-    subcommands: [Serve.self, Migrate.self, Seed.self])
+    subcommands: [Serve.self, Migrate.self, Seed.self, VerifyTicket.self])
 }
 
 /// Shared by the subcommands: `--config`, and the secrets from the environment.
@@ -120,5 +120,28 @@ struct Seed: AsyncParsableCommand {
       return try await DemoSeed.seed(server.inventory, onSaleAt: onSale)
     }
     print(id.uuidString.lowercased())
+  }
+}
+
+/// What a scanner at the door does: checks a ticket code with the published public keys
+/// alone (the JSON of `GET /tickets/keys`), no secret and no database.
+struct VerifyTicket: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "verify-ticket", abstract: "Check a ticket code offline against BoxOffice's public keys.")
+  @Argument(help: "The ticket code (TK2.…).") var code: String
+  @Option(help: "The keys file: what GET /tickets/keys serves.") var keys: String
+
+  func run() throws {
+    let verifier: TicketVerifier
+    do {
+      verifier = try TicketVerifier(json: try Data(contentsOf: URL(fileURLWithPath: keys)))
+    } catch {
+      throw ValidationError("cannot read the keys in \(keys): \(error)")
+    }
+    guard let ticket = verifier.verify(code) else {
+      print("invalid: not a ticket signed by these keys")
+      throw ExitCode(1)
+    }
+    print("valid: ticket \(ticket.ticket.uuidString.lowercased()), seat \(ticket.seat), key \(ticket.keyID)")
   }
 }

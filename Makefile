@@ -6,7 +6,7 @@ SWIFT_TEST_FLAGS ?= --disable-xctest
 
 ## make test: install what is missing, start throwaway Redis + PostgreSQL, build, run every test.
 test:
-	@scripts/install-deps.sh chromium fonts-dejavu-core prometheus   # chromium: the journey test; prometheus: promtool
+	@scripts/install-deps.sh chromium fonts-dejavu-core prometheus zbar-tools librsvg2-bin   # chromium: the journey test; prometheus: promtool; zbarimg and rsvg-convert: the QR round trip
 	@scripts/install-schemathesis.sh   # PyPI, pinned, in .build/schemathesis: APIContractTests
 	swift build --build-tests
 	scripts/services.sh scripts/run-tests.sh $(SWIFT_TEST_FLAGS)

@@ -51,6 +51,11 @@ let package = Package(
       providers: [.apt(["libhiredis-dev"]), .brew(["hiredis"])]
     ),
     .systemLibrary(
+      name: "CQRencode",
+      pkgConfig: "libqrencode",
+      providers: [.apt(["libqrencode-dev"]), .brew(["qrencode"])]
+    ),
+    .systemLibrary(
       name: "CLibCrypto",
       pkgConfig: "libcrypto",
       providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
@@ -111,7 +116,7 @@ let package = Package(
     .target(
       name: "BoxOffice",
       dependencies: [
-        "FoyerCore", "RedisNIO", nioCore, logging,
+        "FoyerCore", "RedisNIO", "CQRencode", nioCore, logging,
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "Crypto", package: "swift-crypto"),

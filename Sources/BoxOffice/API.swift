@@ -109,6 +109,19 @@ public struct BoxOfficeAPI: Sendable {
       let spec = try await Self.decode(EventSpec.self, request, maxBytes: 1_048_576)
       let event = try await inventory.createEvent(spec)
       return try Self.json(event, status: .created)
+    case .ticketQR:
+      // The visitor's own order only (another's is "not found", as for the order itself).
+      let visitor = try visitor(request)
+      guard let order = try await inventory.order(try Self.uuid(context, "id"), visitor: visitor) else {
+        throw APIError.notFound("order")
+      }
+      let ticketID = try Self.uuid(context, "ticket")
+      guard let ticket = order.tickets.first(where: { $0.id == ticketID }), let svg = TicketQR.svg(ticket.code)
+      else { throw APIError.notFound("ticket") }
+      var headers = HTTPFields()
+      headers[.contentType] = "image/svg+xml"
+      headers[.cacheControl] = "private, max-age=86400"
+      return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: svg)))
     case .ticketKeys:
       // Public on purpose: a scanner checks tickets with these and nothing else.
       return try Self.json(TicketKeys(keys: checkout.tickets.publishedKeys))
@@ -433,7 +446,7 @@ public struct BoxOfficeAPI: Sendable {
 /// `boxoffice.openapi.json`.
 enum BoxOfficeRoute: Sendable, CaseIterable {
   case healthz, readyz, openAPI, events, event, seats, createHold, hold, releaseHold, checkout, orders, order
-  case createEvent, metrics, ticketKeys
+  case createEvent, metrics, ticketKeys, ticketQR
 
   var route: Route {
     switch self {
@@ -452,6 +465,7 @@ enum BoxOfficeRoute: Sendable, CaseIterable {
     case .createEvent: Route("POST", "/admin/events")
     case .metrics: Route("GET", "/metrics")
     case .ticketKeys: Route("GET", "/tickets/keys")
+    case .ticketQR: Route("GET", "/orders/{id}/tickets/{ticket}/qr.svg")
     }
   }
 

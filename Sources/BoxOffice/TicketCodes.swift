@@ -40,6 +40,9 @@ public final class TicketCodes: Sendable {
   /// The ticket and seat of a code this ring signed, if it is one.
   public func verify(_ code: String) -> TicketVerifier.Ticket? { verifier.verify(code) }
 
+  /// A code as the QR symbol `GET /orders/{id}/tickets/{ticket}/qr.svg` serves.
+  public static func qrSVG(_ code: String) -> String? { TicketQR.svg(code) }
+
   /// kid → base64url public key, as `GET /tickets/keys` serves them.
   public var publishedKeys: [String: String] {
     publicKeys.mapValues { Base64URL.encode($0) }

@@ -3,8 +3,10 @@ internal import NIOHTTP1
 
 /// Sits between the HTTP codec and the pipelining handler and answers what the request
 /// handler never sees: requests the decoder rejects (431 for oversized headers, 400 for
-/// anything else) and heads that do not arrive in time (408 on a fresh connection, a quiet
-/// close for an idle keep-alive one). Being below `RequestSequencer`, its answers
+/// anything else) and heads that do not arrive in time (408 for a head that started and
+/// stalled; a quiet close for an idle keep-alive connection, and for a fresh one on which
+/// nothing arrived: a client's pool may open a connection and use it later, and an answer it
+/// never asked for would be read as the answer to its next request). Being below `RequestSequencer`, its answers
 /// go straight to the encoder, outside the request/response pairing.
 final class ConnectionGuard: ChannelDuplexHandler {
   typealias InboundIn = HTTPServerRequestPart
@@ -19,10 +21,17 @@ final class ConnectionGuard: ChannelDuplexHandler {
   private let timer = DeadlineTimer()
   private var inRequest = false
   private var closing = false
+  /// Whether any byte arrived. Only the express lane sees bytes before a whole head; without
+  /// it a fresh connection counts as spoken to, and a silent one gets the 408 as before.
+  private var spoken: Bool
 
-  init(limits: GatewayLimits) {
+  init(limits: GatewayLimits, bytesReported: Bool) {
     self.limits = limits
+    spoken = !bytesReported
   }
+
+  /// The express lane read bytes from the client.
+  func bytesArrived() { spoken = true }
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
@@ -100,7 +109,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     guard let context, let deadline else { return }  // serving a request: armed again after it
     if deadline.at > NIODeadline.now() {
       timer.ensure(by: deadline.at, on: context.eventLoop) { self.check() }
-    } else if deadline.idle {
+    } else if deadline.idle || !spoken {
       context.close(promise: nil)
     } else {
       reject(context, .requestTimeout, "request_timeout", "the request head did not arrive in time")

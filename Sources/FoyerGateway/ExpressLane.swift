@@ -123,6 +123,7 @@ final class ExpressLane: ChannelDuplexHandler {
       return
     }
     let bytes = unwrapInboundIn(data)
+    connectionGuard.bytesArrived()
     if inbound == nil {
       inbound = bytes
     } else {

@@ -102,7 +102,7 @@ public final class GatewayServer: ListenerService, Sendable {
           // codec, then the guard (answers what never becomes a request), then pipelining
           // and draining, then the gateway; the raw writer and the express lane in front.
           let pipeline = channel.pipeline.syncOperations
-          let connectionGuard = ConnectionGuard(limits: limits)
+          let connectionGuard = ConnectionGuard(limits: limits, bytesReported: shared.configuration.expressLane)
           try pipeline.addHandler(connectionGuard)
           try pipeline.configureHTTPServerPipeline(
             position: .first, withPipeliningAssistance: false, withErrorHandling: false,

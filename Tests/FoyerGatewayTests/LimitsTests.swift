@@ -79,6 +79,18 @@ func rawExchangeBlocking(port: Int, send: [UInt8], timeout: Double = 3) -> Strin
     #expect(Date().timeIntervalSince(started) < 2.5)
   }
 
+  @Test func aConnectionThatSaysNothingIsClosedWithoutAnAnswer() async throws {
+    // A client's pool may open a connection and use it later: an unasked-for 408 on it would
+    // be read as the answer to that later request. Silent connections just close.
+    let (port, channel) = try await gateway(limits: GatewayLimits(headerTimeout: .milliseconds(300)))
+    defer { channel.close(promise: nil) }
+    let started = Date()
+    let (answers, closed) = await rawAnswers(port: port, send: [], answers: 1, timeout: 5)
+    #expect(closed, "the gateway keeps a silent connection open")
+    #expect(answers.isEmpty, "\(answers)")
+    #expect(Date().timeIntervalSince(started) < 4)
+  }
+
   @Test func idleKeepAliveConnectionsAreClosed() async throws {
     let (port, channel) = try await gateway(limits: GatewayLimits(idleTimeout: .milliseconds(300)))
     defer { channel.close(promise: nil) }

@@ -214,6 +214,12 @@ final class ExpressLane: ChannelDuplexHandler {
     guard case .delegated = mode else { return }
     mode = .idle
     // Not from inside the NIOHTTP1 handlers' write: the next request starts on a clean stack.
+    takeNextRequestLater(context: context)
+  }
+
+  /// The next request, on a later turn of the loop: after an answer written from deep in a
+  /// call chain, and so that answering pipelined requests one by one is a loop, not a stack.
+  private func takeNextRequestLater(context: ChannelHandlerContext) {
     context.eventLoop.assumeIsolated().execute {
       guard case .idle = self.mode, !self.quiescing, let context = self.context else { return }
       self.takeNextRequest(context: context)
@@ -423,13 +429,12 @@ final class ExpressLane: ChannelDuplexHandler {
     }
   }
 
-  /// A poll sooner than allowed: `429` from memory. The next request is taken on a later turn
-  /// of the loop, so a pipelined flood of them is a loop of tasks, not a deep stack.
+  /// A poll sooner than allowed: `429` from memory.
   private func refusePoll(waitMilliseconds: Int64, context: ChannelHandlerContext) {
     shared.metrics.countRefused(PollDiscipline.refusal.code)
     var json = self.json.take() ?? context.channel.allocator.buffer(capacity: 256)
     json.clear()
-    json.writeString(PollDiscipline.refusal.json)
+    json.writeString(PollDiscipline.refusalJSON)
     answer(.tooManyRequests, body: json, isHead: false, context: context, fieldsLength: 16 + ReservedWriter.decimalLength) {
       $0.write("retry-after: ")
       $0.write(decimal: PollDiscipline.retryAfterSeconds(waitMilliseconds))
@@ -440,11 +445,7 @@ final class ExpressLane: ChannelDuplexHandler {
       closeWhenWritten(context)
       return
     }
-    context.eventLoop.assumeIsolated().execute {
-      guard case .idle = self.mode, !self.quiescing, let context = self.context else { return }
-      self.takeNextRequest(context: context)
-      self.resumeReadsIfPending(context: context)
-    }
+    takeNextRequestLater(context: context)
   }
 
   /// An answer the lane makes itself, as `LocalResponse` makes it on the NIOHTTP1 path: the

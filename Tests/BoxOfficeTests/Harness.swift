@@ -78,6 +78,20 @@ final class TestBoxOffice: @unchecked Sendable {
       method, base + path, headers: headers, body: body.map { Data($0.utf8) }, session: session)
   }
 
+  /// Holds the first `count` seats for `pass` and pays with a good card: the order's answer.
+  func sell(_ count: Int, pass: String) async throws -> Reply {
+    let seats = Array(try await seatIds().prefix(count))
+    let hold = try await request(
+      "POST", "/events/\(event.id)/holds", pass: pass,
+      body: #"{"seatIds":[\#(seats.map(String.init).joined(separator: ","))]}"#)
+    guard let id = hold.json["id"] as? String else {
+      throw TestServiceError("the hold answered \(hold.status): \(hold.text)")
+    }
+    return try await request(
+      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": UUID().uuidString],
+      body: CheckoutTests.good)
+  }
+
   /// The event's seat ids, in seat-map order.
   func seatIds() async throws -> [Int64] {
     try await server.inventory.seats(event: event.id, section: nil).map(\.id)

@@ -10,15 +10,8 @@ import Testing
   /// Sells two seats through the real server; their codes and the published keys document.
   func sold() async throws -> (box: TestBoxOffice, codes: [String], keys: Data, seats: [Int64]) {
     let box = try await TestBoxOffice.start()
-    let pass = box.pass()
     let seats = Array(try await box.seatIds().prefix(2))
-    let hold = try await box.request(
-      "POST", "/events/\(box.event.id)/holds", pass: pass,
-      body: #"{"seatIds":[\#(seats.map(String.init).joined(separator: ","))]}"#)
-    let id = try #require(hold.json["id"] as? String)
-    let order = try await box.request(
-      "POST", "/holds/\(id)/checkout", pass: pass, headers: ["Idempotency-Key": UUID().uuidString],
-      body: CheckoutTests.good)
+    let order = try await box.sell(2, pass: box.pass())
     #expect(order.status == 201)
     let tickets = try #require(order.json["tickets"] as? [[String: Any]])
     let keys = try await box.request("GET", "/tickets/keys")

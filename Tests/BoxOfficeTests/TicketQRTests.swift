@@ -38,14 +38,7 @@ import Testing
     let box = try await TestBoxOffice.start()
     defer { Task { await box.stop() } }
     let pass = box.pass()
-    let seats = Array(try await box.seatIds().prefix(2))
-    let hold = try await box.request(
-      "POST", "/events/\(box.event.id)/holds", pass: pass,
-      body: #"{"seatIds":[\#(seats.map(String.init).joined(separator: ","))]}"#)
-    let holdID = try #require(hold.json["id"] as? String)
-    let order = try await box.request(
-      "POST", "/holds/\(holdID)/checkout", pass: pass, headers: ["Idempotency-Key": UUID().uuidString],
-      body: CheckoutTests.good)
+    let order = try await box.sell(2, pass: pass)
     let orderID = try #require(order.json["id"] as? String)
     let tickets = try #require(order.json["tickets"] as? [[String: Any]])
     #expect(tickets.count == 2)

@@ -33,13 +33,7 @@ import WaitingRoom
     }
 
     /// `EVALSHA` calls so far: every queue script (join, status, claim) is one.
-    func scriptCalls() async throws -> Int {
-      let info = try await redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
-      guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_evalsha:") }),
-        let calls = line.split(separator: ",").first?.split(separator: "=").last, let count = Int(calls)
-      else { return 0 }
-      return count
-    }
+    func scriptCalls() async throws -> Int { try await redisCalls("evalsha", on: redis) }
   }
 
   func room(bits: Int, maxPlacesPerClient: Int = 20) async throws -> Room {

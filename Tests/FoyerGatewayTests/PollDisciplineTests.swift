@@ -26,14 +26,7 @@ import WaitingRoom
     var status: String { base + "/_foyer/status?room=\(id)" }
 
     /// Calls of a Redis command so far.
-    func calls(_ command: String) async throws -> Int {
-      let info = try await redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
-      guard
-        let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
-        let calls = line.split(separator: ",").first?.split(separator: "=").last, let count = Int(calls)
-      else { return 0 }
-      return count
-    }
+    func calls(_ command: String) async throws -> Int { try await redisCalls(command, on: redis) }
 
     /// A raw keep-alive `GET` of the status endpoint as `cookie`'s visitor (the express lane).
     func rawPoll(cookie: String) -> String {

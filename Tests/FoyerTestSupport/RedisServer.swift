@@ -123,3 +123,13 @@ public func findExecutable(_ name: String) -> String? {
   }
   return nil
 }
+
+/// Calls of Redis command `command` (lowercase, as `INFO commandstats` names it) so far: what
+/// a test counts to show that a path issued no Redis work.
+public func redisCalls(_ command: String, on redis: RedisClient) async throws -> Int {
+  let info = try await redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
+  guard let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
+    let calls = line.split(separator: ",").first?.split(separator: "=").last
+  else { return 0 }
+  return Int(calls) ?? 0
+}

@@ -350,16 +350,7 @@ import Testing
     let visitor = VisitorID.random()
     for id in [room, other] { _ = try await store.join(room: id, visitor: visitor) }
     func calls() async throws -> (zscore: Int, zrank: Int) {
-      let info = try await redis.send(RedisCommand("INFO", "commandstats")).string ?? ""
-      func count(_ name: String) -> Int {
-        guard
-          let line = info.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(name):") }
-          ),
-          let calls = line.split(separator: ",").first?.split(separator: "=").last
-        else { return 0 }
-        return Int(calls) ?? 0
-      }
-      return (count("zscore"), count("zrank"))
+      (try await redisCalls("zscore", on: redis), try await redisCalls("zrank", on: redis))
     }
     // One event loop, as one connection's handler polls (each loop has its own memo).
     let loop = group.next()

@@ -66,8 +66,7 @@ public struct Scenario: Sendable {
   /// The difficulty the run's challenges stand for; 0 = the room's own.
   public var standsForBits = 0
   /// A person's browser hashing speed (the waiting page's Web Workers), for the time a person
-  /// spends solving: 190,000 makes 18 bits take 1.4 s on average, headless Chromium's median
-  /// in `loadtest/bench-challenge` (110,000–160,000 hashes a second there).
+  /// spends solving; `loadtest/bench-challenge` measures it in headless Chromium.
   public var browserHashesPerSecond = 190_000.0
 
   /// The adversaries beside the humans (`bots:`), each counted apart in the report.

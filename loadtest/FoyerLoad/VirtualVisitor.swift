@@ -352,7 +352,6 @@ struct VirtualVisitor {
     var jar = Browser(client: crowd.floodClient, base: crowd.base, recorder: crowd.recorder)
     jar.cookies = browser.cookies
     jar.forwardedFor = browser.forwardedFor
-    let crowd = crowd
     let room = crowd.room
     let connections = 16
     let counts = await withTaskGroup(of: (polls: Int, early: Int, admitted: Bool).self) { group in
@@ -368,7 +367,6 @@ struct VirtualVisitor {
             if let status = reply.decode(GatewayStatus.self), status.admitted || status.state == "closed" {
               return (polls, early, status.admitted)
             }
-            if crowd.now() > crowd.startsAt + crowd.scenario.deadlineSeconds { break }
           }
           return (polls, early, false)
         }

@@ -79,6 +79,8 @@ final class PollDiscipline: @unchecked Sendable {
   static let refusal = Refusal(
     status: .tooManyRequests, code: "poll_too_soon",
     message: "you asked again sooner than you were told to; your place is kept: ask again after Retry-After seconds")
+  /// Its body, written once: a flood is answered with it many times a second.
+  static let refusalJSON = refusal.json
 
   static func retryAfterSeconds(_ waitMilliseconds: Int64) -> Int { Int(max(1, (waitMilliseconds + 999) / 1_000)) }
 
@@ -93,6 +95,7 @@ final class PollDiscipline: @unchecked Sendable {
 
   private func index(_ visitor: VisitorID, _ room: UInt64) -> Int {
     let mixed = ((visitor.high &* 0x9E37_79B9_7F4A_7C15) ^ visitor.low ^ room) &* 0xBF58_476D_1CE4_E5B9
-    return shift == 64 ? 0 : Int(truncatingIfNeeded: mixed >> shift)
+    // With one slot (off) the shift is 64, and `>>` by 64 gives 0.
+    return Int(truncatingIfNeeded: mixed >> shift)
   }
 }

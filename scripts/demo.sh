@@ -40,6 +40,9 @@ chmod 600 "$run/keys"
 [[ -f $run/admin-token ]] || head -c 24 /dev/urandom | base64 | tr -d '\n/+=' >"$run/admin-token"
 chmod 600 "$run/admin-token"
 admin_token=$(cat "$run/admin-token")
+[[ -f $run/staff-token ]] || head -c 24 /dev/urandom | base64 | tr -d '\n/+=' >"$run/staff-token"
+chmod 600 "$run/staff-token"
+staff_token=$(cat "$run/staff-token")
 gateway_port=${FOYER_DEMO_PORT:-8080}
 admin_port=${FOYER_DEMO_ADMIN_PORT:-8081}
 boxoffice_port=${FOYER_DEMO_BOXOFFICE_PORT:-9090}
@@ -52,15 +55,16 @@ export FOYER_KEYS_FILE="$run/keys"
 on_sale_in=60
 event=$(.build/debug/boxoffice seed --demo --on-sale-in "$on_sale_in" 2>>"$run/boxoffice.log")
 on_sale_ms=$(( ($(date +%s) + on_sale_in) * 1000 ))
-BOXOFFICE_ADMIN_TOKEN="$admin_token" .build/debug/boxoffice serve --config config/boxoffice.yaml \
+BOXOFFICE_ADMIN_TOKEN="$admin_token" BOXOFFICE_STAFF_TOKEN="$staff_token" .build/debug/boxoffice serve --config config/boxoffice.yaml \
   --port "$boxoffice_port" 2>>"$run/boxoffice.log" &
 boxoffice_pid=$!
 wait_port "$boxoffice_port" "boxoffice"
 
-# The gateway protects the whole booking API with room 'onsale'.
+# The gateway's room 'onsale' protects where seats are taken; a buyer's orders, tickets and
+# the door's check-in stay outside it (BoxOffice checks those itself).
 FOYER_ADMIN_TOKEN="$admin_token" .build/debug/foyer gateway --host 127.0.0.1 --port "$gateway_port" \
   --admin-port "$admin_port" --redis "redis://127.0.0.1:$redis_port" \
-  --room "onsale:/events" --room "onsale:/holds" --room "onsale:/orders" \
+  --room "onsale:/events" --room "onsale:/holds" \
   --upstream "http://127.0.0.1:$boxoffice_port" 2>"$run/gateway.log" &
 gateway_pid=$!
 wait_port "$gateway_port" "foyer gateway"
@@ -81,7 +85,9 @@ Foyer demo — what runs now
   Shop        http://127.0.0.1:$gateway_port/events/$event   <- open this in a browser
               before $(date -d "@$((on_sale_ms / 1000))" +%H:%M:%S) you join the pre-queue; then the line moves
               (30 a minute, 5 shoppers at a time). Logs: .run/gateway.log, .run/boxoffice.log
-  Gateway     room 'onsale' protects /events, /holds and /orders in front of BoxOffice;
+  My orders   http://127.0.0.1:$gateway_port/orders   (after buying: tickets as QR codes, cancel)
+  Check-in    http://127.0.0.1:$gateway_port/checkin   staff token: $staff_token
+  Gateway     room 'onsale' protects /events and /holds in front of BoxOffice;
               one address takes at most 20 places in line a day and 60 new visitor ids a
               minute (lift it: foyer ctl set onsale --max-places-per-client 0)
   BoxOffice   http://127.0.0.1:$boxoffice_port (loopback; refuses requests without a pass)

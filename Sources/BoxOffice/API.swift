@@ -18,6 +18,7 @@ public struct BoxOfficeAPI: Sendable {
   let configuration: BoxOfficeConfiguration
   let inventory: Inventory
   let checkout: Checkout
+  let cancellation: Cancellation
   let expiry: ExpiryWorker?
   let hotSeats: HotSeatGuard?
   let metrics: BoxOfficeMetrics
@@ -29,12 +30,14 @@ public struct BoxOfficeAPI: Sendable {
   let logger: Logger
 
   public init(
-    configuration: BoxOfficeConfiguration, inventory: Inventory, checkout: Checkout, expiry: ExpiryWorker?,
-    hotSeats: HotSeatGuard?, metrics: BoxOfficeMetrics, adminToken: String?, logger: Logger
+    configuration: BoxOfficeConfiguration, inventory: Inventory, checkout: Checkout, cancellation: Cancellation,
+    expiry: ExpiryWorker?, hotSeats: HotSeatGuard?, metrics: BoxOfficeMetrics, adminToken: String?,
+    logger: Logger
   ) {
     self.configuration = configuration
     self.inventory = inventory
     self.checkout = checkout
+    self.cancellation = cancellation
     self.expiry = expiry
     self.hotSeats = hotSeats
     self.metrics = metrics
@@ -98,21 +101,24 @@ public struct BoxOfficeAPI: Sendable {
     case .checkout: return try await runCheckout(request, context)
     case .orders:
       if Self.wantsPage(request) { return Self.page(ShopPage.html) }
-      let visitor = try visitor(request)
-      return try Self.json(["orders": try await inventory.orders(visitor: visitor)])
+      let buyer = try buyer(request)
+      return try Self.json(["orders": try await inventory.orders(visitor: buyer)])
     case .order:
-      let visitor = try visitor(request)
+      let buyer = try buyer(request)
       return try Self.json(
-        try await inventory.order(try Self.uuid(context, "id"), visitor: visitor), orNotFound: "order")
+        try await inventory.order(try Self.uuid(context, "id"), visitor: buyer), orNotFound: "order")
+    case .cancelOrder:
+      let buyer = try buyer(request)
+      return try Self.json(try await cancellation.cancel(order: try Self.uuid(context, "id"), visitor: buyer))
     case .createEvent:
       try admin(request)
       let spec = try await Self.decode(EventSpec.self, request, maxBytes: 1_048_576)
       let event = try await inventory.createEvent(spec)
       return try Self.json(event, status: .created)
     case .ticketQR:
-      // The visitor's own order only (another's is "not found", as for the order itself).
-      let visitor = try visitor(request)
-      guard let order = try await inventory.order(try Self.uuid(context, "id"), visitor: visitor) else {
+      // The buyer's own order only (another's is "not found", as for the order itself).
+      let buyer = try buyer(request)
+      guard let order = try await inventory.order(try Self.uuid(context, "id"), visitor: buyer) else {
         throw APIError.notFound("order")
       }
       let ticketID = try Self.uuid(context, "ticket")
@@ -125,6 +131,8 @@ public struct BoxOfficeAPI: Sendable {
     case .ticketKeys:
       // Public on purpose: a scanner checks tickets with these and nothing else.
       return try Self.json(TicketKeys(keys: checkout.tickets.publishedKeys))
+    case .checkInPage: return Self.page(CheckInPage.html)
+    case .checkIn: return try await checkIn(request)
     case .metrics:
       try admin(request)
       var headers = HTTPFields()
@@ -312,9 +320,66 @@ public struct BoxOfficeAPI: Sendable {
     var headers = HTTPFields()
     headers[.contentType] = "application/json"
     headers[.cacheControl] = "no-store"
-    if answer.releasesSlot { headers[.foyerRelease] = "done" }
+    if answer.releasesSlot {
+      headers[.foyerRelease] = "done"
+      // The pass is given back with this answer; the buyer keeps their orders with this.
+      giveBuyerAccess(visitor, &headers)
+    }
     return Response(
       status: answer.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+  }
+
+  struct Scan: Decodable {
+    var code: String
+    var gate: String
+    /// The event this gate admits to; a ticket for another is refused.
+    var eventId: UUID?
+  }
+
+  /// `POST /checkin`: the signature first (a forged code costs no query), then the one
+  /// conditional update that lets exactly one scan in.
+  func checkIn(_ request: Request) async throws -> Response {
+    try Self.bearer(request, configuration.staffToken)
+    let scan = try await Self.decode(Scan.self, request, maxBytes: 4_096)
+    guard (1...64).contains(scan.gate.count), !scan.gate.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    else {
+      throw APIError(.badRequest, "invalid_gate", "gate must be 1-64 characters, no control characters")
+    }
+    guard let code = checkout.tickets.verify(scan.code.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+      metrics.checkIns(outcome: "invalid").increment()
+      throw APIError(.badRequest, "invalid_ticket", "not a ticket of ours: forged, damaged or mistyped")
+    }
+    let outcome = try await inventory.checkIn(ticket: code.ticket, seat: code.seat, gate: scan.gate, event: scan.eventId)
+    func seat(_ t: ScannedTicket) -> String { "\(t.section), row \(t.row), seat \(t.number)" }
+    switch outcome {
+    case .admitted(let ticket):
+      metrics.checkIns(outcome: "admitted").increment()
+      return try Self.json(CheckedIn(ticket: ticket, gate: scan.gate))
+    case .alreadyUsed(let ticket, let at, let gate):
+      metrics.checkIns(outcome: "already_used").increment()
+      let when = at.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+      throw APIError(
+        .conflict, "already_used", "already used at gate \(gate) at \(when)",
+        details: ["checkedInAt": when, "gate": gate, "seat": seat(ticket), "event": ticket.event])
+    case .revoked(let ticket):
+      metrics.checkIns(outcome: "revoked").increment()
+      throw APIError(
+        .gone, "revoked", "this ticket's order was cancelled", details: ["seat": seat(ticket), "event": ticket.event])
+    case .wrongEvent(let ticket):
+      metrics.checkIns(outcome: "wrong_event").increment()
+      throw APIError(
+        .conflict, "wrong_event", "this ticket is for \(ticket.event)",
+        details: ["seat": seat(ticket), "event": ticket.event])
+    case .unknown:
+      metrics.checkIns(outcome: "unknown").increment()
+      throw APIError(.notFound, "unknown_ticket", "a genuine code, but no ticket of this box office")
+    }
+  }
+
+  struct CheckedIn: Encodable {
+    var result = "admitted"
+    var ticket: ScannedTicket
+    var gate: String
   }
 
   // MARK: Identity
@@ -345,9 +410,43 @@ public struct BoxOfficeAPI: Sendable {
     }
   }
 
-  func admin(_ request: Request) throws {
-    guard let adminToken, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-      constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(adminToken.utf8))
+  /// The buyer asking about what they bought (orders, tickets, the waitlist: paths outside
+  /// the room): their buyer credential, or else a pass as for shopping.
+  func buyer(_ request: Request) throws -> String {
+    guard let token = request.headers[.boxOfficeBuyer] ?? request.cookies[BuyerAccess.cookieName]?.value else {
+      do {
+        return try visitor(request)
+      } catch let error as APIError where error.code == "no_pass" || error.code == "no_visitor" {
+        throw APIError(
+          .unauthorized, "no_buyer",
+          "show your buyer credential (the \(BuyerAccess.cookieName) cookie or BoxOffice-Buyer header a checkout gives) or a valid pass"
+        )
+      }
+    }
+    let now = Int64(Date().timeIntervalSince1970)
+    guard let visitor = signers.with({ BuyerAccess.visitor(of: token, now: now, signer: $0) }) else {
+      throw APIError(
+        .unauthorized, "invalid_buyer_credential", "the buyer credential is not valid (forged or expired)")
+    }
+    return visitor
+  }
+
+  /// Adds a fresh buyer credential for `visitor` to an answer: as a cookie for the browser and
+  /// a header for apps.
+  func giveBuyerAccess(_ visitor: String, _ headers: inout HTTPFields) {
+    let now = Int64(Date().timeIntervalSince1970)
+    let token = signers.with { configuration.buyers.token(visitor: visitor, now: now, signer: $0) }
+    headers.append(HTTPField(name: .setCookie, value: configuration.buyers.cookie(token)))
+    headers[.boxOfficeBuyer] = token
+  }
+
+  func admin(_ request: Request) throws { try Self.bearer(request, adminToken) }
+
+  /// The request carries `Authorization: Bearer <token>` (compared in constant time); `nil`
+  /// turns the endpoint off.
+  static func bearer(_ request: Request, _ token: String?) throws {
+    guard let token, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+      constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(token.utf8))
     else {
       throw APIError(
         .unauthorized, "unauthorized", "a valid bearer token is required",
@@ -446,7 +545,7 @@ public struct BoxOfficeAPI: Sendable {
 /// `boxoffice.openapi.json`.
 enum BoxOfficeRoute: Sendable, CaseIterable {
   case healthz, readyz, openAPI, events, event, seats, createHold, hold, releaseHold, checkout, orders, order
-  case createEvent, metrics, ticketKeys, ticketQR
+  case createEvent, metrics, ticketKeys, ticketQR, cancelOrder, checkIn, checkInPage
 
   var route: Route {
     switch self {
@@ -466,6 +565,9 @@ enum BoxOfficeRoute: Sendable, CaseIterable {
     case .metrics: Route("GET", "/metrics")
     case .ticketKeys: Route("GET", "/tickets/keys")
     case .ticketQR: Route("GET", "/orders/{id}/tickets/{ticket}/qr.svg")
+    case .cancelOrder: Route("POST", "/orders/{id}/cancel")
+    case .checkIn: Route("POST", "/checkin")
+    case .checkInPage: Route("GET", "/checkin")
     }
   }
 
@@ -477,6 +579,7 @@ extension HTTPField.Name {
   static let foyerPass = Self("Foyer-Pass")!
   static let foyerVisitor = Self("Foyer-Visitor")!
   static let foyerRelease = Self("Foyer-Release")!
+  static let boxOfficeBuyer = Self("BoxOffice-Buyer")!
 }
 
 extension JSONEncoder {

@@ -9,12 +9,13 @@ public struct APIError: Error, Sendable, HTTPResponseError, CustomStringConverti
   public let status: HTTPResponse.Status
   public let code: String
   public let message: String
-  /// Extra fields, e.g. the unavailable seats of a `409`.
-  public var details: [String: [Int64]]
+  /// Extra fields, e.g. the unavailable seats of a `409`: JSON values (numbers, strings,
+  /// arrays of them).
+  public var details: [String: any Sendable]
   public var extraHeaders: HTTPFields
 
   public init(
-    _ status: HTTPResponse.Status, _ code: String, _ message: String, details: [String: [Int64]] = [:],
+    _ status: HTTPResponse.Status, _ code: String, _ message: String, details: [String: any Sendable] = [:],
     headers: HTTPFields = [:]
   ) {
     self.status = status

@@ -49,6 +49,15 @@ public struct BoxOfficeConfiguration: Sendable {
   public var guardMilliseconds: Int
   /// How the process logs (`log:`).
   public var log = LogConfiguration()
+  /// The buyer's own credential for orders, tickets and the waitlist (`buyers:`).
+  public var buyers = BuyerAccess(lifetime: .seconds(90 * 86_400), secureCookie: false)
+  /// Orders may be cancelled until this long before their event starts (`orders:`).
+  public var cancelCutoff: Duration = .seconds(24 * 3_600)
+  /// A waitlist offer's seats are kept for its visitor this long (`waitlist:`).
+  public var waitlistOfferDuration: Duration = .seconds(15 * 60)
+  /// Bearer token for check-in at the door (`POST /checkin`); only from
+  /// `BOXOFFICE_STAFF_TOKEN`. `nil`: check-in is off.
+  public var staffToken: String?
 
   public init(
     host: String = "127.0.0.1", port: Int = 9090,
@@ -134,6 +143,24 @@ public struct BoxOfficeConfiguration: Sendable {
         configuration.payments.timeout = .milliseconds(timeout)
       }
       try payments.finish()
+    }
+    if var buyers = try top.section("buyers") {
+      let days = try buyers.int("access_days", in: 1...3_650) ?? 90
+      let secure = try buyers.bool("secure_cookie") ?? configuration.buyers.secureCookie
+      configuration.buyers = BuyerAccess(lifetime: .seconds(days * 86_400), secureCookie: secure)
+      try buyers.finish()
+    }
+    if var orders = try top.section("orders") {
+      if let hours = try orders.int("cancel_until_hours_before", in: 0...8_760) {
+        configuration.cancelCutoff = .seconds(hours * 3_600)
+      }
+      try orders.finish()
+    }
+    if var waitlist = try top.section("waitlist") {
+      if let minutes = try waitlist.int("offer_minutes", in: 1...1_440) {
+        configuration.waitlistOfferDuration = .seconds(minutes * 60)
+      }
+      try waitlist.finish()
     }
     configuration.maxBodyBytes =
       try top.int("max_body_bytes", in: 1_024...10_485_760) ?? configuration.maxBodyBytes

@@ -15,6 +15,7 @@ public final class BoxOfficeMetrics: Sendable {
   let expiryLag: Gauge
   /// When the expiry worker last finished a pass (Unix seconds): a stalled worker stops it.
   let expiryLastPass: Gauge
+  let cancellations: Counter
 
   public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
     self.registry = registry
@@ -49,7 +50,30 @@ public final class BoxOfficeMetrics: Sendable {
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
         .seconds(5),
       ])
+    cancellations = counter("boxoffice_orders_cancelled_total", "Orders cancelled by their buyer.")
     for outcome in Self.checkoutOutcomes { _ = checkouts(outcome: outcome) }
+    for outcome in Self.checkInOutcomes { _ = checkIns(outcome: outcome) }
+    for outcome in Self.refundOutcomes { _ = refunds(outcome: outcome) }
+  }
+
+  static let checkInOutcomes = ["admitted", "already_used", "revoked", "wrong_event", "invalid", "unknown"]
+
+  /// Scans at the door by outcome (one of `checkInOutcomes`).
+  func checkIns(outcome: String) -> Counter {
+    registry.makeCounter(
+      descriptor: MetricNameDescriptor(
+        metricName: "boxoffice_checkins_total", unitName: "", helpText: "Ticket scans at the door by outcome."),
+      labels: [("outcome", outcome)])
+  }
+
+  static let refundOutcomes = ["succeeded", "retrying"]
+
+  /// Refund attempts with the provider: `succeeded`, or `retrying` (failed, left pending).
+  func refunds(outcome: String) -> Counter {
+    registry.makeCounter(
+      descriptor: MetricNameDescriptor(
+        metricName: "boxoffice_refunds_total", unitName: "", helpText: "Refunds asked of the provider by outcome."),
+      labels: [("outcome", outcome)])
   }
 
   /// Every checkout outcome, created up front so each series starts at 0 (a rate over a

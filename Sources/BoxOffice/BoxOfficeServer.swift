@@ -34,6 +34,7 @@ public struct BoxOfficeServer: Sendable {
   public let expiry: ExpiryWorker
   public let metrics: BoxOfficeMetrics
   public let payments: any PaymentProvider
+  public let cancellation: Cancellation
   public let redis: RedisClient?
   let api: BoxOfficeAPI
   let logger: Logger
@@ -50,9 +51,12 @@ public struct BoxOfficeServer: Sendable {
       backgroundLogger: logger)
     inventory = Inventory(client: postgres, logger: logger)
     metrics = BoxOfficeMetrics()
-    expiry = ExpiryWorker(inventory: inventory, metrics: metrics, logger: logger)
     let payments = payments ?? SimulatedPaymentProvider(settings: configuration.payments)
     self.payments = payments
+    cancellation = Cancellation(
+      inventory: inventory, payments: payments, metrics: metrics, cutoff: configuration.cancelCutoff,
+      logger: logger)
+    expiry = ExpiryWorker(inventory: inventory, metrics: metrics, refunds: cancellation, logger: logger)
     var hotSeats: HotSeatGuard?
     if let url = configuration.redisURL {
       let redis = RedisClient(
@@ -69,7 +73,8 @@ public struct BoxOfficeServer: Sendable {
       metrics: metrics,
       logger: logger)
     api = BoxOfficeAPI(
-      configuration: configuration, inventory: inventory, checkout: checkout, expiry: expiry,
+      configuration: configuration, inventory: inventory, checkout: checkout, cancellation: cancellation,
+      expiry: expiry,
       hotSeats: hotSeats,
       metrics: metrics, adminToken: adminToken, logger: logger)
   }

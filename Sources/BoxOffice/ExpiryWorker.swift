@@ -14,6 +14,8 @@ public import ServiceLifecycle
 public final class ExpiryWorker: Service, Sendable {
   let inventory: Inventory
   let metrics: BoxOfficeMetrics
+  /// Refunds left pending are finished on each pass.
+  let refunds: Cancellation?
   let logger: Logger
   let maximumSleep: Duration
   private let state = NIOLockedValueBox(State())
@@ -29,10 +31,12 @@ public final class ExpiryWorker: Service, Sendable {
   }
 
   public init(
-    inventory: Inventory, metrics: BoxOfficeMetrics, maximumSleep: Duration = .seconds(5), logger: Logger
+    inventory: Inventory, metrics: BoxOfficeMetrics, refunds: Cancellation? = nil,
+    maximumSleep: Duration = .seconds(5), logger: Logger
   ) {
     self.inventory = inventory
     self.metrics = metrics
+    self.refunds = refunds
     self.maximumSleep = maximumSleep
     self.logger = logger
   }
@@ -56,6 +60,7 @@ public final class ExpiryWorker: Service, Sendable {
             released = try await self.inventory.releaseExpired(limit: 500)
             self.metrics.seatsExpired.increment(by: Int64(released))
           } while released == 500
+          try await self.refunds?.retryPending()
           self.metrics.expiryLastPass.set(Date().timeIntervalSince1970)
           if let next = try await self.inventory.nextExpiry() { pause = min(pause, next) }
         } catch {

@@ -182,7 +182,60 @@ public enum Migrations {
           FOR EACH ROW EXECUTE FUNCTION seat_audit_is_append_only()
         """,
       ]
-    )
+    ),
+    (
+      2, "checkin_and_cancel",
+      [
+        """
+        ALTER TABLE tickets
+          ADD COLUMN checked_in_at timestamptz,
+          ADD COLUMN checked_in_gate text,
+          ADD COLUMN revoked_at timestamptz,
+          ADD CONSTRAINT tickets_check_in_whole CHECK ((checked_in_at IS NULL) = (checked_in_gate IS NULL)),
+          ADD CONSTRAINT tickets_revoked_not_live CHECK (live = (revoked_at IS NULL)),
+          -- A ticket used at the door is never revoked (its order can no longer be cancelled).
+          ADD CONSTRAINT tickets_used_stays_live CHECK (checked_in_at IS NULL OR live)
+        """,
+        """
+        ALTER TABLE orders
+          DROP CONSTRAINT orders_status_check,
+          ADD CONSTRAINT orders_status_check CHECK (status IN ('confirmed', 'refunded', 'cancelled')),
+          ADD COLUMN cancelled_at timestamptz,
+          ADD CONSTRAINT orders_cancelled_when CHECK ((status = 'cancelled') = (cancelled_at IS NOT NULL))
+        """,
+        """
+        -- One refund per order, whatever the retries: the row is made in the transaction that
+        -- cancels the order, and the provider is asked under one idempotency key per order.
+        CREATE TABLE refunds (
+          id uuid PRIMARY KEY,
+          order_id uuid NOT NULL UNIQUE REFERENCES orders(id),
+          charge_id uuid NOT NULL REFERENCES payments(id),
+          amount_cents int NOT NULL CHECK (amount_cents >= 0),
+          status text NOT NULL CHECK (status IN ('pending', 'succeeded')),
+          requested_at timestamptz NOT NULL DEFAULT now(),
+          completed_at timestamptz,
+          CHECK ((status = 'succeeded') = (completed_at IS NOT NULL))
+        )
+        """,
+        """
+        CREATE INDEX refunds_pending ON refunds (requested_at) WHERE status = 'pending'
+        """,
+        """
+        CREATE FUNCTION never_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          RAISE EXCEPTION '% rows are never deleted', TG_TABLE_NAME;
+        END $$
+        """,
+        """
+        CREATE TRIGGER orders_never_deleted BEFORE DELETE ON orders
+          FOR EACH ROW EXECUTE FUNCTION never_deleted()
+        """,
+        """
+        CREATE TRIGGER refunds_never_deleted BEFORE DELETE ON refunds
+          FOR EACH ROW EXECUTE FUNCTION never_deleted()
+        """,
+      ]
+    ),
   ]
 
   /// Applies every migration not applied yet; returns the versions applied. Concurrent

@@ -64,6 +64,9 @@ public struct Ticket: Sendable, Hashable, Codable, SeatOrdered {
   public var row: String
   public var number: Int
   public var code: String
+  /// `valid`, `used` (checked in at the door) or `revoked` (its order was cancelled).
+  public var status: String = "valid"
+  public var checkedInAt: Date? = nil
 }
 
 public struct Order: Sendable, Hashable, Codable {
@@ -71,9 +74,22 @@ public struct Order: Sendable, Hashable, Codable {
   public var eventId: UUID
   public var holdId: UUID
   public var totalCents: Int
+  /// `confirmed` or `cancelled`.
   public var status: String
   public var createdAt: Date
   public var tickets: [Ticket]
+  public var cancelledAt: Date? = nil
+  public var refund: Refund? = nil
+}
+
+/// The money given back for a cancelled order: its own record, one per order.
+public struct Refund: Sendable, Hashable, Codable {
+  public var id: UUID
+  public var amountCents: Int
+  /// `pending` (the provider has not confirmed yet; retried) or `succeeded`.
+  public var status: String
+  public var requestedAt: Date
+  public var completedAt: Date?
 }
 
 /// A venue layout for a new event: sections of rows of seats, each section with a price.

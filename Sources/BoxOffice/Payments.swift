@@ -73,6 +73,8 @@ public actor SimulatedPaymentProvider: PaymentProvider {
   private let settings: PaymentSettings
   private var charges: [String: ChargeOutcome] = [:]
   private var refunded: Set<String> = []
+  private var refundRequests: [String: Set<String>] = [:]
+  private var refundsFail = false
   private var counter = 0
 
   public init(settings: PaymentSettings = PaymentSettings()) {
@@ -109,7 +111,17 @@ public actor SimulatedPaymentProvider: PaymentProvider {
   }
 
   public func refund(chargeKey: String, idempotencyKey: String) async throws {
-    guard case .succeeded = charges[chargeKey], !refunded.contains(chargeKey) else { return }
+    if refundsFail { throw PaymentProviderError("the payment provider refused the refund for now") }
+    guard case .succeeded = charges[chargeKey] else { return }
+    // Keyed like a real provider's ledger: each new key is a new refund request.
+    refundRequests[chargeKey, default: []].insert(idempotencyKey)
     refunded.insert(chargeKey)
   }
+
+  /// The idempotency keys under which `chargeKey` was asked to be refunded: one per refund
+  /// BoxOffice meant (a provider would pay each new key out again).
+  public func refundKeys(forCharge chargeKey: String) -> Set<String> { refundRequests[chargeKey] ?? [] }
+
+  /// Makes refunds fail (the provider down) until turned off again.
+  public func setRefundsFail(_ fail: Bool) { refundsFail = fail }
 }

@@ -42,6 +42,15 @@ enum ShopPage {
       table { border-collapse: collapse; width: 100%; }
       td, th { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); }
       code { font-size: .8rem; word-break: break-all; }
+      .tickets { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: 1rem; margin: .8rem 0; }
+      .ticket { margin: 0; border: 1px solid var(--line); border-radius: 10px; padding: .8rem; text-align: center; background: var(--bg); }
+      .ticket img { width: 100%; max-width: 16rem; height: auto; background: #fff; border-radius: 6px; image-rendering: pixelated; }
+      .ticket.revoked img { opacity: .25; }
+      .ticket b { display: block; margin-top: .4rem; }
+      .badge { display: inline-block; font-size: .8rem; padding: .05rem .5rem; border-radius: 99px; border: 1px solid var(--line); }
+      .badge.used { border-color: var(--muted); color: var(--muted); }
+      .badge.revoked, .badge.cancelled { border-color: var(--warn); color: var(--warn); }
+      .confirm { display: inline-flex; gap: .5rem; flex-wrap: wrap; align-items: center; }
     </style>
     </head>
     <body>
@@ -207,19 +216,49 @@ enum ShopPage {
         }
         function confirmation(order) {
           app.innerHTML = '<h1>Thank you — you are going!</h1>' + notice("Order " + order.id.toLowerCase() + " is confirmed.", true) +
-            '<div class="card"><table><tr><th>Seat</th><th>Ticket code</th></tr>' + order.tickets.map(function (t) {
-              return '<tr><td>' + esc(t.section + ", row " + t.row + ", seat " + t.number) + '</td><td><code>' + esc(t.code) + '</code></td></tr>'; }).join("") +
-            '</table><p>Total paid: <strong>' + money(order.totalCents) + '</strong></p></div>';
+            '<div class="card">' + tickets(order) + '<p>Total paid: <strong>' + money(order.totalCents) + '</strong></p>' +
+            '<p class="muted">Show a ticket\'s code at the door. Your tickets stay under <a href="/orders">My orders</a>, with no need to queue again.</p></div>';
         }
       }
 
-      function orders() {
+      // Each ticket as its QR symbol (served by BoxOffice for the buyer's own order) and seat.
+      function tickets(order) {
+        return '<div class="tickets">' + order.tickets.map(function (t) {
+          var status = t.status || "valid";
+          return '<figure class="ticket ' + esc(status) + '"><img alt="Ticket code ' + esc(t.code) + '" src="/orders/' + order.id.toLowerCase() +
+            '/tickets/' + t.id.toLowerCase() + '/qr.svg"><figcaption><b>' + esc(t.section + ", row " + t.row + ", seat " + t.number) + '</b>' +
+            (status === "valid" ? "" : '<span class="badge ' + esc(status) + '">' + (status === "used" ? "used at the door" : "cancelled") + '</span><br>') +
+            '<code>' + esc(t.code) + '</code></figcaption></figure>';
+        }).join("") + '</div>';
+      }
+
+      function orders(message) {
         document.title = "My orders — BoxOffice";
         call("GET", "/orders").then(function (r) {
-          if (r.status !== 200) { app.innerHTML = notice(r.data.message || "Sign in through the queue to see your orders."); return; }
-          app.innerHTML = "<h1>My orders</h1>" + (r.data.orders.length ? r.data.orders.map(function (o) {
-            return '<div class="card"><strong>' + money(o.totalCents) + '</strong> · ' + new Date(o.createdAt).toLocaleString() + ' · ' +
-              o.tickets.map(function (t) { return esc(t.section + " " + t.row + t.number); }).join(", ") + '</div>'; }).join("") : '<p class="muted">No orders yet.</p>');
+          if (r.status !== 200) { app.innerHTML = "<h1>My orders</h1>" + notice(r.status === 401 ? "Your orders appear here once you have bought tickets in this browser." : (r.data.message || "Could not load your orders.")); return; }
+          app.innerHTML = "<h1>My orders</h1>" + (message || "") + (r.data.orders.length ? r.data.orders.map(function (o) {
+            var cancelled = o.status === "cancelled";
+            var used = o.tickets.some(function (t) { return t.status === "used"; });
+            return '<div class="card" data-order="' + o.id.toLowerCase() + '"><div class="bar"><span><strong>' + money(o.totalCents) + '</strong> · ordered ' +
+              new Date(o.createdAt).toLocaleString() + (cancelled ? ' <span class="badge cancelled">cancelled</span>' : '') + '</span>' +
+              (cancelled ? '' : used ? '<span class="muted">In use: no longer cancellable</span>' :
+                '<span class="confirm"><button class="secondary" data-cancel="' + o.id.toLowerCase() + '">Cancel order</button></span>') + '</div>' +
+              (o.refund ? '<p class="muted">Refund of ' + money(o.refund.amountCents) + ': ' + (o.refund.status === "succeeded" ? "paid back " + new Date(o.refund.completedAt).toLocaleString() : "on its way") + '.</p>' : '') +
+              tickets(o) + '</div>'; }).join("") : '<p class="muted">No orders yet.</p>');
+          app.querySelectorAll("[data-cancel]").forEach(function (button) {
+            button.onclick = function () {
+              var id = button.getAttribute("data-cancel"), box = button.parentNode;
+              // A confirmation step: cancelling gives the seats away for good.
+              box.innerHTML = '<span>Cancel and refund? Your seats go back on sale.</span><button data-yes>Yes, cancel</button><button class="secondary" data-no>Keep my tickets</button>';
+              box.querySelector("[data-no]").onclick = function () { orders(); };
+              box.querySelector("[data-yes]").onclick = function (ev) {
+                ev.target.disabled = true;
+                call("POST", "/orders/" + id + "/cancel").then(function (c) {
+                  orders(c.status === 200 ? notice("The order is cancelled; the refund is on its way.", true) : notice(c.data.message || "The order could not be cancelled."));
+                });
+              };
+            };
+          });
         });
       }
 

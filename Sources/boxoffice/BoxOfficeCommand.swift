@@ -38,6 +38,12 @@ struct Options: ParsableArguments {
     }
     // The database password stays out of the file: BOXOFFICE_DATABASE_URL carries it.
     if let url = database ?? environment["BOXOFFICE_DATABASE_URL"] { configuration.databaseURL = url }
+    if let staff = environment["BOXOFFICE_STAFF_TOKEN"] {
+      guard staff.utf8.count >= 16 else {
+        throw ValidationError("BOXOFFICE_STAFF_TOKEN must be at least 16 characters")
+      }
+      configuration.staffToken = staff
+    }
     return configuration
   }
 }

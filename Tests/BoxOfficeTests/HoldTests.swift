@@ -236,9 +236,9 @@ import Testing
   }
 
   @Test func anExpiredHoldIsTakenOverBeforeAnyWorkerRuns() async throws {
-    // 3 s holds: the second request must surely come before the first hold runs out, even on
-    // a busy machine.
-    let box = try await TestBoxOffice.start(hold: .seconds(3), expiryWorker: false)
+    // 6 s holds: the second request must surely come before the first hold runs out, even on
+    // a machine busy with every other suite (3 s was not always enough).
+    let box = try await TestBoxOffice.start(hold: .seconds(6), expiryWorker: false)
     defer { Task { await box.stop() } }
     let seat = try await box.seatIds()[0]
     let first = try await box.request(
@@ -247,7 +247,7 @@ import Testing
     let early = try await box.request(
       "POST", "/events/\(box.event.id)/holds", pass: box.pass(), body: #"{"seatIds":[\#(seat)]}"#)
     #expect(early.status == 409)
-    try await Task.sleep(for: .milliseconds(3_100))
+    try await Task.sleep(for: .milliseconds(6_100))
     #expect(
       try await box.integers("SELECT count(*) FROM seats WHERE status = 'held' AND id = \(seat)") == [1])
     let takeover = try await box.request(

@@ -35,18 +35,20 @@ public final class OnSaleStack: @unchecked Sendable {
   public static func start(
     room: String, keyRing: KeyRing, adminToken: String, sections: [EventSpec.Section],
     holdDuration: Duration = .seconds(600), databaseConnections: Int = 5, settings: RoomSettings,
-    startsIn seconds: Double? = nil, boxOfficeAdminToken: String? = nil, clients: ClientPolicy = ClientPolicy()
+    startsIn seconds: Double? = nil, boxOfficeAdminToken: String? = nil, clients: ClientPolicy = ClientPolicy(),
+    staffToken: String? = nil
   ) async throws -> OnSaleStack {
     let databaseURL = try await PostgresDatabase.create()
     var configuration = BoxOfficeConfiguration(
       host: "127.0.0.1", port: 0, databaseURL: databaseURL, databaseConnections: databaseConnections,
       holdDuration: holdDuration, keyRing: keyRing)
     configuration.room = room
+    configuration.staffToken = staffToken
     let boxOffice = try await InProcessBoxOffice.start(
       configuration, adminToken: boxOfficeAdminToken,
       event: EventSpec(
         name: "Test Night", category: "concert", city: "Lisbon", venue: "Test Hall",
-        startsAt: Date().addingTimeInterval(86_400), onSaleAt: Date(), sections: sections))
+        startsAt: Date().addingTimeInterval(7 * 86_400), onSaleAt: Date(), sections: sections))
 
     let group = MultiThreadedEventLoopGroup.singleton
     let redisServer = try await RedisServer.start()
@@ -58,7 +60,8 @@ public final class OnSaleStack: @unchecked Sendable {
     try await store.createRoom(room, settings: settings)
     var gatewayConfiguration = GatewayConfiguration(
       host: "127.0.0.1", port: 0, keyRing: keyRing,
-      rooms: ["/events", "/holds", "/orders"].map { RoomRoute(id: room, pathPrefix: $0) },
+      // Where seats are taken; orders, tickets and check-in stay outside the room.
+      rooms: ["/events", "/holds"].map { RoomRoute(id: room, pathPrefix: $0) },
       upstream: UpstreamConfiguration(host: "127.0.0.1", port: boxOffice.port))
     gatewayConfiguration.drainTimeout = .seconds(1)
     gatewayConfiguration.clients = clients

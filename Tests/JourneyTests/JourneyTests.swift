@@ -20,6 +20,12 @@ import WaitingRoom
   static let artifacts = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("../../test-artifacts/journey").standardizedFileURL
 
+  static let staffToken = "journey-staff-token-0123456789"
+
+  /// Every ticket image on the page has loaded (a broken one has no natural width).
+  static let ticketsLoaded =
+    "document.querySelectorAll('.ticket img').length === 2 && Array.from(document.querySelectorAll('.ticket img')).every(function (i) { return i.complete && i.naturalWidth > 0; })"
+
   @Test func aVisitorWaitsBuysAndTheOperatorChangesTheRate() async throws {
     let keyRing = try KeyRing([SigningKey(id: "journey", secret: Array(repeating: 5, count: 32))])
     let adminToken = "journey-admin-token-0123456789"
@@ -32,7 +38,7 @@ import WaitingRoom
     let stack = try await OnSaleStack.start(
       room: room, keyRing: keyRing, adminToken: adminToken,
       sections: [EventSpec.Section(name: "Stalls", rows: 6, seatsPerRow: 12, priceCents: 4_200)],
-      settings: RoomSettings(ratePerMinute: 600, maxActive: 50), startsIn: 60)
+      settings: RoomSettings(ratePerMinute: 600, maxActive: 50), startsIn: 60, staffToken: Self.staffToken)
     let (event, store, boxOffice, base, adminBase) = (
       stack.event, stack.store, stack.boxOffice, stack.base, stack.adminBase
     )
@@ -80,9 +86,49 @@ import WaitingRoom
     // 4. Pay (double click: one charge) → confirmation with two ticket codes.
     try await page.evaluate("var b = document.getElementById('paybutton'); b.click(); b.click(); true")
     try await page.waitFor("document.body.innerText.indexOf('Thank you') >= 0")
+    // Each ticket as a QR symbol: a scanner reads the codes off the screen.
+    try await page.waitFor(Self.ticketsLoaded)
     try await shot("5-confirmation")
-    let codes = try await page.evaluate("document.querySelectorAll('code').length") as? Int
-    #expect(codes == 2)
+    let codes = try await page.evaluate(
+      "Array.from(document.querySelectorAll('.ticket code')).map(function (c) { return c.textContent; })") as? [String] ?? []
+    #expect(codes.count == 2)
+    let read = try QRCodes.decode(png: Self.artifacts.appendingPathComponent("5-confirmation.png"))
+    #expect(Set(read) == Set(codes) && read.count == 2, "read \(read), shown \(codes)")
+    // 5. The pass went back with the checkout; the buyer's own credential shows their orders
+    // and tickets outside the room, with no queue.
+    try await page.navigate(base + "/orders")
+    try await page.waitFor(Self.ticketsLoaded)
+    try await shot("6-my-orders")
+    // 6. At the door: the staff page lets the ticket in once, then says it was used.
+    let door = try await chromium.newPage()
+    try await door.navigate(base + "/checkin")
+    try await door.waitFor("document.getElementById('setup') && !document.getElementById('setup').hidden")
+    try await door.evaluate(
+      """
+      document.getElementById('token').value = '\(Self.staffToken)';
+      document.getElementById('gate').value = 'North 1';
+      document.getElementById('setup').requestSubmit(); true
+      """)
+    try await door.waitFor("!document.getElementById('scan').hidden")
+    func scan(_ code: String) async throws {
+      try await door.evaluate(
+        "document.getElementById('code').value = \(String(decoding: try JSONEncoder().encode(code), as: UTF8.self)); document.getElementById('scan').requestSubmit(); true")
+    }
+    let scanned = try #require(read.first)
+    try await scan(scanned)
+    try await door.waitFor("document.getElementById('answer').className === 'go'")
+    try await door.screenshot(to: Self.artifacts.appendingPathComponent("7-checkin-valid.png"))
+    #expect((try await door.evaluate("document.getElementById('answer').innerText") as? String)?.contains("Valid") == true)
+    try await scan(scanned)
+    try await door.waitFor(
+      "document.getElementById('answer').className === 'stop' && document.getElementById('answer').innerText.indexOf('Already used') >= 0")
+    try await door.screenshot(to: Self.artifacts.appendingPathComponent("8-checkin-used.png"))
+    // My orders says so, and offers no cancelling any more.
+    try await page.navigate(base + "/orders")
+    try await page.waitFor(
+      "document.body.innerText.indexOf('used at the door') >= 0 && document.body.innerText.indexOf('no longer cancellable') >= 0")
+    #expect(try await page.evaluate("document.querySelectorAll('[data-cancel]').length") as? Int == 0)
+    try await shot("9-my-orders-used")
     var charges: [Int] = []
     for try await count in try await boxOffice.postgres.query(
       "SELECT count(*)::int FROM payments WHERE kind = 'charge'"
@@ -92,7 +138,7 @@ import WaitingRoom
     }
     #expect(charges == [1])
 
-    // 5. The operator's dashboard: live numbers, then a new rate applied to every gateway.
+    // 7. The operator's dashboard: live numbers, then a new rate applied to every gateway.
     let dashboard = try await chromium.newPage()
     try await dashboard.navigate(adminBase + "/#token=\(adminToken)")
     try await dashboard.waitFor("document.getElementById('room-\(room)')")
@@ -106,7 +152,7 @@ import WaitingRoom
       })()
       """)
     try await dashboard.waitFor("document.querySelector('#room-\(room) .result').textContent === 'Applied.'")
-    try await dashboard.screenshot(to: Self.artifacts.appendingPathComponent("6-dashboard.png"))
+    try await dashboard.screenshot(to: Self.artifacts.appendingPathComponent("10-dashboard.png"))
     #expect(try await store.settings(room).ratePerMinute == 1_234)
 
     // The waiting page polled as it was told: the poll discipline never refused it.
@@ -116,6 +162,63 @@ import WaitingRoom
     #expect(metrics.text.contains("foyer_status_polls_total"))
     #expect(metrics.text.contains(#"foyer_refused_requests_total{reason="poll_too_soon"} 0"#))
 
+    #expect(chromium.consoleErrors.isEmpty, "\(chromium.consoleErrors)")
+  }
+}
+
+/// A buyer cancels from "My orders" in a real Chromium: the confirmation step, then the order
+/// shown cancelled with its refund, its tickets revoked and its seats back on sale.
+@Suite(.timeLimit(.minutes(3))) struct CancelJourneyTests {
+  @Test func aBuyerCancelsFromMyOrders() async throws {
+    let keyRing = try KeyRing([SigningKey(id: "cancel", secret: Array(repeating: 4, count: 32))])
+    let room = "cancel" + UUID().uuidString.prefix(6)
+    let stack = try await OnSaleStack.start(
+      room: room, keyRing: keyRing, adminToken: "cancel-admin-token-0123456789",
+      sections: [EventSpec.Section(name: "Stalls", rows: 1, seatsPerRow: 4, priceCents: 3_000)],
+      settings: RoomSettings())
+    let chromium = try Chromium.start()
+    defer {
+      Task {
+        await chromium.stop()
+        await stack.stop()
+      }
+    }
+    // Bought straight from BoxOffice with a pass; the browser then holds only the buyer cookie.
+    let pass = try TokenSigner(keyRing: keyRing).sign(
+      Token(kind: .pass, room: room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 600))
+    let hold = try await httpRequest(
+      "POST", stack.boxOfficeBase + "/events/\(stack.event.id)/holds",
+      headers: ["Foyer-Pass": pass, "Content-Type": "application/json"], body: Data(#"{"section":"Stalls","quantity":2}"#.utf8))
+    let holdID = try #require(hold.json["id"] as? String, "\(hold.text)")
+    let order = try await httpRequest(
+      "POST", stack.boxOfficeBase + "/holds/\(holdID)/checkout",
+      headers: ["Foyer-Pass": pass, "Content-Type": "application/json", "Idempotency-Key": "cancel-journey"],
+      body: Data(#"{"card":{"number":"4242424242424242"}}"#.utf8))
+    let buyer = try #require(order.headers["boxoffice-buyer"], "\(order.text)")
+    try await chromium.send(
+      "Storage.setCookies",
+      ["cookies": [["name": "boxoffice_buyer", "value": buyer, "domain": "127.0.0.1", "path": "/", "httpOnly": true]]])
+
+    let page = try await chromium.newPage()
+    try await page.navigate(stack.boxOfficeBase + "/orders")
+    try await page.waitFor(JourneyTests.ticketsLoaded)
+    try await page.evaluate("document.querySelector('[data-cancel]').click(); true")
+    // The confirmation step: nothing happens until it is answered.
+    try await page.waitFor("document.querySelector('[data-yes]')")
+    try await page.screenshot(to: JourneyTests.artifacts.appendingPathComponent("11-cancel-confirm.png"))
+    try await page.evaluate("document.querySelector('[data-yes]').click(); true")
+    try await page.waitFor(
+      "document.querySelector('.badge.cancelled') && document.body.innerText.indexOf('Refund of') >= 0")
+    try await page.screenshot(to: JourneyTests.artifacts.appendingPathComponent("12-cancelled.png"))
+    #expect(try await page.evaluate("document.querySelectorAll('.ticket.revoked').length") as? Int == 2)
+    #expect(try await page.evaluate("document.querySelectorAll('[data-cancel]').length") as? Int == 0)
+    var available: [Int] = []
+    for try await count in try await stack.boxOffice.postgres.query(
+      "SELECT count(*)::int FROM seats WHERE status = 'available'"
+    ).decode(Int.self) {
+      available.append(count)
+    }
+    #expect(available == [4])
     #expect(chromium.consoleErrors.isEmpty, "\(chromium.consoleErrors)")
   }
 }

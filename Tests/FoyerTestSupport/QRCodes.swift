@@ -1,0 +1,45 @@
+public import Foundation
+
+/// Reads QR symbols with a real decoder, `zbarimg` (Debian `zbar-tools`): what a door
+/// scanner would see in an image.
+public enum QRCodes {
+  /// Every QR symbol's text in a PNG, one per symbol found (empty: none).
+  public static func decode(png: URL) throws -> [String] {
+    guard let zbar = findExecutable("zbarimg") else {
+      throw TestServiceError("zbarimg is needed (make test installs zbar-tools)")
+    }
+    // Standard output alone: zbarimg also says on standard error that it found no D-Bus.
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: zbar)
+    process.arguments = ["--raw", "-q", "-Sdisable", "-Sqrcode.enable", png.path]
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    // Status 4: no symbol found.
+    guard process.terminationStatus == 0 || process.terminationStatus == 4 else {
+      throw TestServiceError("zbarimg failed (\(process.terminationStatus))")
+    }
+    return String(decoding: data, as: UTF8.self).split(separator: "\n").map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }.filter { !$0.isEmpty }
+  }
+
+  /// The symbols of an SVG, rasterised by `rsvg-convert` (Debian `librsvg2-bin`).
+  public static func decode(svg: String) throws -> [String] {
+    guard let rsvg = findExecutable("rsvg-convert") else {
+      throw TestServiceError("rsvg-convert is needed (make test installs librsvg2-bin)")
+    }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("qr-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let svgFile = directory.appendingPathComponent("ticket.svg")
+    let pngFile = directory.appendingPathComponent("ticket.png")
+    try svg.write(to: svgFile, atomically: true, encoding: .utf8)
+    let raster = try runToEnd(rsvg, [svgFile.path, "-o", pngFile.path])
+    guard raster.status == 0 else { throw TestServiceError("rsvg-convert: \(raster.output)") }
+    return try decode(png: pngFile)
+  }
+}

@@ -24,13 +24,7 @@ struct BoxOfficeBench: AsyncParsableCommand {
   @Option(help: "Requests in flight at once.") var concurrency = 64
 
   func run() async throws {
-    let keyRing = try KeyRing.load(environment: ProcessInfo.processInfo.environment) {
-      try String(contentsOfFile: $0, encoding: .utf8)
-    }
-    let configuration = URLSessionConfiguration.ephemeral
-    configuration.httpMaximumConnectionsPerHost = concurrency
-    configuration.timeoutIntervalForRequest = 120
-    let client = Client(session: URLSession(configuration: configuration), keyRing: keyRing)
+    let client = try Client.fromEnvironment(connections: concurrency)
 
     // Seat ids of the event, from the public seat map.
     let map = try await client.send("GET", plain + "/events/\(event)/seats", pass: false)
@@ -164,6 +158,18 @@ struct BoxOfficeBench: AsyncParsableCommand {
       self.keyRing = keyRing
     }
 
+    /// Signs passes with FOYER_KEYS / FOYER_KEYS_FILE; keeps no cookies.
+    static func fromEnvironment(connections: Int) throws -> Client {
+      let keyRing = try KeyRing.load(environment: ProcessInfo.processInfo.environment) {
+        try String(contentsOfFile: $0, encoding: .utf8)
+      }
+      let configuration = URLSessionConfiguration.ephemeral
+      configuration.httpMaximumConnectionsPerHost = connections
+      configuration.timeoutIntervalForRequest = 120
+      configuration.httpCookieStorage = nil
+      return Client(session: URLSession(configuration: configuration), keyRing: keyRing)
+    }
+
     func pass() -> String {
       try! TokenSigner(keyRing: keyRing).sign(
         Token(
@@ -181,7 +187,7 @@ struct BoxOfficeBench: AsyncParsableCommand {
       try await send(method, url, body: nil, passHeader: pass ? self.pass() : nil, headers: [:])
     }
 
-    private func send(
+    func send(
       _ method: String, _ url: String, body: String?, passHeader: String?, headers: [String: String]
     ) async throws -> Reply {
       var request = URLRequest(url: URL(string: url)!)

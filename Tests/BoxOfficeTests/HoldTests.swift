@@ -83,13 +83,20 @@ import Testing
     let claimsBefore = try await box.integers("SELECT count(*)::bigint FROM holds")
     var statuses: [Int] = []
     var refusal: TestBoxOffice.Reply?
+    let started = ContinuousClock.now
     for _ in 0..<8 {
       let reply = try await box.request(
         "POST", "/events/\(box.event.id)/holds", pass: pass, body: #"{"seatIds":[\#(seats[0])]}"#)
       statuses.append(reply.status)
       if reply.status == 429 { refusal = reply }
     }
-    #expect(statuses == [409, 409, 409, 409, 409, 429, 429, 429], "\(statuses)")
+    // One attempt comes back every 12 s: on a machine busy with every other suite the eight
+    // can take that long, and then one more is let through (and answered 409).
+    let refills = Int((ContinuousClock.now - started).components.seconds / 12)
+    #expect(Array(statuses.prefix(5)) == [409, 409, 409, 409, 409], "\(statuses)")
+    let refused = statuses.filter { $0 == 429 }.count
+    #expect(refused >= 3 - refills && statuses.allSatisfy { $0 == 409 || $0 == 429 }, "\(statuses)")
+    #expect(refills >= 1 || statuses[5] == 429, "\(statuses)")
     #expect(refusal?.json["error"] as? String == "too_many_attempts")
     #expect(refusal?.text.contains("5 hold attempts a minute") == true, "\(refusal?.text ?? "")")
     let retryAfter = Int(refusal?.headers["retry-after"] ?? "") ?? 0
@@ -102,7 +109,7 @@ import Testing
       ).status == 201)
     let metrics = try await box.request(
       "GET", "/metrics", headers: ["Authorization": "Bearer boxoffice-test-admin-token"])
-    #expect(metrics.text.contains("boxoffice_hold_attempts_refused_total 3"))
+    #expect(metrics.text.contains("boxoffice_hold_attempts_refused_total \(refused)\n"))
   }
 
   @Test func overlappingHoldsNeverShareASeatAndTheAuditAgrees() async throws {

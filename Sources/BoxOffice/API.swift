@@ -19,6 +19,7 @@ public struct BoxOfficeAPI: Sendable {
   let inventory: Inventory
   let checkout: Checkout
   let cancellation: Cancellation
+  let waitlist: Waitlist
   let expiry: ExpiryWorker?
   let hotSeats: HotSeatGuard?
   let metrics: BoxOfficeMetrics
@@ -31,13 +32,14 @@ public struct BoxOfficeAPI: Sendable {
 
   public init(
     configuration: BoxOfficeConfiguration, inventory: Inventory, checkout: Checkout, cancellation: Cancellation,
-    expiry: ExpiryWorker?, hotSeats: HotSeatGuard?, metrics: BoxOfficeMetrics, adminToken: String?,
+    waitlist: Waitlist, expiry: ExpiryWorker?, hotSeats: HotSeatGuard?, metrics: BoxOfficeMetrics, adminToken: String?,
     logger: Logger
   ) {
     self.configuration = configuration
     self.inventory = inventory
     self.checkout = checkout
     self.cancellation = cancellation
+    self.waitlist = waitlist
     self.expiry = expiry
     self.hotSeats = hotSeats
     self.metrics = metrics
@@ -131,6 +133,33 @@ public struct BoxOfficeAPI: Sendable {
     case .ticketKeys:
       // Public on purpose: a scanner checks tickets with these and nothing else.
       return try Self.json(TicketKeys(keys: checkout.tickets.publishedKeys))
+    case .joinWaitlist:
+      let visitor = try visitor(request)
+      struct Join: Decodable { var seats: Int }
+      let join = try await Self.decode(Join.self, request, maxBytes: configuration.maxBodyBytes)
+      let entry = try await waitlist.join(event: try Self.uuid(context, "id"), visitor: visitor, seats: join.seats)
+      var response = try Self.json(entry, status: .created)
+      // The offer comes later, maybe long after the pass: the buyer follows it with this.
+      giveBuyerAccess(visitor, &response.headers)
+      return response
+    case .waitlist:
+      return try Self.json(["entries": try await waitlist.entries(visitor: try buyer(request))])
+    case .waitlistEntry:
+      let buyer = try buyer(request)
+      return try Self.json(try await waitlist.entry(try Self.uuid(context, "id"), visitor: buyer), orNotFound: "waitlist entry")
+    case .leaveWaitlist:
+      let buyer = try buyer(request)
+      guard try await waitlist.leave(try Self.uuid(context, "id"), visitor: buyer) else {
+        throw APIError(.notFound, "not_found", "no waitlist place of yours with this id is waiting or offered")
+      }
+      return Response(status: .noContent)
+    case .claimOffer:
+      let buyer = try buyer(request)
+      let id = try Self.uuid(context, "id")
+      let hold = try await waitlist.offeredHold(id, visitor: buyer)
+      let answer = try await runCheckout(hold: hold, visitor: buyer, request)
+      if answer.status == .created { try await waitlist.claimed(id) }
+      return answer
     case .checkInPage: return Self.page(CheckInPage.html)
     case .checkIn: return try await checkIn(request)
     case .metrics:
@@ -310,8 +339,15 @@ public struct BoxOfficeAPI: Sendable {
   }
 
   func runCheckout(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-    let visitor = try visitor(request)
-    let hold = try Self.uuid(context, "id")
+    var response = try await runCheckout(hold: try Self.uuid(context, "id"), visitor: try visitor(request), request)
+    // The visit is over: the gateway gives the slot to the next in line.
+    if response.status == .created { response.headers[.foyerRelease] = "done" }
+    return response
+  }
+
+  /// A checkout of `hold` for `visitor`; a `201` carries the buyer's credential (the pass is
+  /// given back with it, or was never needed: a waitlist offer).
+  func runCheckout(hold: UUID, visitor: String, _ request: Request) async throws -> Response {
     guard let key = request.headers[.idempotencyKey] else {
       throw APIError(.badRequest, "missing_idempotency_key", "checkout needs an Idempotency-Key header")
     }
@@ -320,11 +356,7 @@ public struct BoxOfficeAPI: Sendable {
     var headers = HTTPFields()
     headers[.contentType] = "application/json"
     headers[.cacheControl] = "no-store"
-    if answer.releasesSlot {
-      headers[.foyerRelease] = "done"
-      // The pass is given back with this answer; the buyer keeps their orders with this.
-      giveBuyerAccess(visitor, &headers)
-    }
+    if answer.releasesSlot { giveBuyerAccess(visitor, &headers) }
     return Response(
       status: answer.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
   }
@@ -546,6 +578,7 @@ public struct BoxOfficeAPI: Sendable {
 enum BoxOfficeRoute: Sendable, CaseIterable {
   case healthz, readyz, openAPI, events, event, seats, createHold, hold, releaseHold, checkout, orders, order
   case createEvent, metrics, ticketKeys, ticketQR, cancelOrder, checkIn, checkInPage
+  case joinWaitlist, waitlist, waitlistEntry, leaveWaitlist, claimOffer
 
   var route: Route {
     switch self {
@@ -568,6 +601,11 @@ enum BoxOfficeRoute: Sendable, CaseIterable {
     case .cancelOrder: Route("POST", "/orders/{id}/cancel")
     case .checkIn: Route("POST", "/checkin")
     case .checkInPage: Route("GET", "/checkin")
+    case .joinWaitlist: Route("POST", "/events/{id}/waitlist")
+    case .waitlist: Route("GET", "/waitlist")
+    case .waitlistEntry: Route("GET", "/waitlist/{id}")
+    case .leaveWaitlist: Route("DELETE", "/waitlist/{id}")
+    case .claimOffer: Route("POST", "/waitlist/{id}/checkout")
     }
   }
 

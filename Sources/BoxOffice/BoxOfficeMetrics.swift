@@ -16,6 +16,8 @@ public final class BoxOfficeMetrics: Sendable {
   /// When the expiry worker last finished a pass (Unix seconds): a stalled worker stops it.
   let expiryLastPass: Gauge
   let cancellations: Counter
+  let waitlistJoins: Counter
+  let waitlistOffers: Counter
 
   public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
     self.registry = registry
@@ -51,6 +53,9 @@ public final class BoxOfficeMetrics: Sendable {
         .seconds(5),
       ])
     cancellations = counter("boxoffice_orders_cancelled_total", "Orders cancelled by their buyer.")
+    waitlistJoins = counter("boxoffice_waitlist_joins_total", "Places taken on sold-out events' waitlists.")
+    waitlistOffers = counter(
+      "boxoffice_waitlist_offers_total", "Seats offered to waitlists as holds (one per offer, any number of seats).")
     for outcome in Self.checkoutOutcomes { _ = checkouts(outcome: outcome) }
     for outcome in Self.checkInOutcomes { _ = checkIns(outcome: outcome) }
     for outcome in Self.refundOutcomes { _ = refunds(outcome: outcome) }

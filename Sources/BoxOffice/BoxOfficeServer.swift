@@ -35,6 +35,7 @@ public struct BoxOfficeServer: Sendable {
   public let metrics: BoxOfficeMetrics
   public let payments: any PaymentProvider
   public let cancellation: Cancellation
+  public let waitlist: Waitlist
   public let redis: RedisClient?
   let api: BoxOfficeAPI
   let logger: Logger
@@ -53,10 +54,15 @@ public struct BoxOfficeServer: Sendable {
     metrics = BoxOfficeMetrics()
     let payments = payments ?? SimulatedPaymentProvider(settings: configuration.payments)
     self.payments = payments
+    let waitlist = Waitlist(
+      inventory: inventory, offerDuration: configuration.waitlistOfferDuration,
+      maxSeats: configuration.maxSeatsPerHold, metrics: metrics, logger: logger)
+    self.waitlist = waitlist
     cancellation = Cancellation(
       inventory: inventory, payments: payments, metrics: metrics, cutoff: configuration.cancelCutoff,
-      logger: logger)
-    expiry = ExpiryWorker(inventory: inventory, metrics: metrics, refunds: cancellation, logger: logger)
+      waitlist: waitlist, logger: logger)
+    expiry = ExpiryWorker(
+      inventory: inventory, metrics: metrics, refunds: cancellation, waitlist: waitlist, logger: logger)
     var hotSeats: HotSeatGuard?
     if let url = configuration.redisURL {
       let redis = RedisClient(
@@ -74,6 +80,7 @@ public struct BoxOfficeServer: Sendable {
       logger: logger)
     api = BoxOfficeAPI(
       configuration: configuration, inventory: inventory, checkout: checkout, cancellation: cancellation,
+      waitlist: waitlist,
       expiry: expiry,
       hotSeats: hotSeats,
       metrics: metrics, adminToken: adminToken, logger: logger)

@@ -15,19 +15,19 @@ public final class Cancellation: Sendable {
   let metrics: BoxOfficeMetrics
   /// Orders may be cancelled until this long before their event starts.
   let cutoff: Duration
-  /// Told the event whose seats came back (the waitlist offers them).
-  let seatsReturned: @Sendable (UUID) async -> Void
+  /// Seats that come back are offered to the event's waitlist in the same transaction.
+  let waitlist: Waitlist?
   let logger: Logger
 
   public init(
     inventory: Inventory, payments: any PaymentProvider, metrics: BoxOfficeMetrics, cutoff: Duration,
-    seatsReturned: @escaping @Sendable (UUID) async -> Void = { _ in }, logger: Logger
+    waitlist: Waitlist? = nil, logger: Logger
   ) {
     self.inventory = inventory
     self.payments = payments
     self.metrics = metrics
     self.cutoff = cutoff
-    self.seatsReturned = seatsReturned
+    self.waitlist = waitlist
     self.logger = logger
   }
 
@@ -94,12 +94,12 @@ public final class Cancellation: Sendable {
         INSERT INTO refunds (id, order_id, charge_id, amount_cents, status)
         VALUES (\(UUID()), \(id), \(chargeID), \(amount), 'pending')
         """, logger: logger)
+      try await self.waitlist?.offer(event: event, on: connection)
       return event
     }
     if let event {
       metrics.cancellations.increment()
-      logger.info("order cancelled", metadata: ["order": "\(id)"])
-      await seatsReturned(event)
+      logger.info("order cancelled", metadata: ["order": "\(id)", "event": "\(event)"])
     }
     try? await completeRefund(order: id)
     guard let order = try await inventory.order(id, visitor: visitor) else { throw APIError.notFound("order") }

@@ -16,6 +16,8 @@ public final class ExpiryWorker: Service, Sendable {
   let metrics: BoxOfficeMetrics
   /// Refunds left pending are finished on each pass.
   let refunds: Cancellation?
+  /// Offers that ran out pass on, and freed seats are offered, on each pass.
+  let waitlist: Waitlist?
   let logger: Logger
   let maximumSleep: Duration
   private let state = NIOLockedValueBox(State())
@@ -31,12 +33,13 @@ public final class ExpiryWorker: Service, Sendable {
   }
 
   public init(
-    inventory: Inventory, metrics: BoxOfficeMetrics, refunds: Cancellation? = nil,
+    inventory: Inventory, metrics: BoxOfficeMetrics, refunds: Cancellation? = nil, waitlist: Waitlist? = nil,
     maximumSleep: Duration = .seconds(5), logger: Logger
   ) {
     self.inventory = inventory
     self.metrics = metrics
     self.refunds = refunds
+    self.waitlist = waitlist
     self.maximumSleep = maximumSleep
     self.logger = logger
   }
@@ -60,6 +63,7 @@ public final class ExpiryWorker: Service, Sendable {
             released = try await self.inventory.releaseExpired(limit: 500)
             self.metrics.seatsExpired.increment(by: Int64(released))
           } while released == 500
+          try await self.waitlist?.advance()
           try await self.refunds?.retryPending()
           self.metrics.expiryLastPass.set(Date().timeIntervalSince1970)
           if let next = try await self.inventory.nextExpiry() { pause = min(pause, next) }

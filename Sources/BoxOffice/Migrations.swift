@@ -236,6 +236,42 @@ public enum Migrations {
         """,
       ]
     ),
+    (
+      3, "waitlist",
+      [
+        """
+        CREATE TABLE waitlist (
+          id uuid PRIMARY KEY,
+          event_id uuid NOT NULL REFERENCES events(id),
+          visitor text NOT NULL,
+          seats int NOT NULL CHECK (seats > 0),
+          -- The order of the line: offers go strictly by it.
+          place bigserial NOT NULL,
+          status text NOT NULL DEFAULT 'waiting'
+            CHECK (status IN ('waiting', 'offered', 'claimed', 'lapsed', 'left')),
+          hold_id uuid REFERENCES holds(id),
+          offered_at timestamptz,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          CHECK (status = 'left' OR (status = 'waiting') = (hold_id IS NULL)),
+          CHECK ((hold_id IS NULL) = (offered_at IS NULL))
+        )
+        """,
+        """
+        CREATE UNIQUE INDEX waitlist_one_place_per_buyer ON waitlist (event_id, visitor)
+          WHERE status IN ('waiting', 'offered')
+        """,
+        """
+        CREATE INDEX waitlist_line ON waitlist (event_id, place) WHERE status = 'waiting'
+        """,
+        """
+        -- An offer is one hold for one place in line.
+        CREATE UNIQUE INDEX waitlist_one_place_per_hold ON waitlist (hold_id) WHERE hold_id IS NOT NULL
+        """,
+        """
+        CREATE INDEX waitlist_by_buyer ON waitlist (visitor, created_at)
+        """,
+      ]
+    ),
   ]
 
   /// Applies every migration not applied yet; returns the versions applied. Concurrent

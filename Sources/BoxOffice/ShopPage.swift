@@ -141,6 +141,7 @@ enum ShopPage {
           var html = '<h1>' + esc(e.name) + '</h1><p class="muted">' + esc(e.venue) + ", " + esc(e.city) + " · " + new Date(e.startsAt).toLocaleString() + "</p>";
           if (state.message) { html += notice(state.message); state.message = null; }
           if (state.hold) { app.innerHTML = html + holdView(); wireHold(); return; }
+          if (state.seats.length && state.seats.every(function (s) { return s.status !== "available"; })) html += waitlistCard();
           html += '<div class="bar"><label>Section <select id="section">' + sections().map(function (name) {
             var inSection = state.seats.filter(function (s) { return s.section === name; });
             var free = inSection.filter(function (s) { return s.status === "available"; }).length;
@@ -154,6 +155,7 @@ enum ShopPage {
             chosen.map(function (s) { return esc(s.section + " " + s.row + s.number); }).join(", ") + " · <strong>" + money(total) + "</strong>" :
             "Choose up to 6 seats on the map.") + '</span><button id="hold"' + (chosen.length ? "" : " disabled") + '>Hold these seats</button></div>';
           app.innerHTML = html;
+          wireWaitlist();
           document.getElementById("section").onchange = function (ev) { state.section = ev.target.value; render(); };
           app.querySelector("svg").onclick = function (ev) {
             var id = Number(ev.target.getAttribute && ev.target.getAttribute("data-id"));
@@ -173,6 +175,22 @@ enum ShopPage {
               state.selected = state.selected.filter(function (s) { return gone.indexOf(s) < 0; });
               state.message = r.status === 409 ? "Sorry — " + gone.length + " of those seats were just taken. Pick others." : (r.data.message || "Could not hold the seats.");
               refresh(); render();
+            });
+          };
+        }
+        // Sold out: a place on the waitlist; the offer is followed under My orders.
+        function waitlistCard() {
+          if (state.joined) return '<div class="card">' + notice("You are number " + state.joined.position + " on the waitlist. When seats come back they are held for you; follow it under My orders.", true) + '</div>';
+          return '<form class="card" id="waitlist"><h2>Sold out</h2><p>Join the waitlist: when seats come back they are offered in order, held for you for a while.</p>' +
+            '<label>Seats <select id="wlseats">' + [1, 2, 3, 4, 5, 6].map(function (n) { return '<option>' + n + '</option>'; }).join("") + '</select></label> <button>Join the waitlist</button></form>';
+        }
+        function wireWaitlist() {
+          var form = document.getElementById("waitlist"); if (!form) return;
+          form.onsubmit = function (ev) {
+            ev.preventDefault();
+            call("POST", "/events/" + id + "/waitlist", { seats: Number(document.getElementById("wlseats").value) }).then(function (r) {
+              if (r.status === 201) state.joined = r.data; else state.message = r.data.message || "Could not join the waitlist.";
+              render();
             });
           };
         }
@@ -234,7 +252,8 @@ enum ShopPage {
 
       function orders(message) {
         document.title = "My orders — BoxOffice";
-        call("GET", "/orders").then(function (r) {
+        Promise.all([call("GET", "/orders"), call("GET", "/waitlist")]).then(function (answers) {
+          var r = answers[0], waitlist = answers[1].status === 200 ? answers[1].data.entries : [];
           if (r.status !== 200) { app.innerHTML = "<h1>My orders</h1>" + notice(r.status === 401 ? "Your orders appear here once you have bought tickets in this browser." : (r.data.message || "Could not load your orders.")); return; }
           app.innerHTML = "<h1>My orders</h1>" + (message || "") + (r.data.orders.length ? r.data.orders.map(function (o) {
             var cancelled = o.status === "cancelled";
@@ -244,7 +263,8 @@ enum ShopPage {
               (cancelled ? '' : used ? '<span class="muted">In use: no longer cancellable</span>' :
                 '<span class="confirm"><button class="secondary" data-cancel="' + o.id.toLowerCase() + '">Cancel order</button></span>') + '</div>' +
               (o.refund ? '<p class="muted">Refund of ' + money(o.refund.amountCents) + ': ' + (o.refund.status === "succeeded" ? "paid back " + new Date(o.refund.completedAt).toLocaleString() : "on its way") + '.</p>' : '') +
-              tickets(o) + '</div>'; }).join("") : '<p class="muted">No orders yet.</p>');
+              tickets(o) + '</div>'; }).join("") : '<p class="muted">No orders yet.</p>') + waitlistSection(waitlist);
+          wireOffers(waitlist);
           app.querySelectorAll("[data-cancel]").forEach(function (button) {
             button.onclick = function () {
               var id = button.getAttribute("data-cancel"), box = button.parentNode;
@@ -259,6 +279,51 @@ enum ShopPage {
               };
             };
           });
+        });
+      }
+
+      // The buyer's waitlist places: where they stand, and an offer to pay for before it runs out.
+      function waitlistSection(entries) {
+        if (!entries.length) return "";
+        return "<h2>Waitlist</h2>" + entries.map(function (w) {
+          var id = w.id.toLowerCase(), html = '<div class="card" data-entry="' + id + '"><div class="bar"><span><strong>' + w.seats + (w.seats > 1 ? " seats" : " seat") + '</strong> · ';
+          if (w.status === "waiting") html += "number " + w.position + " in line";
+          else if (w.status === "offered") html += '<strong>seats are held for you</strong> for <span class="countdown" data-until="' + esc(w.offer.expiresAt) + '"></span>';
+          else html += { claimed: "bought: see your order above", lapsed: "the offer ran out", left: "you left the waitlist" }[w.status] || esc(w.status);
+          html += '</span>' + (w.status === "waiting" || w.status === "offered" ? '<button class="secondary" data-leave="' + id + '">Leave the waitlist</button>' : "") + '</div>';
+          if (w.status === "offered") {
+            html += '<table><tr><th>Seat</th><th>Price</th></tr>' + w.offer.seats.map(function (s) {
+              return '<tr><td>' + esc(s.section + ", row " + s.row + ", seat " + s.number) + '</td><td>' + money(s.priceCents) + '</td></tr>'; }).join("") +
+              '<tr><th>Total</th><th>' + money(w.offer.totalCents) + '</th></tr></table>' +
+              '<form data-pay="' + id + '"><label>Card number <input name="card" inputmode="numeric" autocomplete="cc-number" required value="4242 4242 4242 4242"></label> <button>Pay ' + money(w.offer.totalCents) + '</button></form>';
+          }
+          return html + '</div>';
+        }).join("");
+      }
+      function wireOffers(entries) {
+        clearInterval(window.offerTimer);
+        window.offerTimer = setInterval(function () {
+          app.querySelectorAll("[data-until]").forEach(function (node) {
+            var left = Math.max(0, Math.round((new Date(node.getAttribute("data-until")) - Date.now()) / 1000));
+            node.textContent = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+            if (left === 0) { clearInterval(window.offerTimer); setTimeout(function () { orders(); }, 1500); }
+          });
+        }, 500);
+        app.querySelectorAll("[data-leave]").forEach(function (button) {
+          button.onclick = function () {
+            call("DELETE", "/waitlist/" + button.getAttribute("data-leave")).then(function () { orders(notice("You left the waitlist.", true)); });
+          };
+        });
+        app.querySelectorAll("[data-pay]").forEach(function (form) {
+          var key = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2);
+          form.onsubmit = function (ev) {
+            ev.preventDefault();
+            var button = form.querySelector("button"); if (button.disabled) return;
+            button.disabled = true; button.textContent = "Paying…";
+            call("POST", "/waitlist/" + form.getAttribute("data-pay") + "/checkout", { card: { number: form.card.value } }, { "Idempotency-Key": key }).then(function (r) {
+              orders(r.status === 201 ? notice("Bought — your tickets are below.", true) : notice(r.data.message || "The payment did not go through."));
+            });
+          };
         });
       }
 

@@ -27,7 +27,7 @@ final class TestBoxOffice: @unchecked Sendable {
   static func start(
     hold: Duration = .seconds(600), redisURL: String? = nil, payments: PaymentSettings = PaymentSettings(),
     expiryWorker: Bool = true, holdAttemptsPerMinute: Int? = 30, cancelCutoff: Duration = .seconds(3_600),
-    startsIn: TimeInterval = 86_400,
+    startsIn: TimeInterval = 86_400, waitlistOffer: Duration = .seconds(900),
     sections: [EventSpec.Section] = [
       EventSpec.Section(name: "Floor", rows: 4, seatsPerRow: 10, priceCents: 5_000),
       EventSpec.Section(name: "Balcony", rows: 2, seatsPerRow: 10, priceCents: 2_500),
@@ -39,6 +39,7 @@ final class TestBoxOffice: @unchecked Sendable {
     configuration.maxBodyBytes = 4_096
     configuration.holdAttemptsPerMinute = holdAttemptsPerMinute
     configuration.cancelCutoff = cancelCutoff
+    configuration.waitlistOfferDuration = waitlistOffer
     configuration.staffToken = staffToken
     let boxOffice = try await InProcessBoxOffice.start(
       configuration, adminToken: "boxoffice-test-admin-token", expiryWorker: expiryWorker,

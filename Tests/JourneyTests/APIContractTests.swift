@@ -14,6 +14,7 @@ import WaitingRoom
   static let keyRing = try! KeyRing([SigningKey(id: "contract", secret: Array(repeating: 5, count: 32))])
   static let adminToken = "contract-admin-token-0123456789"
   static let boxOfficeToken = "contract-boxoffice-token-0123456789"
+  static let staffToken = "contract-staff-token-0123456789"
 
   struct Document {
     var name: String
@@ -120,10 +121,12 @@ import WaitingRoom
     let stack = try await OnSaleStack.start(
       room: "contract", keyRing: Self.keyRing, adminToken: Self.adminToken,
       sections: [EventSpec.Section(name: "Floor", rows: 4, seatsPerRow: 10, priceCents: 1_000)],
-      settings: RoomSettings(ratePerMinute: 6_000), boxOfficeAdminToken: Self.boxOfficeToken)
+      settings: RoomSettings(ratePerMinute: 6_000), boxOfficeAdminToken: Self.boxOfficeToken,
+      staffToken: Self.staffToken)
     defer { Task { await stack.stop() } }
     let environment = [
       "FOYER_ADMIN_TOKEN": Self.adminToken, "BOXOFFICE_ADMIN_TOKEN": Self.boxOfficeToken,
+      "BOXOFFICE_STAFF_TOKEN": Self.staffToken,
       "FOYER_ROOM": stack.room, "FOYER_PASS": Self.pass(room: stack.room),
       "FOYER_EVENT": stack.event.id.uuidString,
     ]

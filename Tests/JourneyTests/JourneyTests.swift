@@ -169,14 +169,43 @@ import WaitingRoom
 /// A buyer cancels from "My orders" in a real Chromium: the confirmation step, then the order
 /// shown cancelled with its refund, its tickets revoked and its seats back on sale.
 @Suite(.timeLimit(.minutes(3))) struct CancelJourneyTests {
-  @Test func aBuyerCancelsFromMyOrders() async throws {
-    let keyRing = try KeyRing([SigningKey(id: "cancel", secret: Array(repeating: 4, count: 32))])
-    let room = "cancel" + UUID().uuidString.prefix(6)
+  /// A stack with one small section, and a browser.
+  static func start(_ name: String, seats: Int) async throws -> (OnSaleStack, Chromium, KeyRing) {
+    let keyRing = try KeyRing([SigningKey(id: name, secret: Array(repeating: 4, count: 32))])
     let stack = try await OnSaleStack.start(
-      room: room, keyRing: keyRing, adminToken: "cancel-admin-token-0123456789",
-      sections: [EventSpec.Section(name: "Stalls", rows: 1, seatsPerRow: 4, priceCents: 3_000)],
+      room: name + UUID().uuidString.prefix(6), keyRing: keyRing, adminToken: "\(name)-admin-token-0123456789",
+      sections: [EventSpec.Section(name: "Stalls", rows: 1, seatsPerRow: seats, priceCents: 3_000)],
       settings: RoomSettings())
-    let chromium = try Chromium.start()
+    return (stack, try Chromium.start(), keyRing)
+  }
+
+  static func pass(_ stack: OnSaleStack, _ keyRing: KeyRing) throws -> String {
+    try TokenSigner(keyRing: keyRing).sign(
+      Token(kind: .pass, room: stack.room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 600))
+  }
+
+  /// Two seats bought straight from BoxOffice with `pass`: the checkout's answer.
+  static func buyTwo(_ stack: OnSaleStack, pass: String) async throws -> HTTPReply {
+    let hold = try await httpRequest(
+      "POST", stack.boxOfficeBase + "/events/\(stack.event.id)/holds",
+      headers: ["Foyer-Pass": pass, "Content-Type": "application/json"], body: Data(#"{"section":"Stalls","quantity":2}"#.utf8))
+    let holdID = try #require(hold.json["id"] as? String, "\(hold.text)")
+    let order = try await httpRequest(
+      "POST", stack.boxOfficeBase + "/holds/\(holdID)/checkout",
+      headers: ["Foyer-Pass": pass, "Content-Type": "application/json", "Idempotency-Key": UUID().uuidString],
+      body: Data(#"{"card":{"number":"4242424242424242"}}"#.utf8))
+    #expect(order.status == 201, "\(order.text)")
+    return order
+  }
+
+  static func setCookie(_ chromium: Chromium, _ name: String, _ value: String) async throws {
+    try await chromium.send(
+      "Storage.setCookies",
+      ["cookies": [["name": name, "value": value, "domain": "127.0.0.1", "path": "/", "httpOnly": true]]])
+  }
+
+  @Test func aBuyerCancelsFromMyOrders() async throws {
+    let (stack, chromium, keyRing) = try await Self.start("cancel", seats: 4)
     defer {
       Task {
         await chromium.stop()
@@ -184,21 +213,8 @@ import WaitingRoom
       }
     }
     // Bought straight from BoxOffice with a pass; the browser then holds only the buyer cookie.
-    let pass = try TokenSigner(keyRing: keyRing).sign(
-      Token(kind: .pass, room: room, visitor: .random(), time: Int64(Date().timeIntervalSince1970) + 600))
-    let hold = try await httpRequest(
-      "POST", stack.boxOfficeBase + "/events/\(stack.event.id)/holds",
-      headers: ["Foyer-Pass": pass, "Content-Type": "application/json"], body: Data(#"{"section":"Stalls","quantity":2}"#.utf8))
-    let holdID = try #require(hold.json["id"] as? String, "\(hold.text)")
-    let order = try await httpRequest(
-      "POST", stack.boxOfficeBase + "/holds/\(holdID)/checkout",
-      headers: ["Foyer-Pass": pass, "Content-Type": "application/json", "Idempotency-Key": "cancel-journey"],
-      body: Data(#"{"card":{"number":"4242424242424242"}}"#.utf8))
-    let buyer = try #require(order.headers["boxoffice-buyer"], "\(order.text)")
-    try await chromium.send(
-      "Storage.setCookies",
-      ["cookies": [["name": "boxoffice_buyer", "value": buyer, "domain": "127.0.0.1", "path": "/", "httpOnly": true]]])
-
+    let order = try await Self.buyTwo(stack, pass: try Self.pass(stack, keyRing))
+    try await Self.setCookie(chromium, "boxoffice_buyer", try #require(order.headers["boxoffice-buyer"]))
     let page = try await chromium.newPage()
     try await page.navigate(stack.boxOfficeBase + "/orders")
     try await page.waitFor(JourneyTests.ticketsLoaded)
@@ -219,6 +235,46 @@ import WaitingRoom
       available.append(count)
     }
     #expect(available == [4])
+    #expect(chromium.consoleErrors.isEmpty, "\(chromium.consoleErrors)")
+  }
+
+  /// A sold-out event in Chromium: the shop offers the waitlist, My orders shows the place in
+  /// line, then (an order cancelled elsewhere) the offer with its countdown, bought there.
+  @Test func aWaitingBuyerJoinsAndBuysTheOffer() async throws {
+    let (stack, chromium, keyRing) = try await Self.start("wait", seats: 2)
+    defer {
+      Task {
+        await chromium.stop()
+        await stack.stop()
+      }
+    }
+    // Someone else buys the whole hall.
+    let seller = try Self.pass(stack, keyRing)
+    let orderID = try #require(try await Self.buyTwo(stack, pass: seller).json["id"] as? String)
+
+    // The visitor, with a pass, finds the event sold out and joins its waitlist.
+    try await Self.setCookie(chromium, "foyer_p_\(stack.room)", try Self.pass(stack, keyRing))
+    let page = try await chromium.newPage()
+    try await page.navigate(stack.boxOfficeBase + "/events/\(stack.event.id.uuidString.lowercased())")
+    try await page.waitFor("document.getElementById('waitlist')")
+    try await page.screenshot(to: JourneyTests.artifacts.appendingPathComponent("13-sold-out.png"))
+    try await page.evaluate(
+      "document.getElementById('wlseats').value = '2'; document.getElementById('waitlist').requestSubmit(); true")
+    try await page.waitFor("document.body.innerText.indexOf('number 1 on the waitlist') >= 0")
+    try await page.navigate(stack.boxOfficeBase + "/orders")
+    try await page.waitFor("document.body.innerText.indexOf('number 1 in line') >= 0")
+
+    // Seats come back; the offer appears with its countdown and is bought there.
+    let cancelled = try await httpRequest(
+      "POST", stack.boxOfficeBase + "/orders/\(orderID)/cancel", headers: ["Foyer-Pass": seller])
+    #expect(cancelled.status == 200)
+    try await page.navigate(stack.boxOfficeBase + "/orders")
+    try await page.waitFor("document.querySelector('[data-pay]') && document.querySelector('[data-until]').textContent.length > 0")
+    try await page.screenshot(to: JourneyTests.artifacts.appendingPathComponent("14-waitlist-offer.png"))
+    try await page.evaluate("document.querySelector('[data-pay]').requestSubmit(); true")
+    try await page.waitFor("document.body.innerText.indexOf('bought: see your order above') >= 0")
+    try await page.waitFor(JourneyTests.ticketsLoaded)
+    try await page.screenshot(to: JourneyTests.artifacts.appendingPathComponent("15-waitlist-bought.png"))
     #expect(chromium.consoleErrors.isEmpty, "\(chromium.consoleErrors)")
   }
 }

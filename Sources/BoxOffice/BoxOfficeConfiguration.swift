@@ -157,8 +157,8 @@ public struct BoxOfficeConfiguration: Sendable {
       try orders.finish()
     }
     if var waitlist = try top.section("waitlist") {
-      if let minutes = try waitlist.int("offer_minutes", in: 1...1_440) {
-        configuration.waitlistOfferDuration = .seconds(minutes * 60)
+      if let seconds = try waitlist.int("offer_seconds", in: 5...86_400) {
+        configuration.waitlistOfferDuration = .seconds(seconds)
       }
       try waitlist.finish()
     }

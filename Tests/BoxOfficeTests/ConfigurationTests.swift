@@ -37,7 +37,7 @@ import Testing
 
   @Test func buyersOrdersAndWaitlistAreRead() throws {
     let parsed = try BoxOfficeConfiguration.parse(
-      yaml: "buyers: {access_days: 7, secure_cookie: true}\norders: {cancel_until_hours_before: 0}\nwaitlist: {offer_minutes: 5}\n",
+      yaml: "buyers: {access_days: 7, secure_cookie: true}\norders: {cancel_until_hours_before: 0}\nwaitlist: {offer_seconds: 300}\n",
       keyRing: keyRing)
     #expect(parsed.buyers.lifetime == .seconds(7 * 86_400) && parsed.buyers.secureCookie)
     #expect(parsed.buyers.cookie("t").hasSuffix("; Secure"))
@@ -58,7 +58,7 @@ import Testing
     #expect(error("visitors: {identity: anyone}").hasPrefix("visitors.identity must be pass or gateway"))
     #expect(error("colour: red") == "colour is not a known key (line 1)")
     #expect(error("buyers: {access_days: 0}").hasPrefix("buyers.access_days must be between 1 and 3650"))
-    #expect(error("waitlist: {offer_seconds: 5}").hasPrefix("waitlist.offer_seconds is not a known key"))
+    #expect(error("waitlist: {offer_minutes: 5}").hasPrefix("waitlist.offer_minutes is not a known key"))
     #expect(error("redis: {url: 'redis://127.0.0.1:6379'}") == "no error")
   }
 }

@@ -36,7 +36,7 @@ public final class OnSaleStack: @unchecked Sendable {
     room: String, keyRing: KeyRing, adminToken: String, sections: [EventSpec.Section],
     holdDuration: Duration = .seconds(600), databaseConnections: Int = 5, settings: RoomSettings,
     startsIn seconds: Double? = nil, boxOfficeAdminToken: String? = nil, clients: ClientPolicy = ClientPolicy(),
-    staffToken: String? = nil
+    staffToken: String? = nil, waitlistOffer: Duration = .seconds(900)
   ) async throws -> OnSaleStack {
     let databaseURL = try await PostgresDatabase.create()
     var configuration = BoxOfficeConfiguration(
@@ -44,6 +44,7 @@ public final class OnSaleStack: @unchecked Sendable {
       holdDuration: holdDuration, keyRing: keyRing)
     configuration.room = room
     configuration.staffToken = staffToken
+    configuration.waitlistOfferDuration = waitlistOffer
     let boxOffice = try await InProcessBoxOffice.start(
       configuration, adminToken: boxOfficeAdminToken,
       event: EventSpec(

@@ -39,7 +39,7 @@ import WaitingRoom
       holdDuration: .seconds(10), databaseConnections: 10, settings: RoomSettings(),
       // The simulator is the crowd's proxy: each visitor says its own address, and the
       // per-client limits stay at their defaults.
-      clients: ClientPolicy(trustedProxies: [AddressBlock("127.0.0.1")!]))
+      clients: ClientPolicy(trustedProxies: [AddressBlock("127.0.0.1")!]), waitlistOffer: .seconds(10))
     defer { Task { await stack.stop() } }
 
     let report = try await Simulation(
@@ -62,12 +62,20 @@ import WaitingRoom
     #expect(report.maxActiveSampled <= report.cap && report.maxActiveVisitors <= report.cap)
     #expect(report.maxActiveSampled > 0)
     // The books match what the visitors were told.
-    #expect(report.ledger.orders > 0 && report.ledger.orders == report.ordersSeen)
-    #expect(report.ledger.tickets == report.ticketsSeen && report.ledger.seatsSold == report.ledger.tickets)
-    #expect(report.ledger.seatsHeld == 0)
+    let ledger = report.ledger
+    #expect(ledger.orders > 0 && ledger.orders + ledger.ordersCancelled == report.ordersSeen)
+    #expect(ledger.tickets == report.ticketsSeen && ledger.seatsSold == ledger.tickets)
+    #expect(ledger.seatsHeld == 0)
     // Every successful charge became an order or was refunded: a hold that ran out during
-    // payment (a slow, loaded machine) is charged, answered 410 and refunded.
-    #expect(report.ledger.declines > 0 && report.ledger.charges == report.ledger.orders + report.ledger.refunds)
+    // payment (a slow, loaded machine) is charged, answered 410 and refunded; a cancelled
+    // order has its own refund.
+    #expect(ledger.declines > 0 && ledger.charges == ledger.orders + ledger.ordersCancelled + ledger.refunds)
+    // After the sale: buyers cancelled outside the room and were refunded once each; sold-out
+    // visitors took places on the waitlist.
+    #expect(ledger.ordersCancelled > 0 && ledger.ordersCancelled == report.aftermarket.cancelled)
+    #expect(ledger.cancellationRefunds == ledger.ordersCancelled)
+    #expect(ledger.waitlistPlaces > 0 && ledger.waitlistPlaces == report.aftermarket.waitlisted)
+    #expect(ledger.waitlistClaimed == report.aftermarket.boughtOffers)
     // The crowd did what the scenario says: everyone came, cheaters tried, the rate doubled.
     #expect(report.visitors == scenario.visitors)
     #expect((report.outcomes["cheater"] ?? 0) > 0 && (report.statuses["cheat"]?.values.reduce(0, +) ?? 0) > 0)

@@ -34,6 +34,22 @@ public struct Ledger: Sendable, Codable {
   /// hold that ended.
   public var heldSeatLeaks = 0
 
+  // After the sale.
+  public var ordersCancelled = 0
+  public var cancellationRefunds = 0
+  public var cancellationRefundsPending = 0
+  /// Cancelled orders without exactly one refund, or with a live ticket left.
+  public var cancellationsNotSettled = 0
+  public var waitlistPlaces = 0
+  public var waitlistOffers = 0
+  public var waitlistClaimed = 0
+  public var waitlistLapsed = 0
+  public var waitlistLeft = 0
+  public var waitlistWaiting = 0
+  /// Offers made out of the line's order, places still waiting ahead of one offered seats,
+  /// and bought offers without their order.
+  public var waitlistOutOfOrder = 0
+
   /// Runs `body` with a client of the database, closed afterwards.
   static func withDatabase<T: Sendable>(
     _ url: String, _ body: (PostgresClient) async throws -> T
@@ -154,11 +170,15 @@ public struct Ledger: Sendable, Codable {
           SELECT t.seat_id FROM tickets t JOIN seats s ON s.id = t.seat_id
           WHERE s.event_id = \(event) AND t.live GROUP BY t.seat_id HAVING count(*) > 1) twice
         """)
+      // A seat sold again must have come back in between (a cancellation): in its audit trail,
+      // sales never outnumber returns from sold by more than one.
       + (try await count(
         """
         SELECT count(*)::int8 FROM (
-          SELECT seat_id FROM seat_audit WHERE event_id = \(event) AND to_status = 'sold'
-          GROUP BY seat_id HAVING count(*) > 1) twice
+          SELECT seat_id FROM seat_audit WHERE event_id = \(event)
+          GROUP BY seat_id
+          HAVING count(*) FILTER (WHERE to_status = 'sold')
+            > count(*) FILTER (WHERE from_status = 'sold' AND to_status <> 'sold') + 1) twice
         """))
     ledger.ticketMismatches = try await count(
       """
@@ -196,6 +216,64 @@ public struct Ledger: Sendable, Codable {
           AND (s.held_until < now() - interval '5 seconds'
                OR NOT EXISTS (SELECT 1 FROM holds h WHERE h.id = s.hold_id AND h.status = 'active'))
         """))
+    try await readAftermarket(&ledger, client, event: event, logger: logger)
     return ledger
+  }
+
+  /// Cancellations, refunds and the waitlist, and their invariants.
+  private static func readAftermarket(
+    _ ledger: inout Ledger, _ client: PostgresClient, event: UUID, logger: Logger
+  ) async throws {
+    func count(_ query: PostgresQuery) async throws -> Int {
+      try await column(client, query, as: Int.self, logger: logger).first ?? 0
+    }
+    ledger.ordersCancelled = try await count(
+      "SELECT count(*)::int8 FROM orders WHERE event_id = \(event) AND status = 'cancelled'")
+    for try await (status, number) in try await client.query(
+      """
+      SELECT r.status, count(*)::int8 FROM refunds r JOIN orders o ON o.id = r.order_id
+      WHERE o.event_id = \(event) GROUP BY r.status
+      """, logger: logger
+    ).decode((String, Int).self) {
+      if status == "succeeded" { ledger.cancellationRefunds = number } else { ledger.cancellationRefundsPending = number }
+    }
+    ledger.cancellationsNotSettled = try await count(
+      """
+      SELECT count(*)::int8 FROM orders o WHERE o.event_id = \(event) AND o.status = 'cancelled'
+        AND ((SELECT count(*) FROM refunds r WHERE r.order_id = o.id) <> 1
+          OR EXISTS (SELECT 1 FROM tickets t WHERE t.order_id = o.id AND t.live))
+      """)
+    for try await (status, number) in try await client.query(
+      "SELECT status, count(*)::int8 FROM waitlist WHERE event_id = \(event) GROUP BY status", logger: logger
+    ).decode((String, Int).self) {
+      ledger.waitlistPlaces += number
+      switch status {
+      case "claimed": ledger.waitlistClaimed = number
+      case "lapsed": ledger.waitlistLapsed = number
+      case "left": ledger.waitlistLeft = number
+      case "waiting": ledger.waitlistWaiting = number
+      default: break
+      }
+    }
+    ledger.waitlistOffers = try await count(
+      "SELECT count(*)::int8 FROM waitlist WHERE event_id = \(event) AND offered_at IS NOT NULL")
+    ledger.waitlistOutOfOrder =
+      try await count(
+        """
+        SELECT count(*)::int8 FROM (
+          SELECT place, lag(place) OVER (ORDER BY offered_at) AS before FROM waitlist
+          WHERE event_id = \(event) AND offered_at IS NOT NULL) offers
+        WHERE place < before
+        """)
+      + (try await count(
+        """
+        SELECT count(*)::int8 FROM waitlist w WHERE w.event_id = \(event) AND w.status = 'waiting'
+          AND w.place < (SELECT max(place) FROM waitlist WHERE event_id = \(event) AND offered_at IS NOT NULL)
+        """))
+      + (try await count(
+        """
+        SELECT count(*)::int8 FROM waitlist w WHERE w.event_id = \(event) AND w.status = 'claimed'
+          AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.hold_id = w.hold_id)
+        """))
   }
 }

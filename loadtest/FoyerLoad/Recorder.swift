@@ -17,6 +17,10 @@ public enum RequestKind: String, CaseIterable, Codable, Sendable, Comparable {
   case release
   /// `POST /_foyer/leave`.
   case leave
+  /// `POST /orders/{id}/cancel`, outside the room.
+  case cancel
+  /// The waitlist: joining (with the pass), following and leaving a place (outside the room).
+  case waitlist
   /// A cheater's request with a forged pass.
   case cheat
   /// `POST /_foyer/solve`: a solved proof-of-work challenge.
@@ -56,6 +60,9 @@ public enum ViolationKind: String, CaseIterable, Codable, Sendable, Comparable {
   case unexpectedAnswer = "unexpected_answer"
   /// One pass held more seats at once than BoxOffice's per-visitor cap.
   case seatCap = "seat_cap"
+  /// A waitlist offer made out of the line's order, a place skipped, or a bought offer
+  /// without its order.
+  case waitlist
 
   public static func < (a: ViolationKind, b: ViolationKind) -> Bool { a.rawValue < b.rawValue }
 }

@@ -74,7 +74,17 @@ public struct Report: Sendable, Codable {
   public var botHashes: BotHashes? = nil
   /// Requests the gateway refused, by reason (its `foyer_refused_requests_total`).
   public var refusals: [String: Int] = [:]
+  /// What the visitors did after the sale (`aftermarket:`).
+  public var aftermarket = Aftermarket()
   public var violations: [Violation]
+
+  public struct Aftermarket: Sendable, Codable {
+    public var cancelled = 0
+    public var waitlisted = 0
+    public var offered = 0
+    public var boughtOffers = 0
+    public var letOffersLapse = 0
+  }
 
   public struct Wait: Sendable, Codable {
     public var count: Int
@@ -218,7 +228,18 @@ public struct Report: Sendable, Codable {
     out += "seats sold twice \(ledger.seatsSoldTwice), ticket mismatches \(ledger.ticketMismatches), "
     out +=
       "orders not charged once \(ledger.ordersNotChargedOnce), unrefunded charges \(ledger.unrefundedCharges), "
-    out += "held-seat leaks \(ledger.heldSeatLeaks)\n\n"
+    out += "held-seat leaks \(ledger.heldSeatLeaks)\n"
+    if ledger.ordersCancelled + ledger.waitlistPlaces + aftermarket.cancelled + aftermarket.waitlisted > 0 {
+      out +=
+        "cancelled \(ledger.ordersCancelled) (visitors \(aftermarket.cancelled)), refunded \(ledger.cancellationRefunds) "
+        + "(pending \(ledger.cancellationRefundsPending)), not settled \(ledger.cancellationsNotSettled)\n"
+      out +=
+        "waitlist: \(ledger.waitlistPlaces) places (visitors \(aftermarket.waitlisted)), offers \(ledger.waitlistOffers) "
+        + "(visitors saw \(aftermarket.offered)), bought \(ledger.waitlistClaimed) (visitors \(aftermarket.boughtOffers)), "
+        + "lapsed \(ledger.waitlistLapsed) (let run out \(aftermarket.letOffersLapse)), left \(ledger.waitlistLeft), "
+        + "waiting \(ledger.waitlistWaiting), out of order \(ledger.waitlistOutOfOrder)\n"
+    }
+    out += "\n"
     if violations.isEmpty {
       out += "PASSED: every invariant held\n"
     } else {

@@ -56,6 +56,18 @@ public struct Scenario: Sendable {
   /// Share who try forged passes instead of queuing; none may be forwarded.
   public var cheaters = 0.02
 
+  // After the checkout (`aftermarket:`), outside the room with the buyer credential.
+  /// Share of buyers who cancel their order (and are refunded) a moment after buying.
+  public var cancel = 0.0
+  /// They cancel within this long of buying.
+  public var cancelWithinSeconds = 10.0
+  /// Share of visitors finding every seat gone who join the event's waitlist.
+  public var waitlist = 0.0
+  /// Share of waitlist offers bought; the rest are let run out (they pass to the next).
+  public var claimOffer = 0.7
+  /// A place in line is followed this long, then left.
+  public var waitlistSeconds = 30.0
+
   /// Live changes through the admin API, at a time after the on-sale start.
   public var changes: [Change] = []
 
@@ -166,6 +178,16 @@ public struct Scenario: Sendable {
       try shopping.finish()
     }
     if let value = try root.double("cheaters", in: 0...1) { scenario.cheaters = value }
+    if var aftermarket = try root.section("aftermarket") {
+      if let value = try aftermarket.double("cancel", in: 0...1) { scenario.cancel = value }
+      if let value = try aftermarket.double("cancel_within_seconds", in: 0...3_600) {
+        scenario.cancelWithinSeconds = value
+      }
+      if let value = try aftermarket.double("waitlist", in: 0...1) { scenario.waitlist = value }
+      if let value = try aftermarket.double("claim", in: 0...1) { scenario.claimOffer = value }
+      if let value = try aftermarket.double("waitlist_seconds", in: 1...3_600) { scenario.waitlistSeconds = value }
+      try aftermarket.finish()
+    }
     if var challenge = try root.section("challenge") {
       if let value = try challenge.int("stands_for_bits", in: 0...32) { scenario.standsForBits = value }
       if let value = try challenge.double("browser_hashes_per_second", in: 1...1e12) {

@@ -454,6 +454,12 @@ public struct Simulation: Sendable {
     recorder.violation(
       .heldSeatLeak, "\(ledger.heldSeatLeaks) seats or holds still held after their hold ended",
       count: ledger.heldSeatLeaks)
+    recorder.violation(
+      .charges, "\(ledger.cancellationsNotSettled) cancelled orders without one refund or with a live ticket",
+      count: ledger.cancellationsNotSettled)
+    recorder.violation(
+      .waitlist, "\(ledger.waitlistOutOfOrder) waitlist offers out of order, places skipped or offers bought without an order",
+      count: ledger.waitlistOutOfOrder)
 
     let recorded = recorder.snapshot
     var latency: [String: Report.Latency] = [:]
@@ -519,6 +525,10 @@ public struct Simulation: Sendable {
           count: waits.count, p50Seconds: waits[(waits.count - 1) / 2], p90Seconds: waits[(waits.count - 1) * 9 / 10],
           p50AdmissionsAhead: ahead[(ahead.count - 1) / 2], p90AdmissionsAhead: ahead[(ahead.count - 1) * 9 / 10]),
       bots: botSummaries,
+      aftermarket: Report.Aftermarket(
+        cancelled: records.filter(\.cancelled).count, waitlisted: records.filter(\.waitlisted).count,
+        offered: records.filter(\.offered).count, boughtOffers: records.filter(\.claimedOffer).count,
+        letOffersLapse: records.filter(\.letOfferLapse).count),
       violations: recorded.violations.sorted { $0.key < $1.key }.map {
         Report.Violation(kind: $0.key.rawValue, count: $0.value, examples: recorded.examples[$0.key] ?? [])
       })

@@ -55,6 +55,13 @@ struct VisitorRecord: Sendable {
   var outcome = Outcome.unfinished
   var orderID: String?
   var tickets = 0
+  /// After the sale: the order cancelled (and refunded); a waitlist place, its offer, and
+  /// whether the offer was bought (its order in `orderID`) or let run out.
+  var cancelled = false
+  var waitlisted = false
+  var offered = false
+  var claimedOffer = false
+  var letOfferLapse = false
 }
 
 /// Everything the visitors share: the connection pool, the target, the clock.
@@ -108,6 +115,8 @@ struct VirtualVisitor {
   let crowd: Crowd
   var browser: Browser
   var record: VisitorRecord
+  /// The order this buyer will cancel once the checkout is done.
+  var pendingCancel: String?
   /// When the waiting page said to ask first (its `pollAfterMs`), in seconds.
   private var firstPollAfter = 1.0
   var random: SplitMix64
@@ -515,8 +524,10 @@ struct VirtualVisitor {
       }
     }
     guard let hold else {
+      let place = record.role == .human && chance(scenario.waitlist) ? await joinWaitlist(quantity) : nil
       await leave()
       record.outcome = .soldOut
+      if let place { await follow(place) }
       return
     }
 
@@ -540,6 +551,108 @@ struct VirtualVisitor {
       return
     }
     await checkout(hold)
+    if let order = pendingCancel { await cancel(order) }
+  }
+
+  // MARK: After the sale
+
+  private struct CancelAnswer: Decodable {
+    struct Refund: Decodable { var status: String }
+    var status: String
+    var refund: Refund?
+  }
+
+  private struct PlaceAnswer: Decodable {
+    var id: String
+    var status: String
+  }
+
+  /// Cancels the order a while after buying, outside the room: the buyer cookie the checkout
+  /// set is all it takes (the pass went back with the order).
+  private mutating func cancel(_ order: String) async {
+    try? await Task.sleep(
+      for: .milliseconds(Int(Double.random(in: 0...scenario.cancelWithinSeconds, using: &random) * 1_000)))
+    guard !Task.isCancelled, let reply = await browser.send(.cancel, .POST, "/orders/\(order)/cancel") else { return }
+    guard reply.status == 200, let answer = reply.decode(CancelAnswer.self), answer.status == "cancelled",
+      answer.refund != nil
+    else {
+      crowd.recorder.violation(.unexpectedAnswer, "cancelling an order answered \(reply.status): \(reply.text.prefix(100))")
+      return
+    }
+    record.cancelled = true
+    // Its tickets are void: what the visitor holds now is none.
+    record.tickets = 0
+  }
+
+  /// Joins the sold-out event's waitlist with the pass still in hand; `nil` when seats came
+  /// back meanwhile (409 `not_sold_out`) or the pass ran out.
+  private mutating func joinWaitlist(_ quantity: Int) async -> String? {
+    guard
+      let reply = await browser.send(
+        .waitlist, .POST, "/events/\(crowd.event)/waitlist", body: "{\"seats\":\(quantity)}"),
+      !reply.isGatewayStatus, forwarded(reply, "waitlist")
+    else { return nil }
+    switch reply.status {
+    case 201:
+      record.waitlisted = true
+      return reply.decode(PlaceAnswer.self)?.id
+    case 409:
+      return nil
+    default:
+      _ = unexpected("joining the waitlist answered \(reply.status): \(reply.text.prefix(100))")
+      return nil
+    }
+  }
+
+  /// Follows the place outside the room: buys an offer (or lets it run out), or leaves after
+  /// `waitlist_seconds` with nothing offered.
+  private mutating func follow(_ place: String) async {
+    let until = crowd.now() + scenario.waitlistSeconds
+    while crowd.now() < until {
+      try? await Task.sleep(for: .milliseconds(Int(Double.random(in: 700...1_300, using: &random))))
+      if Task.isCancelled { return }
+      guard let reply = await browser.send(.waitlist, .GET, "/waitlist/\(place)") else { continue }
+      guard reply.status == 200, let answer = reply.decode(PlaceAnswer.self) else {
+        crowd.recorder.violation(.unexpectedAnswer, "a waitlist place answered \(reply.status): \(reply.text.prefix(100))")
+        return
+      }
+      switch answer.status {
+      case "waiting": continue
+      case "offered":
+        record.offered = true
+        guard chance(scenario.claimOffer) else {
+          record.letOfferLapse = true
+          return
+        }
+        guard
+          let paid = await browser.send(
+            .checkout, .POST, "/waitlist/\(place)/checkout", headers: [("idempotency-key", UUID().uuidString)],
+            body: Self.card("4242 4242 4242 4242"))
+        else { return }
+        switch paid.status {
+        case 201:
+          guard let order = paid.decode(OrderAnswer.self) else {
+            crowd.recorder.violation(.unexpectedAnswer, "a waitlist checkout answered 201 with \(paid.text.prefix(100))")
+            return
+          }
+          record.claimedOffer = true
+          record.orderID = order.id
+          record.tickets = order.tickets.count
+        case 410:
+          break  // the offer ran out while paying
+        default:
+          crowd.recorder.violation(
+            .unexpectedAnswer, "a waitlist checkout answered \(paid.status): \(paid.text.prefix(100))")
+        }
+        return
+      default:
+        crowd.recorder.violation(.unexpectedAnswer, "a followed waitlist place became \(answer.status)")
+        return
+      }
+    }
+    if let reply = await browser.send(.waitlist, .DELETE, "/waitlist/\(place)"), ![204, 404].contains(reply.status) {
+      crowd.recorder.violation(.unexpectedAnswer, "leaving the waitlist answered \(reply.status)")
+    }
   }
 
   private mutating func checkout(_ hold: HoldAnswer) async {
@@ -602,6 +715,8 @@ struct VirtualVisitor {
         crowd.recorder.violation(
           .unexpectedAnswer, "the order's answer did not clear the pass (Foyer-Release)")
       }
+      // People change their minds; the scalpers' bots keep what they got.
+      defer { if record.role == .human && chance(scenario.cancel) { pendingCancel = order.id } }
       if chance(scenario.retrySameKey) {
         // The answer was "lost": the same request again, with the pass still in the jar.
         // The order gave the pass back, so the gateway may refuse the replay itself; if it

@@ -56,6 +56,42 @@ stop_redis() {
   redis_pid=""
 }
 
+# start_redis_cluster DIR: six nodes on free ports made a Redis Cluster (three primaries,
+# three replicas); sets redis_cluster_pids and redis_cluster_url (redis-cluster://…).
+start_redis_cluster() {
+  local dir=$1 port bus node seeds=()
+  redis_cluster_pids=()
+  for node in 0 1 2 3 4 5; do
+    port=$(free_port)
+    bus=$(free_port)  # given, so a port above 55,535 still has a bus port
+    mkdir -p "$dir/$node"
+    redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --dir "$dir/$node" --daemonize no \
+      --loglevel warning --logfile "$dir/$node/redis.log" --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 1000 &
+    redis_cluster_pids+=($!)
+    wait_port "$port" redis-server || { tail -5 "$dir/$node/redis.log" >&2; return 1; }
+    seeds+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${seeds[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+    || { tail -20 "$dir/create.log" >&2; return 1; }
+  for node in "${seeds[@]}"; do
+    for _ in $(seq 150); do
+      redis-cli -p "${node##*:}" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+      sleep 0.2
+    done
+  done
+  redis_cluster_url="redis-cluster://$(IFS=,; echo "${seeds[*]}")"
+}
+
+stop_redis_cluster() {
+  local pid
+  for pid in "${redis_cluster_pids[@]:-}"; do
+    [[ -n $pid ]] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }
+  done
+  redis_cluster_pids=()
+  return 0
+}
+
 # start_postgres DIR PORT: initialises DIR when empty, starts the server (trust auth, loopback).
 start_postgres() {
   local data=$1 port=$2

@@ -5,7 +5,8 @@
 #
 #   scripts/services.sh swift test
 #
-# Exports FOYER_TEST_REDIS_URL and BOXOFFICE_TEST_DATABASE_URL.
+# Exports FOYER_TEST_REDIS_URL, FOYER_TEST_REDIS_CLUSTER_URL (six nodes: three primaries,
+# three replicas) and BOXOFFICE_TEST_DATABASE_URL.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -17,6 +18,7 @@ cleanup() {
   trap - EXIT INT TERM
   set +e  # stop everything, whatever one step returns
   stop_redis
+  stop_redis_cluster
   stop_postgres "$root/pg"
   rm -rf "$root"
   exit "$status"
@@ -27,10 +29,12 @@ trap 'exit 143' TERM
 
 redis_port=$(free_port)
 start_redis "$root/redis" "$redis_port" --save "" --appendonly no
+start_redis_cluster "$root/cluster"
 pg_port=$(free_port)
 start_postgres "$root/pg" "$pg_port"
 
 export FOYER_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
+export FOYER_TEST_REDIS_CLUSTER_URL="$redis_cluster_url"
 export BOXOFFICE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
-echo "services: redis $FOYER_TEST_REDIS_URL, postgres $BOXOFFICE_TEST_DATABASE_URL"
+echo "services: redis $FOYER_TEST_REDIS_URL, cluster $FOYER_TEST_REDIS_CLUSTER_URL, postgres $BOXOFFICE_TEST_DATABASE_URL"
 "$@"

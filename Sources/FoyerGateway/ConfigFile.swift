@@ -2,6 +2,7 @@ internal import FoyerConfig
 public import FoyerCore
 public import FoyerLogging
 internal import NIOCore
+public import RedisNIO
 
 /// Everything `foyer gateway` reads from `config/foyer.yaml` (every key is documented there
 /// with its default). Secrets are not in the file: the key ring and the admin token come from
@@ -9,6 +10,8 @@ internal import NIOCore
 public struct GatewayFile: Sendable {
   public var gateway: GatewayConfiguration
   public var redisURL: String
+  /// Joins and admissions confirmed by this many replicas (`redis.wait_replicas`); nil: off.
+  public var replicaWait: ReplicaWait?
   /// Event-loop threads; 0 means one per core.
   public var threads: Int
   public var adminHost: String
@@ -60,6 +63,9 @@ public struct GatewayFile: Sendable {
     if var redis = try top.section("redis") {
       redisURL = try redis.string("url") ?? redisURL
       gateway.redisTimeout = try redis.milliseconds("timeout_ms", in: 1...60_000) ?? gateway.redisTimeout
+      let replicas = try redis.int("wait_replicas", in: 0...16) ?? 0
+      let wait = try redis.milliseconds("wait_timeout_ms", in: 1...10_000) ?? .milliseconds(100)
+      replicaWait = replicas > 0 ? ReplicaWait(replicas: replicas, timeout: wait) : nil
       try redis.finish()
     }
     if var upstream = try top.section("upstream") {

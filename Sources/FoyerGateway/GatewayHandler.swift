@@ -564,9 +564,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
   private func ready(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
     let loop = context.eventLoop
-    shared.store.redis.connection(on: loop).send(
-      RedisCommand("PING"), timeout: shared.configuration.redisTimeout
-    )
+    shared.store.redis.send(RedisCommand("PING"), on: loop, timeout: shared.configuration.redisTimeout)
     .hop(to: loop).assumeIsolated().whenComplete { result in
       switch result {
       case .success:

@@ -6,6 +6,8 @@ public import NIOCore
 public struct RedisCommand: Sendable, Hashable {
   @usableFromInline var storage: [UInt8]
   @usableFromInline var lengths: [Int]
+  /// Where a cluster sends a keyless command that belongs with another (`withSlotOf`).
+  var routingSlot: Int?
 
   /// A command from its name and text arguments: `RedisCommand("ZRANK", key, member)`.
   public init(_ name: String, _ arguments: String...) {

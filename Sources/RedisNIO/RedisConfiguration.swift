@@ -24,6 +24,11 @@ public struct RedisConfiguration: Sendable {
   public var initialBackoff: TimeAmount
   /// The longest wait between reconnect attempts.
   public var maximumBackoff: TimeAmount
+  /// A Redis Cluster's seed nodes (`redis-cluster://a:p,b:p`); empty for one server. The
+  /// other settings apply to every node's connections.
+  public var clusterSeeds: [Endpoint] = []
+
+  public var isCluster: Bool { !clusterSeeds.isEmpty }
 
   public init(
     endpoint: Endpoint,
@@ -45,12 +50,31 @@ public struct RedisConfiguration: Sendable {
     self.maximumBackoff = maximumBackoff
   }
 
-  /// Parses `redis://[[user]:password@]host[:port][/db]` or `unix:///path/to/socket[?db=N]`.
-  /// Percent-escapes in the user and password are decoded.
+  /// Parses `redis://[[user]:password@]host[:port][/db]`, `unix:///path/to/socket[?db=N]`
+  /// or `redis-cluster://[[user]:password@]host:port[,host:port…]` (seed nodes of a cluster,
+  /// which has only database 0). Percent-escapes in the user and password are decoded.
   public init(url: String) throws(RedisError) {
     func invalid(_ why: String) -> RedisError {
       // The URL may hold a password: say what is wrong, never echo it.
       RedisError(.invalidConfiguration, "invalid Redis URL: \(why)")
+    }
+    if url.hasPrefix("redis-cluster://") {
+      var rest = url.dropFirst("redis-cluster://".count)
+      var credentials = ""
+      if let at = rest.lastIndex(of: "@") {
+        credentials = String(rest[..<at]) + "@"
+        rest = rest[rest.index(after: at)...]
+      }
+      guard !rest.contains("/") else { throw invalid("a cluster has only database 0: no /db") }
+      var nodes: [RedisConfiguration] = []
+      for seed in rest.split(separator: ",", omittingEmptySubsequences: false) {
+        guard !seed.isEmpty else { throw invalid("empty seed node") }
+        nodes.append(try RedisConfiguration(url: "redis://" + credentials + seed))
+      }
+      guard let first = nodes.first else { throw invalid("missing seed nodes") }
+      self = first
+      clusterSeeds = nodes.map(\.endpoint)
+      return
     }
     if url.hasPrefix("unix://") {
       var rest = url.dropFirst("unix://".count)
@@ -67,7 +91,9 @@ public struct RedisConfiguration: Sendable {
       self.init(endpoint: .unixSocket(path: String(rest)), database: database)
       return
     }
-    guard url.hasPrefix("redis://") else { throw invalid("scheme must be redis:// or unix://") }
+    guard url.hasPrefix("redis://") else {
+      throw invalid("scheme must be redis://, redis-cluster:// or unix://")
+    }
     var rest = url.dropFirst("redis://".count)
     var username: String?
     var password: String?

@@ -3,7 +3,7 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private enum Base: String, Hashable, Sendable {
       case connectionClosed, connectionFailed, timeout, protocolError, serverError, unexpectedReply
-      case invalidConfiguration, clientShutdown
+      case invalidConfiguration, clientShutdown, notReplicated
     }
     private let base: Base
     private init(_ base: Base) { self.base = base }
@@ -24,6 +24,9 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let invalidConfiguration = Code(.invalidConfiguration)
     /// The client was shut down.
     public static let clientShutdown = Code(.clientShutdown)
+    /// A write ran but too few replicas confirmed it within the wait (`ReplicaWait`): it may
+    /// not survive a failover. Retrying an idempotent write is safe.
+    public static let notReplicated = Code(.notReplicated)
 
     public var description: String { base.rawValue }
   }

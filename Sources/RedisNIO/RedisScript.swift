@@ -58,21 +58,3 @@ extension RedisConnection {
     try await evaluate(script, keys: keys, arguments: arguments, timeout: timeout).get()
   }
 }
-
-extension RedisClient {
-  public func evaluate(
-    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
-  )
-    -> EventLoopFuture<RESPValue>
-  {
-    connection.evaluate(script, keys: keys, arguments: arguments, timeout: timeout)
-  }
-
-  public func evaluate(
-    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
-  )
-    async throws -> RESPValue
-  {
-    try await connection.evaluate(script, keys: keys, arguments: arguments, timeout: timeout).get()
-  }
-}

@@ -11,10 +11,13 @@ final class RoomEntry: Sendable {
   /// `ZSCORE` and `ZRANK` of the queue, encoded once, with the visitor id as the slot.
   let score: RedisCommandTemplate
   let rank: RedisCommandTemplate
+  /// The cluster slot of every key of the room (they share the `{room}` hash tag).
+  let hashSlot: Int
 
   init(keys: RoomKeys, tag: UInt32) {
     self.keys = keys
     self.tag = tag
+    hashSlot = HashSlot.of(keys.queue)
     score = RedisCommandTemplate(
       "ZSCORE", [keys.queue], slotIndex: 1, slotLength: VisitorID.encodedLength)
     rank = RedisCommandTemplate("ZRANK", [keys.queue], slotIndex: 1, slotLength: VisitorID.encodedLength)

@@ -195,15 +195,21 @@ public final class RoomStore: Sendable {
   /// rate) may be. Each gateway refreshes them inside the poll that finds them older, so
   /// the hot path is two reads of one visitor.
   public let snapshotMaxAge: TimeAmount
+  /// Joins and admissions wait for this many replicas to confirm them (a failover then loses
+  /// no acknowledged place); `nil`: acknowledged once the primary has them.
+  public let replicaWait: ReplicaWait?
   /// Per room: its key names and poll commands (built once) and the last snapshot.
   private let rooms = NIOLockedValueBox<[String: (entry: RoomEntry, snapshot: RoomSnapshot?)]>([:])
   /// Per event loop of `redis`: the last-seen seconds its polls learned, made by the first
   /// poll there (a store that never polls, as in `foyer ctl`, makes none).
   private let seenMemos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>]
 
-  public init(redis: RedisClient, snapshotMaxAge: TimeAmount = .milliseconds(250)) {
+  public init(
+    redis: RedisClient, snapshotMaxAge: TimeAmount = .milliseconds(250), replicaWait: ReplicaWait? = nil
+  ) {
     self.redis = redis
     self.snapshotMaxAge = snapshotMaxAge
+    self.replicaWait = replicaWait
     var memos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>] = [:]
     for loop in redis.eventLoops {
       memos[ObjectIdentifier(loop)] = .makeEmptyBox(valueType: SeenMemo.self, eventLoop: loop)
@@ -225,8 +231,9 @@ public final class RoomStore: Sendable {
       visitor.description, random, client?.newVisitor == true ? "1" : "0", String(client?.newVisitorsPerMinute ?? 0),
       solved?.nonce ?? "", String(solved?.expiry ?? 0), String(solved?.bits ?? 0),
     ]
-    return connection(on: eventLoop).evaluate(
-      Scripts.join, keys: keys.scriptKeys + (client.map { keys.clientKeys($0.key) } ?? []), arguments: arguments
+    return redis.evaluate(
+      Scripts.join, keys: keys.scriptKeys + (client.map { keys.clientKeys($0.key) } ?? []), arguments: arguments,
+      on: eventLoop, replicated: replicaWait
     ).flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 
@@ -243,16 +250,13 @@ public final class RoomStore: Sendable {
   )
     -> EventLoopFuture<VisitorStatus>
   {
-    let connection = self.connection(on: eventLoop)
-    let promise = connection.eventLoop.makePromise(of: VisitorStatus.self)
-    if connection.eventLoop.inEventLoop {
-      poll(
-        room: room, visitor: visitor, claim: claim, connection: connection, completion: promise.completeWith)
+    let loop = eventLoop.flatMap { redis.owns($0) ? $0 : nil } ?? redis.eventLoops.randomElement()!
+    let promise = loop.makePromise(of: VisitorStatus.self)
+    if loop.inEventLoop {
+      poll(room: room, visitor: visitor, claim: claim, loop: loop, completion: promise.completeWith)
     } else {
-      connection.eventLoop.execute {
-        self.poll(
-          room: room, visitor: visitor, claim: claim, connection: connection, completion: promise.completeWith
-        )
+      loop.execute {
+        self.poll(room: room, visitor: visitor, claim: claim, loop: loop, completion: promise.completeWith)
       }
     }
     return promise.futureResult
@@ -265,25 +269,24 @@ public final class RoomStore: Sendable {
     completion: @escaping (Result<VisitorStatus, any Error>) -> Void
   ) {
     eventLoop.preconditionInEventLoop()
-    let connection = redis.connection(on: eventLoop)
-    guard connection.eventLoop === eventLoop else {
-      // Not one of the client's loops: its connection lives elsewhere; come back here.
+    guard redis.owns(eventLoop) else {
+      // Not one of the client's loops: its connections live elsewhere; come back here.
       status(room: room, visitor: visitor, claim: claim, on: eventLoop).hop(to: eventLoop)
         .assumeIsolated().whenComplete(completion)
       return
     }
-    poll(room: room, visitor: visitor, claim: claim, connection: connection, completion: completion)
+    poll(room: room, visitor: visitor, claim: claim, loop: eventLoop, completion: completion)
   }
 
-  /// Both `status` calls, on `connection`'s event loop.
+  /// Both `status` calls, on `loop`, one of the client's.
   private func poll(
-    room: String, visitor: VisitorID, claim: Bool, connection: RedisConnection,
+    room: String, visitor: VisitorID, claim: Bool, loop: any EventLoop,
     completion: @escaping (Result<VisitorStatus, any Error>) -> Void
   ) {
     let (entry, snapshot) = self.entry(room)
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
     let refresh = cached == nil ? RoomSnapshot.commands(entry.keys) : []
-    let memo = seenMemo(on: connection.eventLoop)
+    let memo = seenMemo(on: loop)
     // Any snapshot tells Redis' time; an aged one is refreshed by these very commands.
     let seenRecently =
       if let snapshot, let seen = memo?.seen(visitor, room: entry.tag) {
@@ -294,7 +297,7 @@ public final class RoomStore: Sendable {
         false
       }
     let visitorCommands = seenRecently ? 1 : 2
-    connection.send(count: visitorCommands + refresh.count) { buffer in
+    redis.send(count: visitorCommands + refresh.count, slot: entry.hashSlot, on: loop) { buffer in
       // Closure literals, not `visitor.encode(into:)`: a method reference would be a heap context.
       if !seenRecently { entry.score.encode(into: &buffer) { visitor.encode(into: $0) } }
       entry.rank.encode(into: &buffer) { visitor.encode(into: $0) }
@@ -318,15 +321,13 @@ public final class RoomStore: Sendable {
       guard seenRecently || score != nil, let rank = replies[visitorCommands - 1].int else {
         memo?.forget(visitor, room: entry.tag)
         self.visitorScript(
-          Scripts.status, room: room, arguments: [visitor.description, claim ? "1" : "0"],
-          on: connection.eventLoop
+          Scripts.status, room: room, arguments: [visitor.description, claim ? "1" : "0"], on: loop
         ).assumeIsolated().whenComplete(completion)
         return
       }
       let now = snapshot.redisNowMilliseconds
       if let score {
-        self.touchIfAged(
-          score, visitor: visitor, entry: entry, snapshot: snapshot, memo: memo, connection: connection)
+        self.touchIfAged(score, visitor: visitor, entry: entry, snapshot: snapshot, memo: memo, loop: loop)
       }
       completion(.success(.queued(snapshot.place(position: rank + 1, now: now, visitor: visitor))))
     }
@@ -344,7 +345,7 @@ public final class RoomStore: Sendable {
   /// holds (a rewrite only once it succeeded).
   private func touchIfAged(
     _ score: Int64, visitor: VisitorID, entry: RoomEntry, snapshot: RoomSnapshot, memo: SeenMemo?,
-    connection: RedisConnection
+    loop: any EventLoop
   ) {
     let now = snapshot.redisNowMilliseconds
     guard
@@ -353,7 +354,7 @@ public final class RoomStore: Sendable {
       memo?.record(visitor, room: entry.tag, seen: QueueScore.seenSecond(score, nowSecond: now / 1_000))
       return
     }
-    connection.send(RedisCommand("ZADD", entry.keys.queue, "XX", String(touched), visitor.description))
+    redis.send(RedisCommand("ZADD", entry.keys.queue, "XX", String(touched), visitor.description), on: loop)
       .assumeIsolated().whenSuccess { _ in memo?.record(visitor, room: entry.tag, seen: now / 1_000) }
   }
 
@@ -369,8 +370,8 @@ public final class RoomStore: Sendable {
   )
     -> EventLoopFuture<ReleaseResult>
   {
-    connection(on: eventLoop).evaluate(
-      Scripts.release, keys: entry(room).entry.keys.scriptKeys, arguments: [visitor.description]
+    redis.evaluate(
+      Scripts.release, keys: entry(room).entry.keys.scriptKeys, arguments: [visitor.description], on: eventLoop
     )
     .flatMapThrowing { reply in
       guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
@@ -388,7 +389,7 @@ public final class RoomStore: Sendable {
     let command = RedisCommand(
       "ZRANGEBYSCORE", entry(room).entry.keys.revoked, String(sinceMilliseconds), "+inf", "WITHSCORES", "LIMIT",
       "0", String(limit))
-    return connection(on: eventLoop).send(command).flatMapThrowing { reply in
+    return redis.send(command, on: eventLoop).flatMapThrowing { reply in
       guard let values = reply.array, values.count % 2 == 0 else {
         throw RoomStoreError(.unexpectedReply, "revocations answered \(reply)")
       }
@@ -409,8 +410,9 @@ public final class RoomStore: Sendable {
   public func admit(
     room: String, batch: Int = 1_000, scanLimit: Int = 5_000
   ) -> EventLoopFuture<AdmissionTick> {
-    redis.connection.evaluate(
-      Scripts.admit, keys: entry(room).entry.keys.scriptKeys, arguments: [String(batch), String(scanLimit)]
+    redis.evaluate(
+      Scripts.admit, keys: entry(room).entry.keys.scriptKeys, arguments: [String(batch), String(scanLimit)],
+      replicated: replicaWait
     ).flatMapThrowing { reply in
       guard let values = reply.array else {
         throw RoomStoreError(.unexpectedReply, "admit answered \(reply)")
@@ -488,7 +490,7 @@ public final class RoomStore: Sendable {
 
   /// The room's traffic rules as stored (a JSON array), or nil for none.
   public func trafficRules(room: String, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<String?> {
-    connection(on: eventLoop).send(RedisCommand("GET", entry(room).entry.keys.rules)).map(\.string)
+    redis.send(RedisCommand("GET", entry(room).entry.keys.rules), on: eventLoop).map(\.string)
   }
 
   /// Replaces the room's traffic rules (nil or empty: none); gateways follow within a second.
@@ -561,11 +563,6 @@ public final class RoomStore: Sendable {
 
   // MARK: Shared by the visitor calls
 
-  /// The caller's event loop's connection (no thread hop), or any.
-  private func connection(on eventLoop: (any EventLoop)?) -> RedisConnection {
-    eventLoop.map(redis.connection(on:)) ?? redis.connection
-  }
-
   /// The room's key names and poll commands, built once per room, and its last snapshot.
   private func entry(_ room: String) -> (entry: RoomEntry, snapshot: RoomSnapshot?) {
     rooms.withLockedValue { rooms in
@@ -581,7 +578,7 @@ public final class RoomStore: Sendable {
   private func visitorScript(
     _ script: RedisScript, room: String, arguments: [String], on eventLoop: (any EventLoop)?
   ) -> EventLoopFuture<VisitorStatus> {
-    connection(on: eventLoop).evaluate(script, keys: entry(room).entry.keys.scriptKeys, arguments: arguments)
+    redis.evaluate(script, keys: entry(room).entry.keys.scriptKeys, arguments: arguments, on: eventLoop)
       .flatMapThrowing { reply in try Self.status(from: reply, room: room) }
   }
 

@@ -32,7 +32,9 @@ struct Gateway: AsyncParsableCommand {
   @Option(help: "YAML configuration file (see config/foyer.yaml).") var config: String?
   @Option(help: "Public listen address (default 0.0.0.0).") var host: String?
   @Option(help: "Public port (default 8080).") var port: Int?
-  @Option(help: "Redis URL (redis://[:password@]host:port[/db] or unix:///path).") var redis: String?
+  @Option(help: "Redis URL (redis://[:password@]host:port[/db], unix:///path, or redis-cluster://host:port,host:port… for a Redis Cluster).") var redis: String?
+  @Option(help: "Joins and admissions wait for this many replicas to confirm them (redis.wait_replicas; 0 = off).")
+  var waitReplicas: Int?
   @Option(
     name: .customLong("room"),
     help:
@@ -77,6 +79,10 @@ struct Gateway: AsyncParsableCommand {
     if let host { file.gateway.host = host }
     if let port { file.gateway.port = port }
     if let redis { file.redisURL = redis }
+    if let waitReplicas {
+      guard (0...16).contains(waitReplicas) else { throw ValidationError("--wait-replicas must be 0-16") }
+      file.replicaWait = waitReplicas == 0 ? nil : ReplicaWait(replicas: waitReplicas, timeout: file.replicaWait?.timeout ?? .milliseconds(100))
+    }
     if let threads { file.threads = threads }
     if let adminHost { file.adminHost = adminHost }
     if let adminPort { file.adminPort = adminPort }
@@ -120,7 +126,7 @@ struct Gateway: AsyncParsableCommand {
     } catch {
       throw ValidationError("\(error)")
     }
-    let store = RoomStore(redis: client)
+    let store = RoomStore(redis: client, replicaWait: file.replicaWait)
     for route in file.gateway.rooms {
       let settings = file.roomSettings[route.id] ?? RoomSettings()
       do { try await store.ensureRoom(route.id, settings: settings) } catch {

@@ -65,6 +65,12 @@ public final class GatewayProcess: @unchecked Sendable {
   /// SIGTERM: the gateway drains and exits.
   public func stop() async { await process.terminate() }
 
+  /// SIGKILL, as a crash: nothing drains.
+  public func kill() async {
+    process.signal(SIGKILL)
+    await process.terminate()
+  }
+
   deinit {
     process.signal(SIGKILL)
     try? FileManager.default.removeItem(atPath: logPath)

@@ -87,6 +87,21 @@ public final class RedisServer: @unchecked Sendable {
     throw TestServiceError("redis-server did not accept connections on port \(port) within 10 s")
   }
 
+  public var isRunning: Bool { lock.withLock { process != nil } }
+
+  /// Signals the server to stop without waiting (for `atexit`, where waiting can hang).
+  func signalStop() { lock.withLock { process }?.signal(SIGTERM) }
+
+  /// Kills the server at once (SIGKILL), as a crash would.
+  public func kill() async {
+    let process = lock.withLock { () -> ChildProcess? in
+      defer { self.process = nil }
+      return self.process
+    }
+    process?.signal(SIGKILL)
+    await process?.terminate()
+  }
+
   /// Stops the server (SIGTERM, then waits for it to exit without blocking a thread).
   public func stop() async {
     let process = lock.withLock { () -> ChildProcess? in
@@ -94,6 +109,12 @@ public final class RedisServer: @unchecked Sendable {
       return self.process
     }
     await process?.terminate()
+  }
+
+  /// Starts again after `kill()` or `stop()`, on the same port and directory (what it
+  /// persisted there, AOF or a cluster's `nodes.conf`, it finds again).
+  public func startAgain() async throws {
+    try await launch()
   }
 
   /// Stops and starts again on the same port (data is not kept: no persistence).

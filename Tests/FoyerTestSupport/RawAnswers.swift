@@ -99,6 +99,28 @@ public func rawReply(
   await exchange(port: port, send: bytes, timeout: timeout, quiet: quiet) { !$0.isEmpty }
 }
 
+/// `rawReply` that keeps reading until the bytes hold at least `answers` status lines (a
+/// pipelined exchange answered slowly on a loaded machine must not be cut short by a quiet
+/// spell between two of its answers), then until a quiet spell.
+public func rawReply(
+  port: Int, send bytes: [UInt8], answers: Int, timeout: Double = 10, quiet: Double = 0.3
+) async -> (bytes: [UInt8], closed: Bool) {
+  let marker = Array("HTTP/1.".utf8)
+  return await exchange(port: port, send: bytes, timeout: timeout, quiet: quiet) { received in
+    var count = 0
+    var index = received.startIndex
+    while index + marker.count <= received.endIndex {
+      if received[index..<index + marker.count].elementsEqual(marker) {
+        count += 1
+        index += marker.count
+      } else {
+        index += 1
+      }
+    }
+    return count >= answers
+  }
+}
+
 /// Sends, then reads until a quiet spell once `enough` says so, a close, or the timeout.
 private func exchange(
   port: Int, send bytes: [UInt8], timeout: Double, quiet: Double,

@@ -389,7 +389,16 @@ import Testing
     let first = try await calls()
     _ = try await poll(room)
     #expect(try await calls().zscore - first.zscore == 1)
-    try await Task.sleep(for: .milliseconds(300))
+    // The rewrite is sent without waiting; the memo learns it when Redis confirms. Wait until
+    // Redis has it (however slow a loaded machine is), and a moment for the memo.
+    for _ in 0..<100 {
+      let score = try await redis.send(RedisCommand("ZSCORE", RoomKeys(room: room).queue, visitor.description))
+        .string.flatMap { Int64($0) } ?? 0
+      let time = Int64(try await redis.send(RedisCommand("TIME")).array?.first?.int ?? 0)
+      if time - QueueScore.seenSecond(score, nowSecond: time) <= 1 { break }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    try await Task.sleep(for: .milliseconds(200))
     let before = try await calls()
     for _ in 0..<5 {
       guard case .queued(let place) = try await poll(room) else {

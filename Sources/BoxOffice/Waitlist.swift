@@ -48,8 +48,7 @@ public final class Waitlist: Sendable {
     }
     let logger = self.logger
     let id = try await inventory.transaction { connection -> UUID in
-      try await connection.query(
-        "SELECT pg_advisory_xact_lock(hashtextextended(\("waitlist:" + event.uuidString), 0))", logger: logger)
+      try await Self.lockLine(of: event, on: connection, logger: logger)
       var exists = false
       var free = 0
       for try await count in try await connection.query(
@@ -174,6 +173,13 @@ public final class Waitlist: Sendable {
     return true
   }
 
+  /// Serialises, until the transaction ends, everything that changes an event's line (joins,
+  /// offers).
+  static func lockLine(of event: UUID, on connection: PostgresConnection, logger: Logger) async throws {
+    try await connection.query(
+      "SELECT pg_advisory_xact_lock(hashtextextended(\("waitlist:" + event.uuidString), 0))", logger: logger)
+  }
+
   /// Makes every offer the event's free seats allow, in waitlist order.
   public func offer(event: UUID) async throws {
     try await inventory.transaction { connection in try await self.offer(event: event, on: connection) }
@@ -184,8 +190,7 @@ public final class Waitlist: Sendable {
   func offer(event: UUID, on connection: PostgresConnection) async throws {
     let logger = self.logger
     let milliseconds = Int(offerDuration.components.seconds * 1_000)
-    try await connection.query(
-      "SELECT pg_advisory_xact_lock(hashtextextended(\("waitlist:" + event.uuidString), 0))", logger: logger)
+    try await Self.lockLine(of: event, on: connection, logger: logger)
     while true {
       var head: (UUID, String, Int)?
       for try await row in try await connection.query(

@@ -12,6 +12,8 @@ public import NIOCore
 public final class RedisClient: Sendable {
   public let configuration: RedisConfiguration
   private let group: any EventLoopGroup
+  /// The group's event loops, each with its own connections.
+  public let eventLoops: [any EventLoop]
   private let connections: [RedisConnection]
   private let indexByLoop: [ObjectIdentifier: Int]
   private let cluster: ClusterRouter?
@@ -29,6 +31,7 @@ public final class RedisClient: Sendable {
       loops.append(loop)
     }
     self.indexByLoop = indexByLoop
+    eventLoops = loops
     if configuration.isCluster {
       connections = []
       cluster = ClusterRouter(
@@ -44,9 +47,6 @@ public final class RedisClient: Sendable {
   }
 
   public var isCluster: Bool { cluster != nil }
-
-  /// The group's event loops, each with its own connections.
-  public var eventLoops: [any EventLoop] { group.makeIterator().map { $0 } }
 
   /// Whether `loop` is one of the group's (a caller there is answered there, with no hop).
   public func owns(_ loop: any EventLoop) -> Bool { indexByLoop[ObjectIdentifier(loop)] != nil }
@@ -64,7 +64,9 @@ public final class RedisClient: Sendable {
     connection(on: group.any())
   }
 
-  private func loop(_ eventLoop: (any EventLoop)?) -> any EventLoop {
+  /// `eventLoop` when it is one of the group's (its caller is answered there, with no hop),
+  /// else the current or next loop of the group.
+  public func loop(_ eventLoop: (any EventLoop)?) -> any EventLoop {
     if let eventLoop, owns(eventLoop) { return eventLoop }
     return group.any()
   }
@@ -151,58 +153,39 @@ public final class RedisClient: Sendable {
       completion: completion)
   }
 
-  /// Runs `script` (`EVALSHA`, loading it on `NOSCRIPT`) on the node of its first key. With
-  /// `replicated`, `WAIT` follows in the same round trip and the call fails with
-  /// `notReplicated` unless enough replicas confirmed the script's writes.
+  /// Runs `script` with `EVALSHA` on the node of its first key. If that node has not cached it
+  /// (`NOSCRIPT`: a fresh or restarted server), `SCRIPT LOAD` and `EVALSHA` go again in one
+  /// round trip. With `replicated`, `WAIT` follows in the same round trip and the call fails
+  /// with `notReplicated` unless enough replicas confirmed the script's writes.
   public func evaluate(
     _ script: RedisScript, keys: [String], arguments: [String], on eventLoop: (any EventLoop)? = nil,
     timeout: TimeAmount? = nil, replicated: ReplicaWait? = nil
   ) -> EventLoopFuture<RESPValue> {
     let loop = loop(eventLoop)
-    if let replicated {
-      return evaluate(script, keys: keys, arguments: arguments, on: loop, timeout: timeout, waiting: replicated)
-    }
-    guard cluster != nil else {
-      return connection(on: loop).evaluate(script, keys: keys, arguments: arguments, timeout: timeout)
-    }
     let command = script.command(keys: keys, arguments: arguments)
-    return send(command, on: loop, timeout: timeout).flatMapError { error in
-      guard let redisError = error as? RedisError, redisError.serverErrorPrefix == "NOSCRIPT" else {
-        return loop.makeFailedFuture(error)
+    // Routed with the script's slot: on a cluster, the same node as the script.
+    let wait = replicated.map {
+      command.withSlotOf(RedisCommand("WAIT", String($0.replicas), String(max($0.timeout.nanoseconds / 1_000_000, 1))))
+    }
+    let commands = [command] + (wait.map { [$0] } ?? [])
+    return send(pipeline: commands, on: loop, timeout: timeout).flatMap { replies -> EventLoopFuture<[RESPValue]> in
+      guard case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") else {
+        return loop.makeSucceededFuture(replies)
       }
-      // This node has not cached it: load it there (the load routed with the script's slot).
-      return self.send(
-        pipeline: [command.withSlotOf(RedisCommand("SCRIPT", "LOAD", script.source)), command], on: loop,
-        timeout: timeout
-      ).flatMapThrowing { replies throws(RedisError) -> RESPValue in
+      let load = command.withSlotOf(RedisCommand("SCRIPT", "LOAD", script.source))
+      return self.send(pipeline: [load] + commands, on: loop, timeout: timeout).flatMapThrowing {
+        replies throws(RedisError) -> [RESPValue] in
         if case .error(let message) = replies[0] { throw RedisError(.serverError, message) }
-        if case .error(let message) = replies[1] { throw RedisError(.serverError, message) }
-        return replies[1]
+        return Array(replies.dropFirst())
       }
-    }
-  }
-
-  private func evaluate(
-    _ script: RedisScript, keys: [String], arguments: [String], on loop: any EventLoop, timeout: TimeAmount?,
-    waiting: ReplicaWait
-  ) -> EventLoopFuture<RESPValue> {
-    let command = script.command(keys: keys, arguments: arguments)
-    let wait = command.withSlotOf(
-      RedisCommand("WAIT", String(waiting.replicas), String(max(waiting.timeout.nanoseconds / 1_000_000, 1))))
-    @Sendable func run(_ commands: [RedisCommand]) -> EventLoopFuture<[RESPValue]> {
-      send(pipeline: commands, on: loop, timeout: timeout)
-    }
-    return run([command, wait]).flatMap { replies -> EventLoopFuture<[RESPValue]> in
-      if case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") {
-        return run([command.withSlotOf(RedisCommand("SCRIPT", "LOAD", script.source)), command, wait])
-          .map { Array($0.dropFirst()) }
-      }
-      return loop.makeSucceededFuture(replies)
     }.flatMapThrowing { replies throws(RedisError) -> RESPValue in
       if case .error(let message) = replies[0] { throw RedisError(.serverError, message) }
-      guard let confirmed = replies[1].int, confirmed >= waiting.replicas else {
-        throw RedisError(
-          .notReplicated, "\(replies[1].int ?? 0) of \(waiting.replicas) replicas confirmed within \(waiting.timeout)")
+      if let replicated {
+        guard let confirmed = replies[1].int, confirmed >= replicated.replicas else {
+          throw RedisError(
+            .notReplicated,
+            "\(replies[1].int ?? 0) of \(replicated.replicas) replicas confirmed within \(replicated.timeout)")
+        }
       }
       return replies[0]
     }

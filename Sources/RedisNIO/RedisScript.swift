@@ -1,5 +1,4 @@
 internal import CLibCrypto
-public import NIOCore
 
 /// A Lua script called by its SHA1 (`EVALSHA`); loaded on demand.
 public struct RedisScript: Sendable, Hashable {
@@ -25,36 +24,5 @@ public struct RedisScript: Sendable, Hashable {
     for key in keys { command.append(key) }
     for argument in arguments { command.append(argument) }
     return command
-  }
-}
-
-extension RedisConnection {
-  /// Runs `script` with `EVALSHA`. If Redis does not have it cached (`NOSCRIPT`: a fresh or
-  /// restarted server), sends `SCRIPT LOAD` and `EVALSHA` again, pipelined in one round trip.
-  public func evaluate(
-    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
-  )
-    -> EventLoopFuture<RESPValue>
-  {
-    let command = script.command(keys: keys, arguments: arguments)
-    return send(command, timeout: timeout).flatMapError { error in
-      guard let redisError = error as? RedisError, redisError.serverErrorPrefix == "NOSCRIPT" else {
-        return self.eventLoop.makeFailedFuture(error)
-      }
-      return self.send(pipeline: [RedisCommand("SCRIPT", "LOAD", script.source), command], timeout: timeout)
-        .flatMapThrowing { replies throws(RedisError) -> RESPValue in
-          if case .error(let message) = replies[0] { throw RedisError(.serverError, message) }
-          if case .error(let message) = replies[1] { throw RedisError(.serverError, message) }
-          return replies[1]
-        }
-    }
-  }
-
-  public func evaluate(
-    _ script: RedisScript, keys: [String], arguments: [String], timeout: TimeAmount? = nil
-  )
-    async throws -> RESPValue
-  {
-    try await evaluate(script, keys: keys, arguments: arguments, timeout: timeout).get()
   }
 }

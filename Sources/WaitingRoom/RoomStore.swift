@@ -250,7 +250,7 @@ public final class RoomStore: Sendable {
   )
     -> EventLoopFuture<VisitorStatus>
   {
-    let loop = eventLoop.flatMap { redis.owns($0) ? $0 : nil } ?? redis.eventLoops.randomElement()!
+    let loop = redis.loop(eventLoop)
     let promise = loop.makePromise(of: VisitorStatus.self)
     if loop.inEventLoop {
       poll(room: room, visitor: visitor, claim: claim, loop: loop, completion: promise.completeWith)

@@ -244,7 +244,7 @@ import Testing
 
   @Test func anExpiredHoldIsTakenOverBeforeAnyWorkerRuns() async throws {
     // 6 s holds: the second request must surely come before the first hold runs out, even on
-    // a machine busy with every other suite (3 s was not always enough).
+    // a machine busy with every other suite.
     let box = try await TestBoxOffice.start(hold: .seconds(6), expiryWorker: false)
     defer { Task { await box.stop() } }
     let seat = try await box.seatIds()[0]

@@ -6,11 +6,10 @@ import Testing
 /// The Redis hot-seat guard on one Redis and on a Redis Cluster (its per-seat keys spread over
 /// every primary, so a hold of several seats is a pipeline split across nodes).
 @Suite(.timeLimit(.minutes(3))) struct HotSeatGuardTests {
-  enum Backend: String, CaseIterable, Sendable { case single, cluster }
-
-  @Test(arguments: Backend.allCases) func aStampedeCostsTheDatabaseAlmostNothing(_ backend: Backend) async throws {
-    let url = backend == .single ? try RedisServer.sharedURL() : try await RedisCluster.sharedURL()
-    let box = try await TestBoxOffice.start(redisURL: url, holdAttemptsPerMinute: nil)
+  @Test(arguments: RedisBackend.allCases) func aStampedeCostsTheDatabaseAlmostNothing(_ backend: RedisBackend)
+    async throws
+  {
+    let box = try await TestBoxOffice.start(redisURL: try await backend.sharedURL(), holdAttemptsPerMinute: nil)
     defer { Task { await box.stop() } }
     let seats = try await box.seatIds()
     // 300 visitors at once for one seat: one wins, and the guard turns nearly all the rest

@@ -17,15 +17,6 @@ import WaitingRoom
   let adminToken = "cluster-gateway-admin-token"
   var keySpec: String { "test:" + Base64URL.encode(Array(repeating: UInt8(7), count: 32)) }
 
-  /// A room name whose slot is in the `third`-th third of the slots (one primary's, as
-  /// `redis-cli --cluster create` divides them).
-  static func room(onThird third: Int) -> String {
-    while true {
-      let room = "cg-" + UUID().uuidString.prefix(8)
-      if HashSlot.of("{\(room)}") * 3 / HashSlot.count == third { return room }
-    }
-  }
-
   @Test func gatewaysQueueAdmitAndForwardOnACluster() async throws {
     let cluster = try await RedisCluster.start()
     defer { Task { await cluster.stop() } }
@@ -33,7 +24,7 @@ import WaitingRoom
     defer { upstream.channel.close(promise: nil) }
     let client = RedisClient(configuration: cluster.configuration, eventLoopGroup: group)
     let store = RoomStore(redis: client)
-    let rooms = (0..<3).map(Self.room(onThird:))
+    let rooms = (0..<3).map { RedisCluster.name("cg", onThird: $0) }
     let cap = 2
     for room in rooms { try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 6_000, maxActive: cap)) }
     // Three different primaries hold the three rooms.

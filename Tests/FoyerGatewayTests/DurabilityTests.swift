@@ -68,17 +68,13 @@ import WaitingRoom
       keys: "test:" + Base64URL.encode(Array(repeating: UInt8(7), count: 32)), adminToken: "durability-admin-token",
       extraArguments: ["--config", file.path])
     // Visitors join through the gateway; each one the gateway answered is counted.
-    final class Joined: @unchecked Sendable {
-      let lock = NSLock()
-      var tokens: [String] = []
-      var stopped = false
-    }
-    let joined = Joined()
+    let answered = LockedValue<[String]>([])
+    let stopped = LockedValue(false)
     // Stopped by a flag, not by cancelling: cancelling a task inside a URLSession request can
     // deadlock FoundationNetworking on Linux.
     let joiners = (0..<4).map { _ in
       Task {
-        while !joined.lock.withLock({ joined.stopped }) {
+        while !stopped.value {
           guard
             let reply = try? await httpRequest(
               "GET", "http://127.0.0.1:\(gateway.port)/_foyer/status?room=\(room)", headers: ["Accept": "application/json"]),
@@ -86,15 +82,15 @@ import WaitingRoom
             let range = header.range(of: "foyer_v_\(room)=")
           else { continue }
           let token = String(header[range.upperBound...].prefix { $0 != ";" && $0 != "," })
-          joined.lock.withLock { joined.tokens.append(token) }
+          answered.withLock { $0.append(token) }
         }
       }
     }
     try await Task.sleep(for: .seconds(3))
     await gateway.kill()
-    joined.lock.withLock { joined.stopped = true }
+    stopped.withLock { $0 = true }
     for joiner in joiners { _ = await joiner.value }
-    let tokens = joined.lock.withLock { joined.tokens }
+    let tokens = answered.value
     // Beside the cluster suites' thirty Redis processes a few dozen join: enough to count.
     #expect(tokens.count > 5)
     // Every visitor the gateway answered has its place in Redis.

@@ -119,3 +119,23 @@ public final class LockedValue<Value>: @unchecked Sendable {
   public func withLock<T>(_ body: (inout Value) -> T) -> T { lock.withLock { body(&stored) } }
   public var value: Value { lock.withLock { stored } }
 }
+
+/// Where a suite's Redis is, for tests run on both: the shared server or the shared cluster.
+public enum RedisBackend: String, CaseIterable, Sendable {
+  case single, cluster
+
+  public func sharedURL() async throws -> String {
+    self == .single ? try RedisServer.sharedURL() : try await RedisCluster.sharedURL()
+  }
+}
+
+extension RedisCluster {
+  /// `prefix-<8 random characters>`, with its `{name}` hash tag in the `third`-th third of the
+  /// slots: one primary's, as `redis-cli --cluster create` gives each a third.
+  public static func name(_ prefix: String, onThird third: Int) -> String {
+    while true {
+      let name = prefix + "-" + UUID().uuidString.prefix(8)
+      if HashSlot.of("{\(name)}") * 3 / HashSlot.count == third { return name }
+    }
+  }
+}

@@ -14,17 +14,6 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct ClusterFailoverTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  final class Log: @unchecked Sendable {
-    private let lock = NSLock()
-    private var acknowledged: [(VisitorID, ContinuousClock.Instant)] = []
-    private var failures = 0
-    func ack(_ visitor: VisitorID) { lock.withLock { acknowledged.append((visitor, .now)) } }
-    func fail() { lock.withLock { failures += 1 } }
-    var snapshot: (acknowledged: [(VisitorID, ContinuousClock.Instant)], failures: Int) {
-      lock.withLock { (acknowledged, failures) }
-    }
-  }
-
   @Test(arguments: [true, false]) func aKilledPrimaryLosesNoAcknowledgedPlace(waitForReplica: Bool) async throws {
     let cluster = try await RedisCluster.start()
     defer { Task { await cluster.stop() } }
@@ -38,16 +27,17 @@ import Testing
     // Paused: everyone stays in the queue, where the test looks for them afterwards.
     try await store.createRoom(room, settings: RoomSettings(state: .paused))
 
-    let log = Log()
+    // Acknowledged places with when, and joins answered as failed.
+    let log = LockedValue((acknowledged: [(VisitorID, ContinuousClock.Instant)](), failures: 0))
     let joiners = (0..<8).map { _ in
       Task {
         while !Task.isCancelled {
           let visitor = VisitorID.random()
           do {
             _ = try await store.join(room: room, visitor: visitor)
-            log.ack(visitor)
+            log.withLock { $0.acknowledged.append((visitor, .now)) }
           } catch {
-            log.fail()
+            log.withLock { $0.failures += 1 }
             try? await Task.sleep(for: .milliseconds(20))
           }
         }
@@ -65,14 +55,14 @@ import Testing
     var resumed: ContinuousClock.Instant?
     while ContinuousClock.now - killed < .seconds(25) {
       try await Task.sleep(for: .milliseconds(200))
-      resumed = log.snapshot.acknowledged.first { $0.1 > killed + .milliseconds(100) }?.1
+      resumed = log.value.acknowledged.first { $0.1 > killed + .milliseconds(100) }?.1
       if let resumed, ContinuousClock.now - resumed > .seconds(2) { break }
     }
     for joiner in joiners { joiner.cancel() }
     for joiner in joiners { _ = await joiner.value }
     try await cluster.waitUntilHealthy()
 
-    let (acknowledged, failures) = log.snapshot
+    let (acknowledged, failures) = log.value
     let resumedAfter = try #require(resumed, "joins never resumed after the kill") - killed
     // Every acknowledged place is in the queue of the promoted primary.
     var lost = 0

@@ -13,14 +13,12 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct WaitingRoomTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
-  enum Backend: String, CaseIterable, Sendable {
-    case single, cluster
-  }
+  typealias Backend = RedisBackend
 
   func store(_ backend: Backend, snapshotMaxAge: TimeAmount = .milliseconds(250)) async throws -> RoomStore {
-    let url = backend == .single ? try RedisServer.sharedURL() : try await RedisCluster.sharedURL()
-    return RoomStore(
-      redis: RedisClient(configuration: try RedisConfiguration(url: url), eventLoopGroup: group),
+    RoomStore(
+      redis: RedisClient(
+        configuration: try RedisConfiguration(url: try await backend.sharedURL()), eventLoopGroup: group),
       snapshotMaxAge: snapshotMaxAge)
   }
 
@@ -33,10 +31,7 @@ import Testing
       defer { count += 1 }
       return count % 3
     }
-    while true {
-      let room = String(name.prefix(while: { $0 != "(" }).prefix(40)) + "-" + UUID().uuidString.prefix(8)
-      if HashSlot.of("{\(room)}") * 3 / HashSlot.count == third { return room }
-    }
+    return RedisCluster.name(String(name.prefix(while: { $0 != "(" }).prefix(40)), onThird: third)
   }
 
   func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

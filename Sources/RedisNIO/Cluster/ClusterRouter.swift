@@ -1,5 +1,5 @@
-public import Logging
-public import NIOCore
+internal import Logging
+internal import NIOCore
 internal import NIOConcurrencyHelpers
 
 /// Runs requests on a Redis Cluster: the slot map (from `CLUSTER SHARDS`, else
@@ -26,7 +26,6 @@ final class ClusterRouter: Sendable {
     var refreshing: EventLoopFuture<Void>?
     var lastRefresh = NIODeadline.uptimeNanoseconds(0)
     var periodic: RepeatedTask?
-    var closed = false
   }
 
   init(
@@ -203,7 +202,6 @@ final class ClusterRouter: Sendable {
 
   func close() async {
     let clients = state.withLockedValue { state -> [RedisClient] in
-      state.closed = true
       state.periodic?.cancel()
       return Array(state.clients.values)
     }

@@ -180,6 +180,17 @@ public final class Waitlist: Sendable {
       "SELECT pg_advisory_xact_lock(hashtextextended(\("waitlist:" + event.uuidString), 0))", logger: logger)
   }
 
+  /// Offers of `event` (every event's with `nil`) whose hold was bought become `claimed`, those
+  /// whose hold ran out or was released `lapsed`.
+  static func settleOffers(event: UUID?) -> PostgresQuery {
+    """
+    UPDATE waitlist w SET status = CASE WHEN h.status = 'ordered' THEN 'claimed' ELSE 'lapsed' END
+    FROM holds h
+    WHERE w.hold_id = h.id AND w.status = 'offered' AND (\(event)::uuid IS NULL OR w.event_id = \(event))
+      AND (h.status IN ('ordered', 'expired', 'released') OR h.expires_at <= now())
+    """
+  }
+
   /// Makes every offer the event's free seats allow, in waitlist order.
   public func offer(event: UUID) async throws {
     try await inventory.transaction { connection in try await self.offer(event: event, on: connection) }
@@ -191,6 +202,9 @@ public final class Waitlist: Sendable {
     let logger = self.logger
     let milliseconds = Int(offerDuration.components.seconds * 1_000)
     try await Self.lockLine(of: event, on: connection, logger: logger)
+    // Settled in this transaction, at its now(): an offer whose hold ran out lapses before its
+    // seats (taken over below by that same now()) go to the next in line.
+    try await connection.query(Self.settleOffers(event: event), logger: logger)
     while true {
       var head: (UUID, String, Int)?
       for try await row in try await connection.query(
@@ -248,13 +262,7 @@ public final class Waitlist: Sendable {
   /// The expiry worker's step: offers whose hold ran out or was released lapse, bought ones are
   /// claimed, and every event with people waiting is offered what is free.
   public func advance() async throws {
-    try await inventory.client.query(
-      """
-      UPDATE waitlist w SET status = CASE WHEN h.status = 'ordered' THEN 'claimed' ELSE 'lapsed' END
-      FROM holds h
-      WHERE w.hold_id = h.id AND w.status = 'offered'
-        AND (h.status IN ('ordered', 'expired', 'released') OR h.expires_at <= now())
-      """, logger: logger)
+    try await inventory.client.query(Self.settleOffers(event: nil), logger: logger)
     var events: [UUID] = []
     for try await event in try await inventory.client.query(
       "SELECT DISTINCT event_id FROM waitlist WHERE status = 'waiting'", logger: logger

@@ -83,6 +83,23 @@ start_redis_cluster() {
   redis_cluster_url="redis-cluster://$(IFS=,; echo "${seeds[*]}")"
 }
 
+# wait_redis_cluster_replicas: until every replica of $redis_cluster_url has synced with its
+# primary (WAIT would otherwise wait for nobody).
+wait_redis_cluster_replicas() {
+  local seed lagging
+  for _ in $(seq 100); do
+    lagging=0
+    for seed in $(echo "${redis_cluster_url#redis-cluster://}" | tr ',' ' '); do
+      redis-cli -p "${seed##*:}" info replication | grep -q 'role:slave' \
+        && ! redis-cli -p "${seed##*:}" info replication | grep -q 'master_link_status:up' && lagging=1
+    done
+    [[ $lagging -eq 0 ]] && return 0
+    sleep 0.2
+  done
+  echo "error: the cluster's replicas did not sync within 20 s" >&2
+  return 1
+}
+
 stop_redis_cluster() {
   local pid
   for pid in "${redis_cluster_pids[@]:-}"; do

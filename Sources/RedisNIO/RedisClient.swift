@@ -9,12 +9,18 @@ public import NIOCore
 /// one connection per primary and event loop, following `MOVED` and `ASK` and retrying
 /// through failovers within its deadline (`ClusterRouter`). The methods below are the same
 /// for both; `connection(on:)` is one server's alone.
+///
+/// Writes that wait for replicas (`evaluate(…replicated:)`) have connections of their own:
+/// Redis blocks a connection during `WAIT`, and on the shared one every poll behind it would
+/// wait for the replica too.
 public final class RedisClient: Sendable {
   public let configuration: RedisConfiguration
   private let group: any EventLoopGroup
   /// The group's event loops, each with its own connections.
   public let eventLoops: [any EventLoop]
   private let connections: [RedisConnection]
+  /// Per event loop, the connections of replicated writes (connected on first use).
+  private let waitingConnections: [RedisConnection]
   private let indexByLoop: [ObjectIdentifier: Int]
   private let cluster: ClusterRouter?
 
@@ -34,6 +40,7 @@ public final class RedisClient: Sendable {
     eventLoops = loops
     if configuration.isCluster {
       connections = []
+      waitingConnections = []
       cluster = ClusterRouter(
         template: configuration,
         seeds: configuration.clusterSeeds.compactMap {
@@ -42,6 +49,7 @@ public final class RedisClient: Sendable {
         group: eventLoopGroup, logger: logger)
     } else {
       connections = loops.map { RedisConnection(configuration: configuration, eventLoop: $0, logger: logger) }
+      waitingConnections = loops.map { RedisConnection(configuration: configuration, eventLoop: $0, logger: logger) }
       cluster = nil
     }
   }
@@ -54,9 +62,22 @@ public final class RedisClient: Sendable {
   /// The connection of `eventLoop` (or of the group's next loop when `eventLoop` is not one of
   /// the group's). One server only: a cluster has a connection per primary.
   public func connection(on eventLoop: any EventLoop) -> RedisConnection {
+    connection(on: eventLoop, lane: .shared)
+  }
+
+  func connection(on eventLoop: any EventLoop, lane: Lane) -> RedisConnection {
     precondition(cluster == nil, "a cluster client has no single connection: use send or evaluate")
-    if let index = indexByLoop[ObjectIdentifier(eventLoop)] { return connections[index] }
-    return connection(on: group.next())
+    if let index = indexByLoop[ObjectIdentifier(eventLoop)] {
+      return lane == .shared ? connections[index] : waitingConnections[index]
+    }
+    return connection(on: group.next(), lane: lane)
+  }
+
+  /// Which of a loop's connections a request takes.
+  enum Lane: Sendable {
+    case shared
+    /// Writes followed by `WAIT`, which blocks the connection until replicas confirm.
+    case replicated
   }
 
   /// The connection of the current event loop when called on one, otherwise the next loop's.
@@ -102,8 +123,14 @@ public final class RedisClient: Sendable {
   public func send(
     pipeline commands: [RedisCommand], on eventLoop: (any EventLoop)? = nil, timeout: TimeAmount? = nil
   ) -> EventLoopFuture<[RESPValue]> {
+    send(pipeline: commands, on: eventLoop, timeout: timeout, lane: .shared)
+  }
+
+  func send(
+    pipeline commands: [RedisCommand], on eventLoop: (any EventLoop)?, timeout: TimeAmount?, lane: Lane
+  ) -> EventLoopFuture<[RESPValue]> {
     let loop = loop(eventLoop)
-    guard let cluster else { return connection(on: loop).send(pipeline: commands, timeout: timeout) }
+    guard let cluster else { return connection(on: loop, lane: lane).send(pipeline: commands, timeout: timeout) }
     guard !commands.isEmpty else { return loop.makeSucceededFuture([]) }
     // Grouped by slot, keyless commands with the first group.
     var groups: [(slot: Int?, indices: [Int])] = []
@@ -120,7 +147,7 @@ public final class RedisClient: Sendable {
       let promise = loop.makePromise(of: [(Int, RESPValue)].self)
       var bytes = ByteBuffer()
       for index in group.indices { commands[index].encode(into: &bytes) }
-      cluster.execute(bytes, count: group.indices.count, slot: group.slot, on: loop, timeout: timeout) {
+      cluster.execute(bytes, count: group.indices.count, slot: group.slot, on: loop, timeout: timeout, lane: lane) {
         promise.completeWith($0.map { Array(zip(group.indices, $0)) }.mapError { $0 as any Error })
       }
       return promise.futureResult
@@ -168,12 +195,13 @@ public final class RedisClient: Sendable {
       command.withSlotOf(RedisCommand("WAIT", String($0.replicas), String(max($0.timeout.nanoseconds / 1_000_000, 1))))
     }
     let commands = [command] + (wait.map { [$0] } ?? [])
-    return send(pipeline: commands, on: loop, timeout: timeout).flatMap { replies -> EventLoopFuture<[RESPValue]> in
+    let lane: Lane = replicated == nil ? .shared : .replicated
+    return send(pipeline: commands, on: loop, timeout: timeout, lane: lane).flatMap { replies -> EventLoopFuture<[RESPValue]> in
       guard case .error(let message) = replies[0], message.hasPrefix("NOSCRIPT") else {
         return loop.makeSucceededFuture(replies)
       }
       let load = command.withSlotOf(RedisCommand("SCRIPT", "LOAD", script.source))
-      return self.send(pipeline: [load] + commands, on: loop, timeout: timeout).flatMapThrowing {
+      return self.send(pipeline: [load] + commands, on: loop, timeout: timeout, lane: lane).flatMapThrowing {
         replies throws(RedisError) -> [RESPValue] in
         if case .error(let message) = replies[0] { throw RedisError(.serverError, message) }
         return Array(replies.dropFirst())
@@ -207,7 +235,7 @@ public final class RedisClient: Sendable {
 
   /// Closes every connection.
   public func close() async {
-    for connection in connections { await connection.close() }
+    for connection in connections + waitingConnections { await connection.close() }
     await cluster?.close()
   }
 }

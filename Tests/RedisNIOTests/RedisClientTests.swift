@@ -135,6 +135,39 @@ import Testing
     #expect(loaded == .array([.integer(1)]))
   }
 
+  /// Redis blocks a connection during `WAIT`: a write waiting for a replica that never
+  /// confirms (this server has none) must not hold up the commands sent after it on the
+  /// same event loop. Ordering, not timing: the second command is answered while the first
+  /// is still waiting.
+  @Test func aWriteWaitingForReplicasDoesNotHoldUpOtherCommands() async throws {
+    let redis = try client()
+    defer { Task { await redis.close() } }
+    let loop = group.next()
+    let k = key()
+    let script = RedisScript("return redis.call('INCR', KEYS[1])")
+    // Cached first, so the replicated call is one round trip (EVALSHA, WAIT).
+    #expect(try await redis.evaluate(script, keys: [k + ":load"], arguments: []) == .integer(1))
+    let waited = redis.evaluate(
+      script, keys: [k], arguments: [], on: loop, replicated: ReplicaWait(replicas: 1, timeout: .seconds(5)))
+    let waitedDone = LockedValue(false)
+    waited.whenComplete { _ in waitedDone.withLock { $0 = true } }
+    // Read until the script's write shows; then its WAIT is what holds its connection.
+    var seen: String?
+    for _ in 0..<200 {
+      seen = try await redis.send(RedisCommand("GET", k), on: loop).get().string
+      if seen == "1" || waitedDone.value { break }
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    #expect(seen == "1")
+    #expect(!waitedDone.value, "GET was answered only after the WAIT gave up")
+    await #expect {
+      _ = try await waited.get()
+    } throws: { error in
+      (error as? RedisError)?.code == .notReplicated
+    }
+    _ = try await redis.send(RedisCommand("DEL", k, k + ":load"))
+  }
+
   @Test func serverErrorsFailTheCommandWithTheirMessage() async throws {
     let redis = try client()
     defer { Task { await redis.close() } }

@@ -127,9 +127,9 @@ final class ClusterRouter: Sendable {
   /// `loop`'s connections; `completion` runs on `loop` with their replies.
   func execute(
     _ bytes: ByteBuffer, count: Int, slot: Int?, on loop: any EventLoop, timeout: TimeAmount,
-    completion: @escaping (Result<[RESPValue], RedisError>) -> Void
+    lane: RedisClient.Lane = .shared, completion: @escaping (Result<[RESPValue], RedisError>) -> Void
   ) {
-    let request = ClusterRequestState(slot: slot, deadline: .now() + timeout)
+    let request = ClusterRequestState(slot: slot, deadline: .now() + timeout, lane: lane)
     if loop.inEventLoop {
       step(request, bytes, count, loop, completion)
     } else {
@@ -159,7 +159,7 @@ final class ClusterRouter: Sendable {
       }
       return
     }
-    let connection = client(node).connection(on: loop)
+    let connection = client(node).connection(on: loop, lane: request.lane)
     let asking = request.asking != nil
     let remaining = max(request.deadline - .now(), .milliseconds(1))
     let send = {

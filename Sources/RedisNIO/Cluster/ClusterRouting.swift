@@ -63,14 +63,17 @@ struct ClusterRequestState {
 
   let slot: Int?
   let deadline: NIODeadline
+  /// The connections it goes on, at whichever node.
+  let lane: RedisClient.Lane
   /// Set by `ASK`, for the next send only.
   private(set) var asking: ClusterTopology.Node?
   private(set) var redirections = 0
   private(set) var retries = 0
 
-  init(slot: Int?, deadline: NIODeadline) {
+  init(slot: Int?, deadline: NIODeadline, lane: RedisClient.Lane = .shared) {
     self.slot = slot
     self.deadline = deadline
+    self.lane = lane
   }
 
   enum Step: Equatable {

@@ -217,16 +217,17 @@ public enum Analysis {
   static func histogramPercentiles(
     _ text: String, name: String, percentiles: [Double]
   ) -> (count: Int, bounds: [Double])? {
-    var buckets: [(le: Double, count: Double)] = []
+    // Summed by bound: the text may hold several servers' histograms.
+    var counts: [Double: Double] = [:]
     let prefix = name + "_bucket{"
     for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
       guard let leStart = line.range(of: "le=\""), let space = line.lastIndex(of: " ") else { continue }
       let leText = line[leStart.upperBound...].prefix { $0 != "\"" }
       guard let count = Double(line[line.index(after: space)...]) else { continue }
       let le = leText == "+Inf" ? Double.infinity : Double(leText) ?? .nan
-      if !le.isNaN { buckets.append((le, count)) }
+      if !le.isNaN { counts[le, default: 0] += count }
     }
-    buckets.sort { $0.le < $1.le }
+    let buckets = counts.map { (le: $0.key, count: $0.value) }.sorted { $0.le < $1.le }
     guard let total = buckets.last?.count, total > 0 else { return nil }
     let bounds = percentiles.map { share in
       buckets.first { $0.count >= share / 100 * total }?.le ?? .infinity

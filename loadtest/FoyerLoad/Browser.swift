@@ -43,10 +43,12 @@ struct GatewayStatus: Decodable {
 }
 
 /// One visitor's HTTP side: its cookie jar and the shared client. A value per visitor; the
-/// connection pool is shared by the whole crowd.
+/// connection pool is shared by the whole crowd. With several gateways, each request goes to
+/// the next one (the cookies are the same host's: gateways on one name behind a balancer).
 struct Browser {
   let client: HTTPClient
-  let base: String
+  let bases: [String]
+  private var turn: Int
   let recorder: Recorder
   /// name → value, as a browser would keep them for the gateway's host.
   var cookies: [String: String] = [:]
@@ -54,9 +56,10 @@ struct Browser {
   /// trusted proxy).
   var forwardedFor: String?
 
-  init(client: HTTPClient, base: String, recorder: Recorder) {
+  init(client: HTTPClient, bases: [String], first: Int, recorder: Recorder) {
     self.client = client
-    self.base = base
+    self.bases = bases
+    self.turn = first % bases.count
     self.recorder = recorder
   }
 
@@ -66,7 +69,8 @@ struct Browser {
     _ kind: RequestKind, _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [],
     body: String? = nil, cookies sendCookies: Bool = true, keepCookies: Bool = true
   ) async -> Reply? {
-    var request = HTTPClientRequest(url: base + path)
+    var request = HTTPClientRequest(url: bases[turn] + path)
+    turn = (turn + 1) % bases.count
     request.method = method
     request.headers.add(name: "accept", value: "application/json")
     if let forwardedFor { request.headers.add(name: "x-forwarded-for", value: forwardedFor) }

@@ -10,11 +10,14 @@ internal import NIOHTTP1
 internal import NIOPosix
 internal import PostgresNIO
 
-/// Where the crowd goes: a running gateway (with its admin API) in front of BoxOffice, and
-/// BoxOffice's database for the books.
+/// Where the crowd goes: running gateways (with their admin APIs) in front of BoxOffice, and
+/// BoxOffice's database for the books. With several gateways, each visitor's requests go to
+/// them in turn, as through a balancer without sticky sessions.
 public struct Target: Sendable {
-  public var gateway: String
-  public var admin: String
+  public var gateways: [String]
+  /// The first is the operator's (settings, live numbers); every one's metrics are summed.
+  public var admins: [String]
+  public var admin: String { admins[0] }
   public var adminToken: String
   public var room: String
   public var event: UUID
@@ -23,8 +26,15 @@ public struct Target: Sendable {
   public init(
     gateway: String, admin: String, adminToken: String, room: String, event: UUID, databaseURL: String
   ) {
-    self.gateway = gateway
-    self.admin = admin
+    self.init(gateways: [gateway], admins: [admin], adminToken: adminToken, room: room, event: event, databaseURL: databaseURL)
+  }
+
+  public init(
+    gateways: [String], admins: [String], adminToken: String, room: String, event: UUID, databaseURL: String
+  ) {
+    precondition(!gateways.isEmpty && !admins.isEmpty, "a target needs a gateway and an admin API")
+    self.gateways = gateways
+    self.admins = admins
     self.adminToken = adminToken
     self.room = room
     self.event = event
@@ -123,7 +133,7 @@ public struct Simulation: Sendable {
       progress?("bots: one core hashes \(Int(oneCore)) challenge tries/s; the botnet's budget is \(Int(botnetRate))/s")
     }
     let crowd = Crowd(
-      client: client, base: target.gateway, room: target.room, event: target.event.uuidString.lowercased(),
+      client: client, bases: target.gateways, room: target.room, event: target.event.uuidString.lowercased(),
       sections: sections, scenario: scenario, recorder: recorder, origin: origin, wallOrigin: wallOrigin,
       startsAt: startsAt, floodClient: floodClient, minterBudget: HashBudget(hashesPerSecond: max(oneCore, 1)),
       botnetBudget: HashBudget(hashesPerSecond: max(botnetRate, 1)))
@@ -207,8 +217,9 @@ public struct Simulation: Sendable {
       return records
     }
     await sample(sampler, crowd, samples)
-    let gatewayProxy = await proxyDurations(sampler)
-    let gatewayRefusals = await refusals(sampler)
+    let metrics = await allMetrics(sampler)
+    let gatewayProxy = proxyDurations(metrics)
+    let gatewayRefusals = refusals(metrics)
     try await client.shutdown()
     try await floodClient.shutdown()
     try await sampler.shutdown()
@@ -335,9 +346,10 @@ public struct Simulation: Sendable {
     }
   }
 
-  /// A `GET` on the admin API with the token; the body of a 200, else `nil`.
-  private func adminGet(_ client: HTTPClient, _ path: String) async -> ByteBuffer? {
-    var request = HTTPClientRequest(url: target.admin + path)
+  /// A `GET` on an admin API (the operator's unless said) with the token; the body of a 200,
+  /// else `nil`.
+  private func adminGet(_ client: HTTPClient, _ path: String, admin: String? = nil) async -> ByteBuffer? {
+    var request = HTTPClientRequest(url: (admin ?? target.admin) + path)
     request.headers.add(name: "authorization", value: "Bearer \(target.adminToken)")
     do {
       let response = try await client.execute(request, timeout: .seconds(10))
@@ -357,25 +369,33 @@ public struct Simulation: Sendable {
     }
   }
 
-  /// Requests the gateway refused, by reason (`foyer_refused_requests_total`).
-  private func refusals(_ client: HTTPClient) async -> [String: Int] {
-    guard let body = await adminGet(client, "/metrics") else { return [:] }
+  /// Every gateway's `/metrics`, one after another (the readers below sum their series).
+  private func allMetrics(_ client: HTTPClient) async -> String {
+    var text = ""
+    for admin in target.admins {
+      if let body = await adminGet(client, "/metrics", admin: admin) { text += String(buffer: body) + "\n" }
+    }
+    return text
+  }
+
+  /// Requests the gateways refused, by reason (`foyer_refused_requests_total`).
+  private func refusals(_ metrics: String) -> [String: Int] {
     var counts: [String: Int] = [:]
-    for line in String(buffer: body).split(separator: "\n") where line.hasPrefix("foyer_refused_requests_total{") {
+    for line in metrics.split(separator: "\n") where line.hasPrefix("foyer_refused_requests_total{") {
       guard let start = line.range(of: "reason=\"")?.upperBound, let end = line[start...].firstIndex(of: "\""),
         let value = line.split(separator: " ").last.flatMap({ Double($0) }), value > 0
       else { continue }
-      counts[String(line[start..<end])] = Int(value)
+      counts[String(line[start..<end]), default: 0] += Int(value)
     }
     return counts
   }
 
-  /// The gateway's own timing of forwarded requests (head in to response end), from its
+  /// The gateways' own timing of forwarded requests (head in to response end), from their
   /// `/metrics`: unlike the crowd's latencies, it does not include the client's queueing.
-  private func proxyDurations(_ client: HTTPClient) async -> Report.GatewayLatency? {
-    guard let body = await adminGet(client, "/metrics"),
+  private func proxyDurations(_ metrics: String) -> Report.GatewayLatency? {
+    guard
       let (count, bounds) = Analysis.histogramPercentiles(
-        String(buffer: body), name: "foyer_proxy_duration_seconds", percentiles: [50, 90, 99])
+        metrics, name: "foyer_proxy_duration_seconds", percentiles: [50, 90, 99])
     else { return nil }
     return Report.GatewayLatency(
       count: count, p50AtMostMs: bounds[0] * 1_000, p90AtMostMs: bounds[1] * 1_000,

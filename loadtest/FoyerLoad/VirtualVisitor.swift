@@ -67,7 +67,8 @@ struct VisitorRecord: Sendable {
 /// Everything the visitors share: the connection pool, the target, the clock.
 struct Crowd: Sendable {
   let client: HTTPClient
-  let base: String
+  /// The gateways, taken in turn.
+  let bases: [String]
   let room: String
   let event: String
   let sections: [String]
@@ -127,7 +128,7 @@ struct VirtualVisitor {
 
   init(index: Int, role: VisitorRecord.Role = .human, crowd: Crowd, seed: UInt64) {
     self.crowd = crowd
-    browser = Browser(client: crowd.client, base: crowd.base, recorder: crowd.recorder)
+    browser = Browser(client: crowd.client, bases: crowd.bases, first: index, recorder: crowd.recorder)
     record = VisitorRecord(index: index)
     record.role = role
     // Bots draw from a stream of their own: the humans of a run with bots are the same people.
@@ -358,7 +359,7 @@ struct VirtualVisitor {
   /// closes; then leaves.
   private mutating func flood() async {
     let rate = Double(scenario.bots.flooderPollsPerSecond)
-    var jar = Browser(client: crowd.floodClient, base: crowd.base, recorder: crowd.recorder)
+    var jar = Browser(client: crowd.floodClient, bases: crowd.bases, first: 0, recorder: crowd.recorder)
     jar.cookies = browser.cookies
     jar.forwardedFor = browser.forwardedFor
     let room = crowd.room

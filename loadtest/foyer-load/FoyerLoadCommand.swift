@@ -22,11 +22,11 @@ struct FoyerLoadCommand: AsyncParsableCommand {
   @Argument(help: "The scenario file (see loadtest/onsale-small.yaml).")
   var scenario: String
 
-  @Option(help: "The gateway's public URL.")
-  var gateway = "http://127.0.0.1:8080"
+  @Option(help: "The gateway's public URL; repeat it for several gateways, taken in turn by each visitor.")
+  var gateway: [String] = ["http://127.0.0.1:8080"]
 
-  @Option(help: "The gateway's admin API URL.")
-  var admin = "http://127.0.0.1:8081"
+  @Option(help: "The gateway's admin API URL; repeat it with several gateways (the first gets the operator's changes).")
+  var admin: [String] = ["http://127.0.0.1:8081"]
 
   @Option(help: "The room protecting the event.")
   var room = "onsale"
@@ -80,7 +80,7 @@ struct FoyerLoadCommand: AsyncParsableCommand {
     let simulation = Simulation(
       scenario: parsed,
       target: Target(
-        gateway: gateway, admin: admin, adminToken: token, room: room, event: eventID, databaseURL: database),
+        gateways: gateway, admins: admin, adminToken: token, room: room, event: eventID, databaseURL: database),
       logger: logger)
     let report: Report
     do {

@@ -159,6 +159,18 @@ import WaitingRoom
       Analysis.histogramPercentiles(text, name: "foyer_proxy_duration_seconds", percentiles: [50, 99, 100]))
     #expect(count == 100 && bounds == [0.005, 0.05, .infinity])
     #expect(Analysis.histogramPercentiles(text, name: "other", percentiles: [50]) == nil)
+    // Three gateways' metrics one after another: summed by bucket. The third is all slow, so
+    // the median moves up a bucket.
+    let slow = """
+      foyer_proxy_duration_seconds_bucket{le="0.001"} 0
+      foyer_proxy_duration_seconds_bucket{le="0.005"} 0
+      foyer_proxy_duration_seconds_bucket{le="0.05"} 200
+      foyer_proxy_duration_seconds_bucket{le="+Inf"} 200
+      """
+    let (merged, mergedBounds) = try #require(
+      Analysis.histogramPercentiles(
+        text + "\n" + text + "\n" + slow, name: "foyer_proxy_duration_seconds", percentiles: [25, 50]))
+    #expect(merged == 400 && mergedBounds == [0.005, 0.05])
   }
 
   @Test func concurrencyCountsOverlapsAndNotTouchingEnds() {

@@ -1,4 +1,4 @@
-public import NIOCore
+internal import NIOCore
 
 /// What one cluster request does next, decided from its replies alone: the routing rules of
 /// the cluster specification as a pure function and a small state machine, tested without

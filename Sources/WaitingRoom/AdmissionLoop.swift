@@ -14,8 +14,11 @@ public struct AdmissionLoopConfiguration: Sendable {
   /// Most admissions per room per tick; keeps each script run well under a millisecond or two.
   public var batchLimit: Int
 
+  /// The default `busyInterval`: how far apart admissions come while people wait.
+  public static let busyTick = TimeAmount.milliseconds(100)
+
   public init(
-    busyInterval: TimeAmount = .milliseconds(100), idleInterval: TimeAmount = .seconds(1),
+    busyInterval: TimeAmount = busyTick, idleInterval: TimeAmount = .seconds(1),
     roomRefreshInterval: TimeAmount = .seconds(2), batchLimit: Int = 1_000
   ) {
     self.busyInterval = busyInterval

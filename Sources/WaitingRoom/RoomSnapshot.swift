@@ -32,6 +32,10 @@ struct RoomSnapshot: Sendable {
   var startsAtMilliseconds: Int64
   var waiting: Int
   var measuredPerMinute: Int
+  /// Visitors who left the queue's head (admitted, or found abandoned there) and places given
+  /// back, since the room was made: what moves a sketched position.
+  var popped: Int64
+  var left: Int64
   /// Redis `TIME` when read, and our monotonic clock then: Redis time is estimated from them.
   var redisMilliseconds: Int64
   var readAt: NIODeadline
@@ -39,15 +43,16 @@ struct RoomSnapshot: Sendable {
   static func commands(_ keys: RoomKeys) -> [RedisCommand] {
     [
       RedisCommand("HMGET", keys.settings, "state", "rate_per_minute", "abandon_seconds", "starts_at"),
-      RedisCommand("ZCARD", keys.queue), RedisCommand("HGET", keys.stats, "rate_1m"), RedisCommand("TIME"),
+      RedisCommand("ZCARD", keys.queue), RedisCommand("HMGET", keys.stats, "rate_1m", "admitted", "abandoned", "left"),
+      RedisCommand("TIME"),
     ]
   }
 
   /// Parses the replies of `commands`, in order.
   init(replies: ArraySlice<RESPValue>, room: String) throws {
     let values = Array(replies)
-    guard values.count == 4, let settings = values[0].array, settings.count == 4, let time = values[3].array,
-      time.count == 2, let seconds = time[0].int, let micros = time[1].int
+    guard values.count == 4, let settings = values[0].array, settings.count == 4, let stats = values[2].array,
+      stats.count == 4, let time = values[3].array, time.count == 2, let seconds = time[0].int, let micros = time[1].int
     else { throw RoomStoreError(.unexpectedReply, "unexpected room snapshot \(values)") }
     guard let stateText = settings[0].string else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
     state = RoomState(rawValue: stateText) ?? .paused
@@ -55,7 +60,9 @@ struct RoomSnapshot: Sendable {
     abandonSeconds = settings[2].int ?? 120
     startsAtMilliseconds = Int64(settings[3].int ?? 0)
     waiting = values[1].int ?? 0
-    measuredPerMinute = values[2].int ?? 0
+    measuredPerMinute = stats[0].int ?? 0
+    popped = Int64(stats[1].int ?? 0) + Int64(stats[2].int ?? 0)
+    left = Int64(stats[3].int ?? 0)
     redisMilliseconds = Int64(seconds) * 1_000 + Int64(micros / 1_000)
     readAt = .now()
   }
@@ -64,7 +71,7 @@ struct RoomSnapshot: Sendable {
 
   var redisNowMilliseconds: Int64 { redisMilliseconds + age.nanoseconds / 1_000_000 }
 
-  func place(position: Int, now: Int64, visitor: VisitorID) -> QueuePosition {
+  func place(position: Int, now: Int64, visitor: VisitorID, score: Int64?) -> QueuePosition {
     let estimate = WaitEstimate(
       position: position, measuredPerMinute: measuredPerMinute, configuredPerMinute: ratePerMinute,
       admitting: state == .queue, secondsUntilStart: Int((startsAtMilliseconds - now + 999) / 1_000),
@@ -72,7 +79,7 @@ struct RoomSnapshot: Sendable {
     return QueuePosition(
       position: position, waiting: max(waiting, position), state: state,
       startsAtMilliseconds: startsAtMilliseconds,
-      nowMilliseconds: now, estimate: estimate)
+      nowMilliseconds: now, estimate: estimate, score: score)
   }
 }
 

@@ -15,6 +15,8 @@ public struct RoomKeys: Sendable, Hashable {
   public let solved: String
   /// The room's traffic rules: a JSON array the admin API writes and gateways read.
   public let rules: String
+  /// The queue's last `PlaceSketch`, shared by every gateway (`Scripts.sketch`).
+  public let sketch: String
 
   /// The set of room ids (outside any room's slot; never touched by a room script).
   public static let rooms = "foyer:rooms"
@@ -32,6 +34,7 @@ public struct RoomKeys: Sendable, Hashable {
     revoked = prefix + "revoked"
     solved = prefix + "solved"
     rules = prefix + "rules"
+    sketch = prefix + "sketch"
   }
 
   /// The order every script expects its keys in.
@@ -70,6 +73,10 @@ public struct QueuePosition: Sendable, Hashable {
   /// Redis time of the answer, unix milliseconds.
   public let nowMilliseconds: Int64
   public let estimate: WaitEstimate
+  /// The visitor's queue score as Redis holds it (order and last-seen second), when this
+  /// answer knows it: the gateway signs it into the place cookie, with which later polls are
+  /// answered from the room's sketch (`RoomStore.status(…place:…)`).
+  public let score: Int64?
 }
 
 /// The answer to a join or a status poll.
@@ -203,18 +210,64 @@ public final class RoomStore: Sendable {
   /// Per event loop of `redis`: the last-seen seconds its polls learned, made by the first
   /// poll there (a store that never polls, as in `foyer ctl`, makes none).
   private let seenMemos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>]
+  /// How polls that bring the visitor's queue score are answered from the room's sketch.
+  public let sketching: Sketching
+  /// Per room, the last sketch read and whether a read is under way.
+  private let sketches = NIOLockedValueBox<[String: (sketch: PlaceSketch?, readAt: NIODeadline, reading: Bool)]>([:])
+  /// Per event loop: the heartbeats that sketched polls owe Redis.
+  private let heartbeats: [ObjectIdentifier: NIOLoopBoundBox<Heartbeats?>]
+  private let gone = GoneVisitors()
+
+  /// Positions from the sketch: exact (from Redis) below `exactBelow`, and below wherever the
+  /// admissions since the counters were read could move a position by more than `error` of
+  /// it; the sketch read again once older than `maxAge`, heartbeats written every
+  /// `heartbeatInterval`.
+  public struct Sketching: Sendable {
+    public var exactBelow: Int
+    public var error: Double
+    public var maxAge: TimeAmount
+    public var heartbeatInterval: TimeAmount
+
+    public init(
+      exactBelow: Int = 1_000, error: Double = 0.005, maxAge: TimeAmount = .seconds(1),
+      heartbeatInterval: TimeAmount = .seconds(1)
+    ) {
+      self.exactBelow = exactBelow
+      self.error = error
+      self.maxAge = maxAge
+      self.heartbeatInterval = heartbeatInterval
+    }
+
+    /// Sample spacing: each sample at most this share of its rank after the one before, so
+    /// interpolation stays within `error` with room for the counters' own.
+    var growth: Double { error * 0.8 }
+  }
 
   public init(
-    redis: RedisClient, snapshotMaxAge: TimeAmount = .milliseconds(250), replicaWait: ReplicaWait? = nil
+    redis: RedisClient, snapshotMaxAge: TimeAmount = .milliseconds(250), replicaWait: ReplicaWait? = nil,
+    sketching: Sketching = Sketching()
   ) {
     self.redis = redis
     self.snapshotMaxAge = snapshotMaxAge
     self.replicaWait = replicaWait
+    self.sketching = sketching
     var memos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>] = [:]
+    var heartbeats: [ObjectIdentifier: NIOLoopBoundBox<Heartbeats?>] = [:]
     for loop in redis.eventLoops {
       memos[ObjectIdentifier(loop)] = .makeEmptyBox(valueType: SeenMemo.self, eventLoop: loop)
+      heartbeats[ObjectIdentifier(loop)] = .makeEmptyBox(valueType: Heartbeats.self, eventLoop: loop)
     }
     seenMemos = memos
+    self.heartbeats = heartbeats
+  }
+
+  /// Below this position a poll asks Redis: the front, and as far back as the admissions
+  /// since the snapshot's counters were read (its age and one admission tick, at the
+  /// configured rate) are more than `error` of the position.
+  func exactBelow(_ snapshot: RoomSnapshot) -> Int {
+    let stale = Double(snapshot.age.nanoseconds + AdmissionLoopConfiguration.busyTick.nanoseconds) / 1e9
+    let moved = Double(snapshot.ratePerMinute) / 60 * stale
+    return max(sketching.exactBelow, Int((moved / sketching.error).rounded(.up)))
   }
 
   // MARK: Visitors (futures: called from channel handlers on their event loop)
@@ -245,18 +298,22 @@ public final class RoomStore: Sendable {
   /// in the same round trip when older than `snapshotMaxAge`), and the last-seen second is
   /// rewritten only when it has aged (a conditional `ZADD XX`, fire and forget). Anyone not
   /// in the queue goes through the `status` script, which also claims.
+  ///
+  /// With `place`, the visitor's queue score as the gateway signed it (`QueuePosition.score`),
+  /// a visitor well behind the front is answered from the room's sketch with no Redis round
+  /// trip; the last-seen second, when due, goes out with the loop's next heartbeat batch.
   public func status(
-    room: String, visitor: VisitorID, claim: Bool = false, on eventLoop: (any EventLoop)? = nil
+    room: String, visitor: VisitorID, place: Int64? = nil, claim: Bool = false, on eventLoop: (any EventLoop)? = nil
   )
     -> EventLoopFuture<VisitorStatus>
   {
     let loop = redis.loop(eventLoop)
     let promise = loop.makePromise(of: VisitorStatus.self)
     if loop.inEventLoop {
-      poll(room: room, visitor: visitor, claim: claim, loop: loop, completion: promise.completeWith)
+      poll(room: room, visitor: visitor, place: place, claim: claim, loop: loop, completion: promise.completeWith)
     } else {
       loop.execute {
-        self.poll(room: room, visitor: visitor, claim: claim, loop: loop, completion: promise.completeWith)
+        self.poll(room: room, visitor: visitor, place: place, claim: claim, loop: loop, completion: promise.completeWith)
       }
     }
     return promise.futureResult
@@ -265,26 +322,32 @@ public final class RoomStore: Sendable {
   /// `status` for a caller running on `eventLoop` (a channel handler), answered through
   /// `completion` on that loop: the gateway's most frequent request, without a future chain.
   public func status(
-    room: String, visitor: VisitorID, claim: Bool, on eventLoop: any EventLoop,
+    room: String, visitor: VisitorID, place: Int64? = nil, claim: Bool, on eventLoop: any EventLoop,
     completion: @escaping (Result<VisitorStatus, any Error>) -> Void
   ) {
     eventLoop.preconditionInEventLoop()
     guard redis.owns(eventLoop) else {
       // Not one of the client's loops: its connections live elsewhere; come back here.
-      status(room: room, visitor: visitor, claim: claim, on: eventLoop).hop(to: eventLoop)
+      status(room: room, visitor: visitor, place: place, claim: claim, on: eventLoop).hop(to: eventLoop)
         .assumeIsolated().whenComplete(completion)
       return
     }
-    poll(room: room, visitor: visitor, claim: claim, loop: eventLoop, completion: completion)
+    poll(room: room, visitor: visitor, place: place, claim: claim, loop: eventLoop, completion: completion)
   }
 
   /// Both `status` calls, on `loop`, one of the client's.
   private func poll(
-    room: String, visitor: VisitorID, claim: Bool, loop: any EventLoop,
+    room: String, visitor: VisitorID, place: Int64?, claim: Bool, loop: any EventLoop,
     completion: @escaping (Result<VisitorStatus, any Error>) -> Void
   ) {
     let (entry, snapshot) = self.entry(room)
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
+    if let place {
+      if let cached, let answer = sketched(room, entry: entry, snapshot: cached, visitor: visitor, score: place, loop: loop) {
+        completion(.success(answer))
+        return
+      }
+    }
     let refresh = cached == nil ? RoomSnapshot.commands(entry.keys) : []
     let memo = seenMemo(on: loop)
     // Any snapshot tells Redis' time; an aged one is refreshed by these very commands.
@@ -326,11 +389,67 @@ public final class RoomStore: Sendable {
         return
       }
       let now = snapshot.redisNowMilliseconds
+      var answered = score
       if let score {
-        self.touchIfAged(score, visitor: visitor, entry: entry, snapshot: snapshot, memo: memo, loop: loop)
+        answered = self.touchIfAged(score, visitor: visitor, entry: entry, snapshot: snapshot, memo: memo, loop: loop)
+        self.gone.remove(visitor, room: entry.tag)
       }
-      completion(.success(.queued(snapshot.place(position: rank + 1, now: now, visitor: visitor))))
+      completion(.success(.queued(snapshot.place(position: rank + 1, now: now, visitor: visitor, score: answered))))
     }
+  }
+
+  /// The answer from the room's sketch, or `nil` when Redis must be asked: the visitor is
+  /// near the front, the room has not started (pre-queue places still move), no sketch has
+  /// been read yet, or a heartbeat found the visitor gone. Reads the sketch again when aged.
+  private func sketched(
+    _ room: String, entry: RoomEntry, snapshot: RoomSnapshot, visitor: VisitorID, score: Int64, loop: any EventLoop
+  ) -> VisitorStatus? {
+    let now = snapshot.redisNowMilliseconds
+    guard snapshot.state == .queue || snapshot.state == .paused, now >= snapshot.startsAtMilliseconds else {
+      return nil
+    }
+    let (sketch, read) = sketches.withLockedValue { sketches -> (PlaceSketch?, Bool) in
+      let state = sketches[room]
+      let aged = state.map { .now() - $0.readAt >= sketching.maxAge } ?? true
+      guard aged, state?.reading != true else { return (state?.sketch, false) }
+      sketches[room] = (state?.sketch, state?.readAt ?? .uptimeNanoseconds(0), true)
+      return (state?.sketch, true)
+    }
+    if read { readSketch(room, loop: loop) }
+    guard let sketch, let heartbeats = heartbeats(on: loop), !gone.contains(visitor, room: entry.tag),
+      let position = sketch.position(score: score, visitor: visitor, popped: snapshot.popped, left: snapshot.left),
+      position >= exactBelow(snapshot)
+    else { return nil }
+    var answered = score
+    if let touched = QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds) {
+      heartbeats.add(visitor, score: touched, entry: entry)
+      answered = touched
+    }
+    return .queued(snapshot.place(position: position, now: now, visitor: visitor, score: answered))
+  }
+
+  /// Reads the room's sketch (made now by whichever gateway asks first once it has aged).
+  private func readSketch(_ room: String, loop: any EventLoop) {
+    sketch(room: room, exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge, on: loop)
+      .whenComplete { result in
+        self.sketches.withLockedValue { sketches in
+          let previous = sketches[room]
+          switch result {
+          case .success(let sketch): sketches[room] = (sketch, .now(), false)
+          case .failure:
+            // Tried again after another `maxAge`; polls meanwhile use the last one, or Redis.
+            sketches[room] = (previous?.sketch, .now(), false)
+          }
+        }
+      }
+  }
+
+  private func heartbeats(on eventLoop: any EventLoop) -> Heartbeats? {
+    guard let box = heartbeats[ObjectIdentifier(eventLoop)] else { return nil }
+    if let batch = box.value { return batch }
+    let batch = Heartbeats(redis: redis, loop: eventLoop, interval: sketching.heartbeatInterval, gone: gone)
+    box.value = batch
+    return batch
   }
 
   private func seenMemo(on eventLoop: any EventLoop) -> SeenMemo? {
@@ -342,20 +461,21 @@ public final class RoomStore: Sendable {
   }
 
   /// Rewrites the last-seen second of a score that has aged, and records in `memo` what Redis
-  /// holds (a rewrite only once it succeeded).
+  /// holds (a rewrite only once it succeeded). Returns the score Redis will hold.
   private func touchIfAged(
     _ score: Int64, visitor: VisitorID, entry: RoomEntry, snapshot: RoomSnapshot, memo: SeenMemo?,
     loop: any EventLoop
-  ) {
+  ) -> Int64 {
     let now = snapshot.redisNowMilliseconds
     guard
       let touched = QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds)
     else {
       memo?.record(visitor, room: entry.tag, seen: QueueScore.seenSecond(score, nowSecond: now / 1_000))
-      return
+      return score
     }
     redis.send(RedisCommand("ZADD", entry.keys.queue, "XX", String(touched), visitor.description), on: loop)
       .assumeIsolated().whenSuccess { _ in memo?.record(visitor, room: entry.tag, seen: now / 1_000) }
+    return touched
   }
 
   /// Claims an admission: `.active` with the session end, or `.absent` if not admitted (any more).
@@ -430,12 +550,32 @@ public final class RoomStore: Sendable {
     }
   }
 
+  /// The room's queue sketch: the one stored in Redis if younger than `maxAge`, else one
+  /// computed now and stored for every gateway. Samples start at position `exactBelow` (the
+  /// front is asked of Redis) and grow by `growth` of their rank, which bounds the error.
+  public func sketch(
+    room: String, exactBelow: Int = 1_000, growth: Double = 0.004, maxAge: TimeAmount = .seconds(1),
+    on eventLoop: (any EventLoop)? = nil
+  ) -> EventLoopFuture<PlaceSketch> {
+    let keys = entry(room).entry.keys
+    return redis.evaluate(
+      Scripts.sketch, keys: [keys.queue, keys.stats, keys.sketch],
+      arguments: [String(max(exactBelow - 1, 0)), String(growth), String(maxAge.nanoseconds / 1_000_000)],
+      on: eventLoop
+    ).flatMapThrowing { reply in
+      guard let text = reply.string else { throw RoomStoreError(.unexpectedReply, "sketch answered \(reply)") }
+      return try PlaceSketch(text)
+    }
+  }
+
   public func join(room: String, visitor: VisitorID) async throws -> VisitorStatus {
     try await join(room: room, visitor: visitor, on: nil).get()
   }
 
-  public func status(room: String, visitor: VisitorID, claim: Bool = false) async throws -> VisitorStatus {
-    try await status(room: room, visitor: visitor, claim: claim, on: nil).get()
+  public func status(
+    room: String, visitor: VisitorID, place: Int64? = nil, claim: Bool = false
+  ) async throws -> VisitorStatus {
+    try await status(room: room, visitor: visitor, place: place, claim: claim, on: nil).get()
   }
 
   public func claim(room: String, visitor: VisitorID) async throws -> VisitorStatus {
@@ -483,7 +623,8 @@ public final class RoomStore: Sendable {
   /// Removes the room and everyone in it.
   public func deleteRoom(_ room: String) async throws {
     var command = RedisCommand("DEL")
-    for key in RoomKeys(room: room).scriptKeys + [RoomKeys(room: room).rules] { command.append(key) }
+    let keys = RoomKeys(room: room)
+    for key in keys.scriptKeys + [keys.rules, keys.sketch] { command.append(key) }
     let replies = try await redis.send(pipeline: [command, RedisCommand("SREM", RoomKeys.rooms, room)])
     if replies[0] == .integer(0) { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
   }
@@ -607,7 +748,7 @@ public final class RoomStore: Sendable {
     }
     switch kind {
     case "queued":
-      guard values.count == 9, let stateText = values[5].string, let state = RoomState(rawValue: stateText)
+      guard values.count == 10, let stateText = values[5].string, let state = RoomState(rawValue: stateText)
       else {
         throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
       }
@@ -622,7 +763,7 @@ public final class RoomStore: Sendable {
         QueuePosition(
           position: position, waiting: try int(2), state: state, startsAtMilliseconds: startsAt,
           nowMilliseconds: now,
-          estimate: estimate))
+          estimate: estimate, score: QueueScore.parse(values[9])))
     case "admitted": return .admitted(claimDeadlineMilliseconds: Int64(try int(1)))
     case "active": return .active(sessionEndMilliseconds: Int64(try int(1)))
     case "absent":

@@ -19,6 +19,7 @@ struct RoomBench: AsyncParsableCommand {
   @Option(help: "Requests in flight at once.") var concurrency = 512
   @Option(help: "Event-loop threads.") var threads = 1
   @Option(help: "Admission ticks of 1,000 to time.") var ticks = 20
+  @Option(help: "Random visitors whose sketched position is checked against ZRANK (0: none).") var sketchChecks = 0
   @Flag(help: "Keep the room (for a baseline on the same queue).") var keep = false
   @Flag(help: "Use the room a previous --keep run filled.") var skipFill = false
 
@@ -47,6 +48,8 @@ struct RoomBench: AsyncParsableCommand {
           format: "memory per waiting visitor: %.1f bytes (used_memory %d -> %d)",
           Double(after - before) / Double(waiting), before, after))
     }
+
+    if sketchChecks > 0 { try await checkSketch(store: store, room: room, ids: ids) }
 
     if polls > 0 {
       let pollRate = try await ClosedLoop.run(group: group, total: polls, concurrency: concurrency) {
@@ -96,6 +99,63 @@ struct RoomBench: AsyncParsableCommand {
     if !keep { try? await store.deleteRoom(room) }
     await redis.close()
     try await group.shutdownGracefully()
+  }
+
+  /// Takes the room's sketch (timed by Redis' slow log: script time) and compares the
+  /// positions it gives `sketchChecks` random visitors with `ZRANK` on the same, still queue.
+  func checkSketch(store: RoomStore, room: String, ids: [VisitorID]) async throws {
+    let redis = store.redis
+    let keys = RoomKeys(room: room)
+    // The script's own commands are logged too (thousands of ZRANGE steps each).
+    _ = try await redis.send(RedisCommand("CONFIG", "SET", "slowlog-log-slower-than", "0"))
+    _ = try await redis.send(RedisCommand("CONFIG", "SET", "slowlog-max-len", "100000"))
+    _ = try await redis.send(RedisCommand("SLOWLOG", "RESET"))
+    var sketch = try await store.sketch(room: room, maxAge: .milliseconds(1)).get()
+    for _ in 0..<4 { sketch = try await store.sketch(room: room, maxAge: .milliseconds(1)).get() }
+    let log = try await redis.send(RedisCommand("SLOWLOG", "GET", "100000")).array ?? []
+    let micros = log.compactMap { entry -> Int? in
+      guard let fields = entry.array, fields.count >= 4, let arguments = fields[3].array,
+        arguments.count > 1, arguments[1].string == Scripts.sketch.sha1
+      else { return nil }
+      return fields[2].int
+    }.sorted()
+    _ = try await redis.send(RedisCommand("CONFIG", "SET", "slowlog-log-slower-than", "10000"))
+    _ = try await redis.send(RedisCommand("CONFIG", "SET", "slowlog-max-len", "128"))
+    _ = try await redis.send(RedisCommand("SLOWLOG", "RESET"))
+    let stored = try await redis.send(RedisCommand("STRLEN", keys.sketch)).int ?? 0
+    print(
+      "sketch: \(sketch.samples) samples, \(stored) bytes, taken in Redis in "
+        + (micros.isEmpty ? "(not logged)" : "median \(micros[micros.count / 2]) us, max \(micros.last!) us of \(micros.count)"))
+    var generator = SystemRandomNumberGenerator()
+    let chosen = (0..<sketchChecks).map { _ in ids[Int.random(in: 0..<ids.count, using: &generator)] }
+    var errors: [Double] = []
+    var exactFront = 0
+    var missing = 0
+    for start in stride(from: 0, to: chosen.count, by: 1_000) {
+      let batch = chosen[start..<min(start + 1_000, chosen.count)]
+      var commands: [RedisCommand] = []
+      for visitor in batch {
+        commands.append(RedisCommand("ZRANK", keys.queue, visitor.description))
+        commands.append(RedisCommand("ZSCORE", keys.queue, visitor.description))
+      }
+      let replies = try await redis.send(pipeline: commands)
+      for index in 0..<batch.count {
+        guard let rank = replies[2 * index].int, let score = replies[2 * index + 1].string.flatMap({ Double($0) })
+        else { missing += 1; continue }
+        guard
+          let position = sketch.position(
+            score: Int64(score), visitor: batch[batch.startIndex + index], popped: sketch.popped, left: sketch.left)
+        else { exactFront += 1; continue }
+        errors.append(Double(abs(position - (rank + 1))) / Double(rank + 1) * 100)
+      }
+    }
+    errors.sort()
+    func at(_ share: Double) -> Double { errors.isEmpty ? .nan : errors[min(errors.count - 1, Int(Double(errors.count) * share))] }
+    print(
+      String(
+        format: "sketched positions vs ZRANK, %d random visitors: %d at the front (asked of Redis), %d sketched: error p50 %.4f %%, p90 %.4f %%, p99 %.4f %%, max %.4f %% (bound 0.4 %%)%@",
+        chosen.count, exactFront, errors.count, at(0.5), at(0.9), at(0.99), errors.last ?? .nan,
+        missing > 0 ? ", \(missing) not in the queue" as NSString : "" as NSString))
   }
 
   func usedMemory(_ redis: RedisClient) async throws -> Int {

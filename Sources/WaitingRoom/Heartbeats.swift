@@ -1,0 +1,104 @@
+internal import FoyerCore
+internal import NIOConcurrencyHelpers
+internal import NIOCore
+internal import RedisNIO
+
+/// Visitors a heartbeat found gone from their room's queue, for every loop of a store: their
+/// polls ask Redis again, which tells them where they stand. Bounded: a forgotten entry only
+/// costs one sketched answer more, until the next heartbeat.
+final class GoneVisitors: Sendable {
+  struct Key: Hashable {
+    var room: UInt32
+    var visitor: VisitorID
+  }
+
+  static let capacity = 65_536
+  private let keys = NIOLockedValueBox<Set<Key>>([])
+
+  func contains(_ visitor: VisitorID, room: UInt32) -> Bool {
+    keys.withLockedValue { !$0.isEmpty && $0.contains(Key(room: room, visitor: visitor)) }
+  }
+
+  func insert(_ visitors: [VisitorID], room: UInt32) {
+    keys.withLockedValue { keys in
+      if keys.count + visitors.count > Self.capacity { keys.removeAll(keepingCapacity: true) }
+      for visitor in visitors { keys.insert(Key(room: room, visitor: visitor)) }
+    }
+  }
+
+  func remove(_ visitor: VisitorID, room: UInt32) {
+    keys.withLockedValue { keys in
+      if !keys.isEmpty { keys.remove(Key(room: room, visitor: visitor)) }
+    }
+  }
+}
+
+/// The last-seen seconds that polls answered from the sketch owe Redis, written per event
+/// loop in one pipeline per `interval`: per room a `ZADD XX CH` of up to `chunk` visitors, so
+/// a poll never waits on a write and Redis sees one command for many visitors.
+///
+/// `XX` never puts back a visitor who has left the queue (admitted, abandoned, removed by an
+/// operator); when a command changed fewer entries than it named, a `ZMSCORE` finds who is
+/// gone (`GoneVisitors`). Loop-confined, like a channel handler.
+final class Heartbeats {
+  private let redis: RedisClient
+  private let loop: any EventLoop
+  private let interval: TimeAmount
+  private let chunk: Int
+  /// Per room (`RoomEntry.tag`): the entry and the scores to write, by visitor.
+  private var pending: [UInt32: (entry: RoomEntry, scores: [VisitorID: Int64])] = [:]
+  private var scheduled = false
+  private let gone: GoneVisitors
+
+  init(redis: RedisClient, loop: any EventLoop, interval: TimeAmount, gone: GoneVisitors, chunk: Int = 1_000) {
+    self.redis = redis
+    self.loop = loop
+    self.interval = interval
+    self.gone = gone
+    self.chunk = chunk
+  }
+
+  /// Owes Redis `score` (a fresh last-seen second) for `visitor`; written with the next batch.
+  func add(_ visitor: VisitorID, score: Int64, entry: RoomEntry) {
+    pending[entry.tag, default: (entry, [:])].scores[visitor] = score
+    guard !scheduled else { return }
+    scheduled = true
+    loop.assumeIsolated().scheduleTask(in: interval) { self.flush() }
+  }
+
+  /// Writes everything owed now (also called when the interval ends).
+  func flush() {
+    scheduled = false
+    let batches = pending
+    pending = [:]
+    for (_, batch) in batches {
+      var members = Array(batch.scores)
+      while !members.isEmpty {
+        let part = Array(members.suffix(chunk))
+        members.removeLast(part.count)
+        write(part, entry: batch.entry)
+      }
+    }
+  }
+
+  private func write(_ part: [(key: VisitorID, value: Int64)], entry: RoomEntry) {
+    var command = RedisCommand("ZADD", entry.keys.queue, "XX", "CH")
+    for (visitor, score) in part {
+      command.append(String(score))
+      command.append(visitor.description)
+    }
+    redis.send(command, on: loop).assumeIsolated().whenSuccess { reply in
+      guard let changed = reply.int, changed < part.count else { return }
+      self.findGone(part.map(\.key), entry: entry)
+    }
+  }
+
+  private func findGone(_ visitors: [VisitorID], entry: RoomEntry) {
+    var command = RedisCommand("ZMSCORE", entry.keys.queue)
+    for visitor in visitors { command.append(visitor.description) }
+    redis.send(command, on: loop).assumeIsolated().whenSuccess { reply in
+      guard let scores = reply.array, scores.count == visitors.count else { return }
+      self.gone.insert(zip(visitors, scores).filter { $0.1 == .null }.map(\.0), room: entry.tag)
+    }
+  }
+}

@@ -4,6 +4,9 @@ public enum TokenKind: UInt8, Sendable, Hashable {
   case visitor = 0x76
   /// `p`: the pass; `time` is when it expires.
   case pass = 0x70
+  /// `q`: the visitor's place in line; `time` is its queue score (order and last-seen
+  /// second) as Redis held it when signed, from which polls are answered without Redis.
+  case place = 0x71
 }
 
 /// A visitor's random 128-bit id; 22 characters of base64url on the wire.
@@ -137,7 +140,8 @@ public final class TokenSigner {
   /// Inputs longer than this are rejected before any parsing or MAC work.
   public static let maximumTokenLength = 512
   static let macLength = Base64URL.encodedLength(of: HMACSHA256.byteCount)
-  static let maximumTimeDigits = 12
+  /// Queue scores (a place's time) take 16 digits; seconds take 10.
+  static let maximumTimeDigits = 16
 
   public let keyRing: KeyRing
   /// For proof-of-work checks (`Challenge`), on the same thread as the MACs.
@@ -276,7 +280,7 @@ struct TokenFields {
     guard version.count == 2, bytes[0] == UInt8(ascii: "v"), bytes[1] == UInt8(ascii: "1") else { return nil }
     guard kind.count == 1,
       bytes[kind.lowerBound] == TokenKind.visitor.rawValue
-        || bytes[kind.lowerBound] == TokenKind.pass.rawValue
+        || bytes[kind.lowerBound] == TokenKind.pass.rawValue || bytes[kind.lowerBound] == TokenKind.place.rawValue
     else { return nil }
     guard Self.isIdentifier(bytes[room]), Self.isIdentifier(bytes[keyID]) else { return nil }
     guard visitor.count == VisitorID.encodedLength, mac.count == TokenSigner.macLength else { return nil }

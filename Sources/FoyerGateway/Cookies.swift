@@ -5,9 +5,11 @@ internal import NIOHTTP1
 enum Cookies {
   static func visitorName(room: String) -> String { visitorPrefix + room }
   static func passName(room: String) -> String { passPrefix + room }
+  static func placeName(room: String) -> String { placePrefix + room }
 
   static let passPrefix = "foyer_p_"
   static let visitorPrefix = "foyer_v_"
+  static let placePrefix = "foyer_q_"
 
   /// The value of the gateway's cookie `prefix + room` in the request's `Cookie` headers.
   ///
@@ -40,21 +42,24 @@ enum Cookies {
     return nil
   }
 
-  /// Where the values of the room's pass and visitor cookies are in one `Cookie` header value
-  /// (the first of each), in one scan: a status poll looks for both.
-  static func passAndVisitorRanges<Bytes: Collection<UInt8>>(
+  /// Where the values of the room's pass, visitor and place cookies are in one `Cookie`
+  /// header value (the first of each), in one scan: a status poll looks for all three.
+  static func pollRanges<Bytes: Collection<UInt8>>(
     room: String, inHeader header: Bytes
-  ) -> (pass: Range<Bytes.Index>?, visitor: Range<Bytes.Index>?) {
+  ) -> (pass: Range<Bytes.Index>?, visitor: Range<Bytes.Index>?, place: Range<Bytes.Index>?) {
     var pass: Range<Bytes.Index>?
     var visitor: Range<Bytes.Index>?
+    var place: Range<Bytes.Index>?
     for pair in PairRanges(header) {
       if pass == nil, let value = value(of: pair, in: header, prefix: passPrefix, room: room) {
         pass = value
       } else if visitor == nil, let value = value(of: pair, in: header, prefix: visitorPrefix, room: room) {
         visitor = value
+      } else if place == nil, let value = value(of: pair, in: header, prefix: placePrefix, room: room) {
+        place = value
       }
     }
-    return (pass, visitor)
+    return (pass, visitor, place)
   }
 
   /// The value of `pair` if its name is `prefix + room`.
@@ -74,6 +79,7 @@ enum Cookies {
   /// reach it in any spelling.
   static func isGatewayCookie<Bytes: Collection<UInt8>>(_ pair: Bytes) -> Bool {
     pair.hasPrefixIgnoringCase(utf8: passPrefix) || pair.hasPrefixIgnoringCase(utf8: visitorPrefix)
+      || pair.hasPrefixIgnoringCase(utf8: placePrefix)
   }
 
   /// Where the pairs of one `Cookie` header value are that are not the gateway's: what goes

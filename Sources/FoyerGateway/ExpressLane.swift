@@ -55,7 +55,7 @@ final class ExpressLane: ChannelDuplexHandler {
     case delegate(length: Int)
     case forward(length: Int, ForwardingExchange.Request)
     /// `GET /_foyer/status` from a known visitor.
-    case poll(length: Int, room: String, visitor: VisitorID)
+    case poll(length: Int, room: String, visitor: VisitorID, place: Int64?)
     /// The same, sooner than the visitor was told to ask again (`PollDiscipline`).
     case tooSoon(length: Int, waitMilliseconds: Int64)
   }
@@ -68,6 +68,7 @@ final class ExpressLane: ChannelDuplexHandler {
   /// repeats it).
   private var passes: PassCheck
   private var visitorTokens: TokenMemo
+  private var placeTokens: TokenMemo
   private let connectionGuard: ConnectionGuard
   private var context: ChannelHandlerContext?
   private var mode = Mode.idle
@@ -102,6 +103,7 @@ final class ExpressLane: ChannelDuplexHandler {
     signer = shared.signer(on: eventLoop)
     passes = PassCheck(signer: signer, revocations: shared.revocations(on: eventLoop))
     visitorTokens = TokenMemo(signer: signer)
+    placeTokens = TokenMemo(signer: signer)
     self.connectionGuard = connectionGuard
   }
 
@@ -257,10 +259,10 @@ final class ExpressLane: ChannelDuplexHandler {
       buffer.moveReaderIndex(forwardBy: length)
       inbound = buffer.readableBytes > 0 ? buffer : nil
       start(request, context: context)
-    case .poll(let length, let room, let visitor):
+    case .poll(let length, let room, let visitor, let place):
       let request = buffer.readSlice(length: length)!
       inbound = buffer.readableBytes > 0 ? buffer : nil
-      poll(request, room: room, visitor: visitor, context: context)
+      poll(request, room: room, visitor: visitor, place: place, context: context)
     case .tooSoon(let length, let wait):
       buffer.moveReaderIndex(forwardBy: length)
       inbound = buffer.readableBytes > 0 ? buffer : nil
@@ -370,20 +372,31 @@ final class ExpressLane: ChannelDuplexHandler {
       let room = shared.room(id: id)
     else { return delegate }
     var token: Range<Int>?
+    var placeToken: Range<Int>?
     for field in head.fields where RawHTTP.equals(bytes, field.name, lowercase: "cookie") {
-      let (pass, visitor) = Cookies.passAndVisitorRanges(room: room.id, inHeader: bytes[field.value])
+      let (pass, visitor, place) = Cookies.pollRanges(room: room.id, inHeader: bytes[field.value])
       if pass != nil { return delegate }
       if token == nil { token = visitor }
+      if placeToken == nil { placeToken = place }
     }
+    let now = GatewayHandler.unixSeconds()
     guard let token,
       case .valid(let visitor, _) = visitorTokens.verify(
-        utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id,
-        now: GatewayHandler.unixSeconds())
+        utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id, now: now)
     else { return delegate }
     if let wait = shared.polls.wait(visitor, room: room.id) {
       return .tooSoon(length: head.length, waitMilliseconds: wait)
     }
-    return .poll(length: head.length, room: room.id, visitor: visitor)
+    // The place counts only as this visitor's: another's cookie is ignored, as is a bad one.
+    var place: Int64?
+    if let placeToken,
+      case .valid(let owner, let score) = placeTokens.verify(
+        utf8: UnsafeRawBufferPointer(rebasing: bytes[placeToken]), kind: .place, room: room.id, now: now),
+      owner == visitor
+    {
+      place = score
+    }
+    return .poll(length: head.length, room: room.id, visitor: visitor, place: place)
   }
 
   // MARK: Status polls
@@ -391,16 +404,18 @@ final class ExpressLane: ChannelDuplexHandler {
   /// Asks Redis where the visitor stands and answers the JSON. A visitor who is not in the
   /// queue (a join) or a Redis failure goes to the NIOHTTP1 path with the same bytes, which
   /// joins, or answers with a retry hint, and counts it.
-  private func poll(_ request: ByteBuffer, room: String, visitor: VisitorID, context: ChannelHandlerContext) {
+  private func poll(
+    _ request: ByteBuffer, room: String, visitor: VisitorID, place: Int64?, context: ChannelHandlerContext
+  ) {
     mode = .polling
     connectionGuard.exchangeStarted()
-    shared.store.status(room: room, visitor: visitor, claim: true, on: context.eventLoop) { result in
+    shared.store.status(room: room, visitor: visitor, place: place, claim: true, on: context.eventLoop) { result in
       guard case .polling = self.mode, let context = self.context else { return }
       if case .success(let status) = result, !status.isAbsent {
         self.shared.metrics.statusPolls.increment()
         let (body, passCookie) = StatusBody.answer(
           status, room: room, visitor: visitor, signer: self.signer,
-          secureCookies: self.shared.configuration.secureCookies)
+          secureCookies: self.shared.configuration.secureCookies, presentedPlace: place)
         // Taken out while written, so the buffer stays uniquely referenced and is reused.
         var json = self.json.take() ?? context.channel.allocator.buffer(capacity: 256)
         json.clear()

@@ -683,11 +683,12 @@ final class GatewayHandler: ChannelDuplexHandler {
   ) {
     let loop = context.eventLoop
     let store = shared.store
+    let place = minted ? nil : Self.placeCookie(in: head, room: room, visitor: visitor, signer: signer, now: Self.unixSeconds())
     // A visitor id made just now is in no line: it joins at once.
     let found =
       minted
       ? loop.makeSucceededFuture(VisitorStatus.absent(.queue))
-      : store.status(room: room, visitor: visitor, claim: true, on: loop)
+      : store.status(room: room, visitor: visitor, place: place, claim: true, on: loop)
     found
       .flatMap { status -> EventLoopFuture<VisitorStatus> in
         guard case .absent = status else { return loop.makeSucceededFuture(status) }
@@ -720,7 +721,8 @@ final class GatewayHandler: ChannelDuplexHandler {
           }
           self.shared.metrics.statusPolls.increment()
           self.answer(
-            status, room: room, visitor: visitor, cookies: cookies, head: head, context: context, page: page, json: json)
+            status, room: room, visitor: visitor, cookies: cookies, head: head, context: context, page: page, json: json,
+            presentedPlace: place)
         case .failure(let error):
           self.shared.metrics.redisErrors.increment()
           self.shared.logger.warning(
@@ -817,7 +819,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     let visitor =
       holder?.visitor ?? Self.visitorCookie(in: head, room: room, signer: signer, now: Self.unixSeconds())
     var headers = HTTPHeaders()
-    for name in [Cookies.passName(room: room), Cookies.visitorName(room: room)] {
+    for name in [Cookies.passName(room: room), Cookies.visitorName(room: room), Cookies.placeName(room: room)] {
       headers.add(
         name: "set-cookie",
         value: Cookies.setCookie(name: name, value: "", maxAge: 0, secure: shared.configuration.secureCookies)
@@ -870,12 +872,13 @@ final class GatewayHandler: ChannelDuplexHandler {
 
   private func answer(
     _ status: VisitorStatus, room: String, visitor: VisitorID, cookies: [String],
-    head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
+    head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool, presentedPlace: Int64? = nil
   ) {
     var cookies = cookies
-    let (body, passCookie) = StatusBody.answer(
-      status, room: room, visitor: visitor, signer: signer, secureCookies: shared.configuration.secureCookies)
-    if let passCookie { cookies.append(passCookie) }
+    let (body, cookie) = StatusBody.answer(
+      status, room: room, visitor: visitor, signer: signer, secureCookies: shared.configuration.secureCookies,
+      presentedPlace: presentedPlace)
+    if let cookie { cookies.append(cookie) }
     shared.polls.answered(body, visitor: visitor)
     if page && body.admitted {
       if case .passthrough = status, pool != nil {
@@ -985,6 +988,16 @@ final class GatewayHandler: ChannelDuplexHandler {
     token.utf8.withContiguousStorageIfAvailable {
       signer.verify(utf8: UnsafeRawBufferPointer($0), kind: kind, room: room, now: now)
     } ?? signer.verify(String(token), kind: kind, room: room, now: now)
+  }
+
+  /// The queue score in the request's place cookie for `room`, if it is valid and `visitor`'s.
+  private static func placeCookie(
+    in head: HTTPRequestHead, room: String, visitor: VisitorID, signer: TokenSigner, now: Int64
+  ) -> Int64? {
+    guard let token = Cookies.value(prefix: Cookies.placePrefix, room: room, in: head.headers),
+      case .valid(let owner, let score) = verify(signer, token, kind: .place, room: room, now: now), owner == visitor
+    else { return nil }
+    return score
   }
 
   /// The visitor proven by the request's visitor cookie for `room`, if it is valid.

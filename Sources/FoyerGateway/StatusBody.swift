@@ -79,14 +79,21 @@ struct StatusBody {
   /// The `Retry-After` of the JSON answer: the poll interval, in whole seconds.
   var retryAfterSeconds: Int { max(1, (pollAfterMilliseconds + 999) / 1_000) }
 
-  /// What a visitor is told for `status`, with the pass cookie when this poll claimed the
-  /// slot and the signed challenge when the room asks for work. Both lanes answer with it.
+  /// What a visitor is told for `status`, with a cookie: the pass when this poll claimed the
+  /// slot, the place (its queue score signed) when it is new to the visitor, who presented
+  /// `presentedPlace`; and the signed challenge when the room asks for work. Both lanes
+  /// answer with it.
   static func answer(
-    _ status: VisitorStatus, room: String, visitor: VisitorID, signer: TokenSigner, secureCookies: Bool
-  ) -> (StatusBody, passCookie: String?) {
+    _ status: VisitorStatus, room: String, visitor: VisitorID, signer: TokenSigner, secureCookies: Bool,
+    presentedPlace: Int64? = nil
+  ) -> (StatusBody, cookie: String?) {
     switch status {
     case .queued(let place):
-      return (.queued(room: room, place: place), nil)
+      guard let score = place.score, score != presentedPlace else { return (.queued(room: room, place: place), nil) }
+      let cookie = Cookies.setCookie(
+        name: Cookies.placeName(room: room), value: signer.sign(Token(kind: .place, room: room, visitor: visitor, time: score)),
+        maxAge: 86_400, secure: secureCookies)
+      return (.queued(room: room, place: place), cookie)
     case .active(let sessionEnd):
       let expiry = sessionEnd / 1_000
       let pass = signer.sign(Token(kind: .pass, room: room, visitor: visitor, time: expiry))

@@ -342,11 +342,9 @@ public final class RoomStore: Sendable {
   ) {
     let (entry, snapshot) = self.entry(room)
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
-    if let place {
-      if let cached, let answer = sketched(room, entry: entry, snapshot: cached, visitor: visitor, score: place, loop: loop) {
-        completion(.success(answer))
-        return
-      }
+    if let place, let answer = sketched(room, entry: entry, snapshot: cached, visitor: visitor, score: place, loop: loop) {
+      completion(.success(answer))
+      return
     }
     let refresh = cached == nil ? RoomSnapshot.commands(entry.keys) : []
     let memo = seenMemo(on: loop)
@@ -399,15 +397,12 @@ public final class RoomStore: Sendable {
   }
 
   /// The answer from the room's sketch, or `nil` when Redis must be asked: the visitor is
-  /// near the front, the room has not started (pre-queue places still move), no sketch has
-  /// been read yet, or a heartbeat found the visitor gone. Reads the sketch again when aged.
+  /// near the front, the room has not started (pre-queue places still move), the snapshot
+  /// has aged or no sketch has been read yet, or a heartbeat found the visitor gone. Reads
+  /// the sketch again when aged.
   private func sketched(
-    _ room: String, entry: RoomEntry, snapshot: RoomSnapshot, visitor: VisitorID, score: Int64, loop: any EventLoop
+    _ room: String, entry: RoomEntry, snapshot: RoomSnapshot?, visitor: VisitorID, score: Int64, loop: any EventLoop
   ) -> VisitorStatus? {
-    let now = snapshot.redisNowMilliseconds
-    guard snapshot.state == .queue || snapshot.state == .paused, now >= snapshot.startsAtMilliseconds else {
-      return nil
-    }
     let (sketch, read) = sketches.withLockedValue { sketches -> (PlaceSketch?, Bool) in
       let state = sketches[room]
       let aged = state.map { .now() - $0.readAt >= sketching.maxAge } ?? true
@@ -416,6 +411,10 @@ public final class RoomStore: Sendable {
       return (state?.sketch, true)
     }
     if read { readSketch(room, loop: loop) }
+    guard let snapshot, snapshot.state == .queue || snapshot.state == .paused,
+      snapshot.redisNowMilliseconds >= snapshot.startsAtMilliseconds
+    else { return nil }
+    let now = snapshot.redisNowMilliseconds
     guard let sketch, let heartbeats = heartbeats(on: loop), !gone.contains(visitor, room: entry.tag),
       let position = sketch.position(score: score, visitor: visitor, popped: snapshot.popped, left: snapshot.left),
       position >= exactBelow(snapshot)

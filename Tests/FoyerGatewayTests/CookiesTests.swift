@@ -27,16 +27,17 @@ import Testing
   }
 
   /// The one-scan lookup of both cookies finds what two `valueRange` lookups find.
-  @Test func passAndVisitorAreFoundInOneScanAsInTwo() {
+  @Test func passVisitorAndPlaceAreFoundInOneScanAsInThree() {
     let headers = [
       "foyer_v_r1=abc", "a=1; foyer_p_r1=pass; foyer_v_r1=visitor", "foyer_v_r1=first; foyer_v_r1=second",
       "foyer_p_r1=p1; foyer_p_r1=p2; foyer_v_r1=v", "foyer_v_r10=x; foyer_p_r=y; foyer_v_r1", "", ";;",
-      "x=foyer_p_r1=w; foyer_p_r1", "ü=ö; foyer_p_r1=é",
+      "x=foyer_p_r1=w; foyer_p_r1", "ü=ö; foyer_p_r1=é", "foyer_q_r1=q; foyer_v_r1=v", "foyer_q_r1=1; foyer_q_r1=2",
+      "foyer_q_r10=x; foyer_q_r1",
     ]
     for header in headers {
       let bytes = Array(header.utf8)
       func text(_ range: Range<Int>?) -> String? { range.map { String(decoding: bytes[$0], as: UTF8.self) } }
-      let both = Cookies.passAndVisitorRanges(room: "r1", inHeader: bytes)
+      let both = Cookies.pollRanges(room: "r1", inHeader: bytes)
       #expect(
         text(both.pass) == text(Cookies.valueRange(prefix: Cookies.passPrefix, room: "r1", inHeader: bytes)),
         "\(header)")
@@ -44,10 +45,13 @@ import Testing
         text(both.visitor)
           == text(Cookies.valueRange(prefix: Cookies.visitorPrefix, room: "r1", inHeader: bytes)), "\(header)"
       )
+      #expect(
+        text(both.place) == text(Cookies.valueRange(prefix: Cookies.placePrefix, room: "r1", inHeader: bytes)),
+        "\(header)")
     }
-    let both = Cookies.passAndVisitorRanges(
-      room: "r1", inHeader: Array("a=1; foyer_p_r1=pass; foyer_v_r1=v".utf8))
-    #expect(both.pass != nil && both.visitor != nil)
+    let all = Cookies.pollRanges(
+      room: "r1", inHeader: Array("a=1; foyer_p_r1=pass; foyer_v_r1=v; foyer_q_r1=q".utf8))
+    #expect(all.pass != nil && all.visitor != nil && all.place != nil)
   }
 
   @Test func gatewayCookiesAreStrippedAndTheRestKept() {
@@ -74,5 +78,6 @@ import Testing
     #expect(strip(["theme=dark"]) == ["theme=dark"])
     #expect(strip(["xfoyer_v_=1; my_foyer_=2"]) == ["xfoyer_v_=1; my_foyer_=2"])
     #expect(strip(["a=1;\tFOYER_P_r=2"]) == ["a=1"])
+    #expect(strip(["a=1; foyer_q_r=3; Foyer_Q_r=4"]) == ["a=1"])
   }
 }

@@ -11,7 +11,7 @@ import Testing
 /// The queue sketch against a real redis-server and a real Redis Cluster: positions read from
 /// it stay within the growth between samples of `ZRANK`'s, also after admissions and places
 /// given back since it was taken; the front is left to Redis; one sketch serves every gateway.
-@Suite(.timeLimit(.minutes(3))) struct PlaceSketchTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct PlaceSketchTests {
   let group = MultiThreadedEventLoopGroup.singleton
 
   func store(_ backend: RedisBackend) async throws -> RoomStore {
@@ -20,13 +20,14 @@ import Testing
         configuration: try RedisConfiguration(url: try await backend.sharedURL()), eventLoopGroup: group))
   }
 
-  /// `count` visitors joined through the join script, 32 at a time; their ids in no order.
+  /// `count` visitors joined through the join script, 8 at a time (gently: other suites time
+  /// things meanwhile); their ids in no order.
   func fill(_ store: RoomStore, _ room: String, _ count: Int) async throws -> [VisitorID] {
     try await withThrowingTaskGroup(of: [VisitorID].self) { tasks in
-      for _ in 0..<32 {
+      for _ in 0..<8 {
         tasks.addTask {
           var joined: [VisitorID] = []
-          for _ in 0..<(count / 32) {
+          for _ in 0..<(count / 8) {
             let visitor = VisitorID.random()
             guard case .queued = try await store.join(room: room, visitor: visitor) else {
               throw RoomStoreError(.unexpectedReply, "a join was not queued")
@@ -84,7 +85,7 @@ import Testing
       worst = max(worst, error)
       #expect(error <= bound, "sketched \(answer) for position \(position)")
     }
-    #expect(estimated > exact.count / 2)
+    #expect(estimated > exact.compactMap { $0 }.count / 2)
     return worst
   }
 
@@ -95,11 +96,11 @@ import Testing
     let room = RedisCluster.name("sketch-bound", onThird: backend == .cluster ? 1 : 0)
     try? await store.deleteRoom(room)
     try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 6_000_000, maxActive: 1_000_000))
-    let visitors = try await fill(store, room, 12_800)
+    let visitors = try await fill(store, room, 6_400)
     let exactBelow = 1_000
     let sketch = try await store.sketch(room: room, exactBelow: exactBelow, maxAge: .seconds(60)).get()
-    #expect(sketch.waiting == 12_800)
-    #expect(sketch.samples > 300, "geometric samples from position 1,000 to 12,800 at 0.4 %")
+    #expect(sketch.waiting == 6_400)
+    #expect(sketch.samples > 300, "geometric samples from position 1,000 to 6,400 at 0.4 %")
     var (popped, left) = try await counters(store.redis, room)
     let before = check(
       sketch, try await exact(store.redis, room, visitors), popped: popped, left: left, exactBelow: exactBelow,
@@ -107,7 +108,7 @@ import Testing
 
     // 3,000 admitted from the head and 200 places given back anywhere (far more than a
     // second's worth), the sketch unchanged: the pops are exact, the leaves ahead estimated
-    // in proportion (about 16 ahead of position 1,000, give or take 4).
+    // in proportion (about 30 ahead of position 1,000, give or take 5).
     _ = try await store.update(room, changes: ["state": "queue"])
     var admitted = 0
     while admitted < 3_000 { admitted += try await store.admit(room: room, batch: min(1_000, 3_000 - admitted)).admitted.count }
@@ -138,7 +139,7 @@ import Testing
     let room = "sketched"
     // 6 a minute: however old the snapshot, the exact zone is the first 1,000 places.
     try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 6, maxActive: 1_000))
-    let visitors = try await fill(store, room, 6_400)
+    let visitors = try await fill(store, room, 4_800)
     var places: [VisitorID: Int64] = [:]
     for case let (_, score, visitor)? in try await exact(redis, room, visitors) { places[visitor] = score }
     // The first poll with a place reads the sketch (and is answered by Redis meanwhile).
@@ -152,8 +153,11 @@ import Testing
     for visitor in visitors.prefix(2_000) {
       guard case .queued(let place) = try await store.status(room: room, visitor: visitor, place: places[visitor])
       else { Issue.record("not queued"); return }
-      // No heartbeat due yet: the same score (or none, from an exact poll that skipped it).
-      #expect(place.score == nil || place.score == places[visitor])
+      // The same order (a heartbeat, if one fell due on a slow machine, changes only the
+      // last-seen second), or no score, from an exact poll that skipped it.
+      if let score = place.score, let joined = places[visitor] {
+        #expect(score / QueueScore.seenModulus == joined / QueueScore.seenModulus)
+      }
       if place.position < 1_000 { front += 1 } else { answered.append((visitor, place.position)) }
     }
     let ranks = try await redisCalls("zrank", on: redis) - ranksBefore
@@ -164,7 +168,7 @@ import Testing
     // Only the front asked Redis (its exact path: ZRANK, and ZSCORE unless seen recently).
     #expect(ranks == front, "\(ranks) ZRANK for \(front) visitors at the front")
     #expect(scores <= front)
-    #expect(answered.count > 1_500)
+    #expect(answered.count > 1_200)
     for case let (position, _, visitor)? in try await exact(redis, room, answered.map(\.0)) {
       let sketched = answered.first { $0.0 == visitor }!.1
       #expect(Double(abs(sketched - position)) <= 0.005 * Double(position), "sketched \(sketched) for \(position)")

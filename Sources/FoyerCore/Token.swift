@@ -240,6 +240,19 @@ public final class TokenSigner {
   }
 }
 
+extension TokenSigner {
+  /// The visitor a `kind` token for `room` names, read without its MAC: only to compare with
+  /// the visitor of a token that did verify (a place and its visitor cookie).
+  public static func namedVisitor(utf8 input: UnsafeRawBufferPointer, kind: TokenKind, room: String) -> VisitorID? {
+    guard input.count <= maximumTokenLength else { return nil }
+    let bytes = input.bindMemory(to: UInt8.self)
+    guard let fields = TokenFields(bytes), bytes[fields.kind] == kind.rawValue,
+      room.utf8.elementsEqual(bytes[fields.room])
+    else { return nil }
+    return VisitorID(utf8: UnsafeBufferPointer(rebasing: bytes[fields.visitor]))
+  }
+}
+
 /// The byte ranges of a structurally valid token. Checking structure before the MAC keeps
 /// garbage cheap; the MAC then vouches for the content.
 struct TokenFields {

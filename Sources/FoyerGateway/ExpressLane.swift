@@ -379,22 +379,28 @@ final class ExpressLane: ChannelDuplexHandler {
       if token == nil { token = visitor }
       if placeToken == nil { placeToken = place }
     }
+    guard let token else { return delegate }
     let now = GatewayHandler.unixSeconds()
-    guard let token,
-      case .valid(let visitor, _) = visitorTokens.verify(
-        utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id, now: now)
-    else { return delegate }
-    if let wait = shared.polls.wait(visitor, room: room.id) {
-      return .tooSoon(length: head.length, waitMilliseconds: wait)
-    }
-    // The place counts only as this visitor's: another's cookie is ignored, as is a bad one.
+    // A place is signed for its visitor: when it verifies and the visitor cookie is that very
+    // visitor's (compared, not verified again: one MAC a poll), it proves both. Otherwise the
+    // visitor cookie is verified alone and the place ignored (another's, altered, forged).
     var place: Int64?
+    var visitor: VisitorID?
     if let placeToken,
       case .valid(let owner, let score) = placeTokens.verify(
         utf8: UnsafeRawBufferPointer(rebasing: bytes[placeToken]), kind: .place, room: room.id, now: now),
-      owner == visitor
+      TokenSigner.namedVisitor(utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id)
+        == owner
     {
-      place = score
+      (visitor, place) = (owner, score)
+    } else if case .valid(let known, _) = visitorTokens.verify(
+      utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id, now: now)
+    {
+      visitor = known
+    }
+    guard let visitor else { return delegate }
+    if let wait = shared.polls.wait(visitor, room: room.id) {
+      return .tooSoon(length: head.length, waitMilliseconds: wait)
     }
     return .poll(length: head.length, room: room.id, visitor: visitor, place: place)
   }

@@ -64,13 +64,16 @@ public struct PlaceSketch: Sendable, Hashable {
   }
 
   /// Redis' order: by score, then bytewise by member.
-  static func precedes(_ score: Int64, _ member: [UInt8], _ otherScore: Int64, _ otherMember: [UInt8]) -> Bool {
+  static func precedes(
+    _ score: Int64, _ member: some Collection<UInt8>, _ otherScore: Int64, _ otherMember: some Collection<UInt8>
+  ) -> Bool {
     score != otherScore ? score < otherScore : member.lexicographicallyPrecedes(otherMember)
   }
 
   /// Eight bytes of a member from `offset`, big-endian (zeros past its end): ordered as the
   /// members are, among members that agree before `offset`.
-  static func key(_ member: [UInt8], from offset: Int) -> UInt64 {
+  static func key<Member: RandomAccessCollection<UInt8>>(_ member: Member, from offset: Int) -> UInt64
+  where Member.Index == Int {
     var key: UInt64 = 0
     for index in offset..<(offset + 8) { key = key << 8 | UInt64(index < member.count ? member[index] : 0) }
     return key
@@ -80,7 +83,16 @@ public struct PlaceSketch: Sendable, Hashable {
   /// the room's counters now; `nil` when ahead of the first sample (near the front: ask
   /// Redis) or behind the last (joined since the sketch).
   public func position(score: Int64, visitor: VisitorID, popped poppedNow: Int64, left leftNow: Int64) -> Int? {
-    let member = Array(visitor.description.utf8)
+    // The member's 22 bytes on the stack: this runs on every sketched poll.
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: VisitorID.encodedLength) { buffer in
+      visitor.encode(into: UnsafeMutableRawBufferPointer(buffer))
+      return position(score: score, member: UnsafeBufferPointer(buffer), popped: poppedNow, left: leftNow)
+    }
+  }
+
+  private func position(
+    score: Int64, member: UnsafeBufferPointer<UInt8>, popped poppedNow: Int64, left leftNow: Int64
+  ) -> Int? {
     guard let first = scores.first, !Self.precedes(score, member, first, members[0]),
       !Self.precedes(scores[scores.count - 1], members[members.count - 1], score, member)
     else { return nil }
@@ -99,13 +111,9 @@ public struct PlaceSketch: Sendable, Hashable {
         scores[low] == scores[low + 1]
         ? zip(members[low], members[low + 1]).prefix(while: { $0 == $1 }).count : 0
       let base = Double(Self.key(members[low], from: from))
-      func distance(_ score: Int64, _ member: [UInt8]) -> Double {
-        Double(score - scores[low]) + (Double(Self.key(member, from: from)) - base) / 0x1p64
-      }
-      let span = distance(scores[low + 1], members[low + 1])
-      if span > 0 {
-        rank += distance(score, member) / span * Double(ranks[low + 1] - ranks[low])
-      }
+      let span = Double(scores[low + 1] - scores[low]) + (Double(Self.key(members[low + 1], from: from)) - base) / 0x1p64
+      let offset = Double(score - scores[low]) + (Double(Self.key(member, from: from)) - base) / 0x1p64
+      if span > 0 { rank += offset / span * Double(ranks[low + 1] - ranks[low]) }
     }
     // Everyone popped since was ahead; of those who left (from the rest), those ahead in
     // proportion.

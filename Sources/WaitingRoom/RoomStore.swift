@@ -263,8 +263,9 @@ public final class RoomStore: Sendable {
 
   /// Below this position a poll asks Redis: the front, and as far back as the admissions
   /// since the snapshot's counters were read (its age and one admission tick, at the
-  /// configured rate) are more than `error` of the position.
+  /// configured rate; none while paused) are more than `error` of the position.
   func exactBelow(_ snapshot: RoomSnapshot) -> Int {
+    guard snapshot.state == .queue else { return sketching.exactBelow }
     let stale = Double(snapshot.age.nanoseconds + AdmissionLoopConfiguration.busyTick.nanoseconds) / 1e9
     let moved = Double(snapshot.ratePerMinute) / 60 * stale
     return max(sketching.exactBelow, Int((moved / sketching.error).rounded(.up)))

@@ -45,22 +45,35 @@ final class Heartbeats {
   private let loop: any EventLoop
   private let interval: TimeAmount
   private let chunk: Int
-  /// Per room (`RoomEntry.tag`): the entry and the scores to write, by visitor.
-  private var pending: [UInt32: (entry: RoomEntry, scores: [VisitorID: Int64])] = [:]
+  /// Per room (`RoomEntry.tag`): the entry and the scores to write, by visitor, with the
+  /// Redis second each one carries.
+  private var pending: [UInt32: (entry: RoomEntry, scores: [VisitorID: Heartbeat])] = [:]
+
+  struct Heartbeat {
+    var score: Int64
+    var second: Int64
+  }
   private var scheduled = false
   private let gone: GoneVisitors
+  /// The loop's memo of last-seen seconds, told of every write that landed.
+  private let memo: SeenMemo?
 
-  init(redis: RedisClient, loop: any EventLoop, interval: TimeAmount, gone: GoneVisitors, chunk: Int = 1_000) {
+  init(
+    redis: RedisClient, loop: any EventLoop, interval: TimeAmount, gone: GoneVisitors, memo: SeenMemo?,
+    chunk: Int = 1_000
+  ) {
     self.redis = redis
     self.loop = loop
     self.interval = interval
     self.gone = gone
+    self.memo = memo
     self.chunk = chunk
   }
 
-  /// Owes Redis `score` (a fresh last-seen second) for `visitor`; written with the next batch.
-  func add(_ visitor: VisitorID, score: Int64, entry: RoomEntry) {
-    pending[entry.tag, default: (entry, [:])].scores[visitor] = score
+  /// Owes Redis `score` (a fresh last-seen second: `second`, unix) for `visitor`; written
+  /// with the next batch.
+  func add(_ visitor: VisitorID, score: Int64, second: Int64, entry: RoomEntry) {
+    pending[entry.tag, default: (entry, [:])].scores[visitor] = Heartbeat(score: score, second: second)
     guard !scheduled else { return }
     scheduled = true
     loop.assumeIsolated().scheduleTask(in: interval) { self.flush() }
@@ -81,13 +94,16 @@ final class Heartbeats {
     }
   }
 
-  private func write(_ part: [(key: VisitorID, value: Int64)], entry: RoomEntry) {
+  private func write(_ part: [(key: VisitorID, value: Heartbeat)], entry: RoomEntry) {
     var command = RedisCommand("ZADD", entry.keys.queue, "XX", "CH")
-    for (visitor, score) in part {
-      command.append(String(score))
+    for (visitor, heartbeat) in part {
+      command.append(String(heartbeat.score))
       command.append(visitor.description)
     }
     redis.send(command, on: loop).assumeIsolated().whenSuccess { reply in
+      if let memo = self.memo {
+        for (visitor, heartbeat) in part { memo.record(visitor, room: entry.tag, seen: heartbeat.second) }
+      }
       guard let changed = reply.int, changed < part.count else { return }
       self.findGone(part.map(\.key), entry: entry)
     }

@@ -421,8 +421,17 @@ public final class RoomStore: Sendable {
       position >= exactBelow(snapshot)
     else { return nil }
     var answered = score
-    if let touched = QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds) {
-      heartbeats.add(visitor, score: touched, entry: entry)
+    // Due by the place's own second, unless this loop wrote a later one (a client that does
+    // not keep the newest place cookie would otherwise owe one on every poll).
+    let seenHere = seenMemo(on: loop)?.seen(visitor, room: entry.tag)
+    let writtenHere =
+      seenHere.map {
+        QueueScore.isRecent(seen: $0, nowSecond: now / 1_000, abandonSeconds: snapshot.abandonSeconds)
+      } ?? false
+    if !writtenHere,
+      let touched = QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds)
+    {
+      heartbeats.add(visitor, score: touched, second: now / 1_000, entry: entry)
       answered = touched
     }
     return .queued(snapshot.place(position: position, now: now, visitor: visitor, score: answered))
@@ -447,7 +456,8 @@ public final class RoomStore: Sendable {
   private func heartbeats(on eventLoop: any EventLoop) -> Heartbeats? {
     guard let box = heartbeats[ObjectIdentifier(eventLoop)] else { return nil }
     if let batch = box.value { return batch }
-    let batch = Heartbeats(redis: redis, loop: eventLoop, interval: sketching.heartbeatInterval, gone: gone)
+    let batch = Heartbeats(
+      redis: redis, loop: eventLoop, interval: sketching.heartbeatInterval, gone: gone, memo: seenMemo(on: eventLoop))
     box.value = batch
     return batch
   }

@@ -18,23 +18,7 @@ import WaitingRoom
   let group = MultiThreadedEventLoopGroup.singleton
   static let json = ["Accept": "application/json"]
 
-  struct Room {
-    let id: String
-    let port: Int
-    let redis: RedisClient
-    let channel: any Channel
-    let server: RedisServer
-    var status: String { "http://127.0.0.1:\(port)/_foyer/status?room=\(id)" }
-    var page: String { "http://127.0.0.1:\(port)/shop/seats" }
-    var queue: String { "foyer:{\(id)}:queue" }
-
-    func calls(_ command: String) async throws -> Int { try await redisCalls(command, on: redis) }
-
-    /// The exact position of `visitor` (`ZRANK` + 1).
-    func exact(_ visitor: String) async throws -> Int {
-      try #require(try await redis.send(RedisCommand("ZRANK", queue, visitor)).int) + 1
-    }
-  }
+  typealias Room = PollDisciplineTests.Room
 
   /// A started, paused room (nobody is admitted) with `ahead` entries in line before anyone
   /// joins through the gateway. Six admissions a minute: however old the gateway's snapshot
@@ -164,5 +148,15 @@ import WaitingRoom
       "http://127.0.0.1:\(room.port)/_foyer/leave?room=\(room.id)", method: "POST",
       headers: ["Cookie": second.cookies])
     #expect(left.headers["set-cookie"]?.contains("foyer_q_\(room.id)=;") == true, "\(left.headers)")
+  }
+}
+
+extension PollDisciplineTests.Room {
+  var page: String { base + "/shop/seats" }
+  var queue: String { "foyer:{\(id)}:queue" }
+
+  /// The exact position of `visitor` (`ZRANK` + 1).
+  func exact(_ visitor: String) async throws -> Int {
+    try #require(try await redis.send(RedisCommand("ZRANK", queue, visitor)).int) + 1
   }
 }

@@ -241,6 +241,12 @@ public final class RoomStore: Sendable {
     /// Sample spacing: each sample at most this share of its rank after the one before, so
     /// interpolation stays within `error` with room for the counters' own.
     var growth: Double { error * 0.8 }
+
+    /// Below this position a sketch that `popped` visitors have left the head of since it was
+    /// made is too coarse: its spacing was `growth` of the ranks those positions then had.
+    public func exactBelow(poppedSinceSketch popped: Int64) -> Int {
+      max(exactBelow, Int((Double(max(popped, 0)) * growth / (error - growth)).rounded(.up)))
+    }
   }
 
   public init(
@@ -418,7 +424,8 @@ public final class RoomStore: Sendable {
     let now = snapshot.redisNowMilliseconds
     guard let sketch, let heartbeats = heartbeats(on: loop), !gone.contains(visitor, room: entry.tag),
       let position = sketch.position(score: score, visitor: visitor, popped: snapshot.popped, left: snapshot.left),
-      position >= exactBelow(snapshot)
+      position >= exactBelow(snapshot),
+      position >= sketching.exactBelow(poppedSinceSketch: snapshot.popped - sketch.popped)
     else { return nil }
     var answered = score
     // Due by the place's own second, unless this loop wrote a later one (a client that does

@@ -6,28 +6,32 @@ import Glibc
 import Darwin
 #endif
 
-/// A server process started with `posix_spawn` and reaped with `waitpid`.
+/// A process started with `posix_spawn` and reaped with `waitpid`: the servers, and every
+/// command a test runs to its end.
 ///
 /// Written by hand instead of using Foundation's `Process`: on Linux its exit monitoring
 /// did not report the exit of a terminated child while Swift Testing ran tests in
-/// parallel, so `stop()` hung. Here nobody else reaps the child.
+/// parallel, so `stop()` hung, and `Process.run()` once crashed inside its own `memcpy`
+/// (TicketQRTests in CI, 2026-12-05). Here nobody else reaps the child.
 final class ChildProcess: @unchecked Sendable {
   let pid: pid_t
   private let lock = NSLock()
   private var reaped = false
+  /// The exit status once reaped: the code, or 128 + the signal that ended it.
+  private var exitStatus: Int32 = 0
 
   /// `descriptors` maps parent descriptors to child numbers ≥ 3 (e.g. Chromium's
   /// `--remote-debugging-pipe` reads 3 and writes 4); every other descriptor is closed in
   /// the child.
   init(
     executable: String, arguments: [String], environment: [String: String] = [:],
-    outputPath: String = "/dev/null", descriptors: [(parent: Int32, child: Int32)] = []
+    outputPath: String = "/dev/null", errorPath: String? = nil, descriptors: [(parent: Int32, child: Int32)] = []
   ) throws {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_addopen(&actions, 2, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, errorPath ?? outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     // The child must not inherit this process's sockets: a copy kept open in a server
     // process keeps a test's connection alive after the test (or the gateway) closed it.
     // glibc ≥ 2.34 has `posix_spawn_file_actions_addclosefrom_np`; Swift's Glibc module does
@@ -87,12 +91,26 @@ final class ChildProcess: @unchecked Sendable {
     lock.withLock {
       if reaped { return false }
       var status: Int32 = 0
-      if waitpid(pid, &status, WNOHANG) == pid {
-        reaped = true
-        Self.unregister(pid)
-      }
+      if waitpid(pid, &status, WNOHANG) == pid { reap(status) }
       return !reaped
     }
+  }
+
+  /// Blocks until the process has exited; its exit status.
+  func waitForExit() -> Int32 {
+    lock.withLock {
+      var status: Int32 = 0
+      while !reaped {
+        if waitpid(pid, &status, 0) == pid { reap(status) } else if errno != EINTR { reaped = true }
+      }
+      return exitStatus
+    }
+  }
+
+  private func reap(_ status: Int32) {
+    reaped = true
+    exitStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + status & 0x7f
+    Self.unregister(pid)
   }
 
   func signal(_ signal: Int32) {
@@ -112,19 +130,17 @@ final class ChildProcess: @unchecked Sendable {
 }
 
 /// Runs `executable` to its end and returns its exit status and everything it printed
-/// (standard output and error together).
+/// (standard output and error together, unless `separateErrors`: then standard output
+/// alone). `environment` is added to this process's.
 public func runToEnd(
-  _ executable: String, _ arguments: [String], environment: [String: String]? = nil
+  _ executable: String, _ arguments: [String], environment: [String: String] = [:], separateErrors: Bool = false
 ) throws -> (status: Int32, output: String) {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: executable)
-  process.arguments = arguments
-  if let environment { process.environment = environment }
-  let pipe = Pipe()
-  process.standardOutput = pipe
-  process.standardError = pipe
-  try process.run()
-  let output = pipe.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+  let output = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString).out")
+  defer { try? FileManager.default.removeItem(at: output) }
+  let child = try ChildProcess(
+    executable: executable, arguments: arguments, environment: environment, outputPath: output.path,
+    errorPath: separateErrors ? "/dev/null" : nil)
+  let status = child.waitForExit()
+  let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+  return (status, text)
 }

@@ -9,20 +9,11 @@ public enum QRCodes {
       throw TestServiceError("zbarimg is needed (make test installs zbar-tools)")
     }
     // Standard output alone: zbarimg also says on standard error that it found no D-Bus.
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: zbar)
-    process.arguments = ["--raw", "-q", "-Sdisable", "-Sqrcode.enable", png.path]
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let (status, output) = try runToEnd(
+      zbar, ["--raw", "-q", "-Sdisable", "-Sqrcode.enable", png.path], separateErrors: true)
     // Status 4: no symbol found.
-    guard process.terminationStatus == 0 || process.terminationStatus == 4 else {
-      throw TestServiceError("zbarimg failed (\(process.terminationStatus))")
-    }
-    return String(decoding: data, as: UTF8.self).split(separator: "\n").map {
+    guard status == 0 || status == 4 else { throw TestServiceError("zbarimg failed (\(status))") }
+    return output.split(separator: "\n").map {
       $0.trimmingCharacters(in: .whitespaces)
     }.filter { !$0.isEmpty }
   }

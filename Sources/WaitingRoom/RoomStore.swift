@@ -242,6 +242,14 @@ public final class RoomStore: Sendable {
     /// interpolation stays within `error` with room for the counters' own.
     var growth: Double { error * 0.8 }
 
+    /// Whether heartbeats written up to `heartbeatInterval` late still beat abandonment: a poll
+    /// comes at most a third of `abandon_seconds` after the last one (`WaitEstimate`) and a
+    /// second falls due after a quarter, so an admission tick may see a second as old as
+    /// 7/12 of `abandon_seconds` plus the batch's delay.
+    func allowsSketch(abandonSeconds: Int) -> Bool {
+      Double(abandonSeconds) * 5 / 12 >= Double(heartbeatInterval.nanoseconds) / 1e9
+    }
+
     /// Below this position a sketch that `popped` visitors have left the head of since it was
     /// made is too coarse: its spacing was `growth` of the ranks those positions then had.
     public func exactBelow(poppedSinceSketch popped: Int64) -> Int {
@@ -419,7 +427,8 @@ public final class RoomStore: Sendable {
     }
     if read { readSketch(room, loop: loop) }
     guard let snapshot, snapshot.state == .queue || snapshot.state == .paused,
-      snapshot.redisNowMilliseconds >= snapshot.startsAtMilliseconds
+      snapshot.redisNowMilliseconds >= snapshot.startsAtMilliseconds,
+      sketching.allowsSketch(abandonSeconds: snapshot.abandonSeconds)
     else { return nil }
     let now = snapshot.redisNowMilliseconds
     guard let sketch, let heartbeats = heartbeats(on: loop), !gone.contains(visitor, room: entry.tag),

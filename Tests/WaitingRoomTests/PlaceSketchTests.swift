@@ -237,6 +237,26 @@ import Testing
     await redis.close()
   }
 
+  /// In a room that drops visitors after 2 s, a heartbeat up to a second late could come
+  /// after the admission tick that judged the visitor gone: polls there ask Redis, place or not.
+  @Test func aShortAbandonmentKeepsPollsOnRedis() async throws {
+    let server = try await RedisServer.start()
+    defer { Task { await server.stop() } }
+    let redis = RedisClient(configuration: server.configuration, eventLoopGroup: group)
+    let store = RoomStore(redis: redis, snapshotMaxAge: .seconds(30), sketching: .init(maxAge: .seconds(30)))
+    #expect(!store.sketching.allowsSketch(abandonSeconds: 2) && store.sketching.allowsSketch(abandonSeconds: 3))
+    let room = "short"
+    try await store.createRoom(room, settings: RoomSettings(state: .paused, ratePerMinute: 6, abandonSeconds: 2))
+    let visitors = try await fill(store, room, 2_400)
+    let far = try await exact(redis, room, visitors).compactMap { $0 }.filter { $0.position > 1_500 }.prefix(50)
+    _ = try await store.status(room: room, visitor: far.first!.visitor, place: far.first!.score)
+    try await Task.sleep(for: .milliseconds(300))
+    let ranks = try await redisCalls("zrank", on: redis)
+    for entry in far { _ = try await store.status(room: room, visitor: entry.visitor, place: entry.score) }
+    #expect(try await redisCalls("zrank", on: redis) == ranks + far.count)
+    await redis.close()
+  }
+
   @Test func malformedSketchesAreRefusedAndTiesAreSplitByMember() throws {
     #expect(throws: RoomStoreError.self) { try PlaceSketch("") }
     #expect(throws: RoomStoreError.self) { try PlaceSketch("1 2 3") }

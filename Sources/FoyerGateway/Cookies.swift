@@ -1,3 +1,4 @@
+internal import FoyerCore
 internal import HTTPWire
 internal import NIOHTTP1
 
@@ -60,6 +61,23 @@ enum Cookies {
       }
     }
     return (pass, visitor, place)
+  }
+
+  /// Who a poll is and the place in line it brings, the one rule of both lanes: a place that
+  /// verifies (kind `q`, this room) and whose visitor the visitor cookie names proves both
+  /// with one MAC; otherwise the visitor cookie alone, verified, and no place (another's,
+  /// altered or forged places count for nothing).
+  static func visitorAndPlace(
+    visitor token: UnsafeRawBufferPointer, place: UnsafeRawBufferPointer?, room: String,
+    verify: (UnsafeRawBufferPointer, TokenKind) -> TokenVerification
+  ) -> (visitor: VisitorID, place: Int64?)? {
+    if let place, case .valid(let owner, let score) = verify(place, .place),
+      TokenSigner.namedVisitor(utf8: token, kind: .visitor, room: room) == owner
+    {
+      return (owner, score)
+    }
+    guard case .valid(let visitor, _) = verify(token, .visitor) else { return nil }
+    return (visitor, nil)
   }
 
   /// The value of `pair` if its name is `prefix + room`.

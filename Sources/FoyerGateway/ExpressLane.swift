@@ -381,24 +381,16 @@ final class ExpressLane: ChannelDuplexHandler {
     }
     guard let token else { return delegate }
     let now = GatewayHandler.unixSeconds()
-    // A place is signed for its visitor: when it verifies and the visitor cookie is that very
-    // visitor's (compared, not verified again: one MAC a poll), it proves both. Otherwise the
-    // visitor cookie is verified alone and the place ignored (another's, altered, forged).
-    var place: Int64?
-    var visitor: VisitorID?
-    if let placeToken,
-      case .valid(let owner, let score) = placeTokens.verify(
-        utf8: UnsafeRawBufferPointer(rebasing: bytes[placeToken]), kind: .place, room: room.id, now: now),
-      TokenSigner.namedVisitor(utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id)
-        == owner
-    {
-      (visitor, place) = (owner, score)
-    } else if case .valid(let known, _) = visitorTokens.verify(
-      utf8: UnsafeRawBufferPointer(rebasing: bytes[token]), kind: .visitor, room: room.id, now: now)
-    {
-      visitor = known
-    }
-    guard let visitor else { return delegate }
+    guard
+      let (visitor, place) = Cookies.visitorAndPlace(
+        visitor: UnsafeRawBufferPointer(rebasing: bytes[token]),
+        place: placeToken.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }, room: room.id,
+        verify: { token, kind in
+          kind == .place
+            ? self.placeTokens.verify(utf8: token, kind: kind, room: room.id, now: now)
+            : self.visitorTokens.verify(utf8: token, kind: kind, room: room.id, now: now)
+        })
+    else { return delegate }
     if let wait = shared.polls.wait(visitor, room: room.id) {
       return .tooSoon(length: head.length, waitMilliseconds: wait)
     }

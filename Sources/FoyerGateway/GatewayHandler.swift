@@ -636,7 +636,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     let visitor: VisitorID
     // A visitor id made by this request (not read from a cookie or an enqueue token).
     var minted = false
-    if let known = Self.visitorCookie(in: head, room: room, signer: signer, now: wallNow) {
+    var place: Int64?
+    if let (known, presented) = Self.visitorAndPlace(in: head, room: room, signer: signer, now: wallNow) {
+      place = presented
       // Asked again too soon (a reload, a script): answered from memory, the place is kept.
       if let wait = shared.polls.wait(known, room: room) {
         return refuse(
@@ -664,8 +666,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     enter(
-      room, visitor: visitor, client: client, minted: minted, solved: nil, cookies: cookies, head: head,
-      context: context, page: page, json: wantsJSON)
+      room, visitor: visitor, place: place, client: client, minted: minted, solved: nil, cookies: cookies,
+      head: head, context: context, page: page, json: wantsJSON)
   }
 
   /// The client's address as `ClientIdentity` resolves it (the peer, or behind a trusted
@@ -678,12 +680,12 @@ final class GatewayHandler: ChannelDuplexHandler {
   /// Where `visitor` stands in `room`, joining (and claiming at once if the join admits) when
   /// not in line yet, and the answer to the visitor: the queue, a challenge, a pass, or why not.
   private func enter(
-    _ room: String, visitor: VisitorID, client address: [UInt8]?, minted: Bool, solved: Challenge?,
-    cookies: [String], head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool, json: Bool
+    _ room: String, visitor: VisitorID, place: Int64? = nil, client address: [UInt8]?, minted: Bool,
+    solved: Challenge?, cookies: [String], head: HTTPRequestHead, context: ChannelHandlerContext, page: Bool,
+    json: Bool
   ) {
     let loop = context.eventLoop
     let store = shared.store
-    let place = minted ? nil : Self.placeCookie(in: head, room: room, visitor: visitor, signer: signer, now: Self.unixSeconds())
     // A visitor id made just now is in no line: it joins at once.
     let found =
       minted
@@ -990,14 +992,19 @@ final class GatewayHandler: ChannelDuplexHandler {
     } ?? signer.verify(String(token), kind: kind, room: room, now: now)
   }
 
-  /// The queue score in the request's place cookie for `room`, if it is valid and `visitor`'s.
-  private static func placeCookie(
-    in head: HTTPRequestHead, room: String, visitor: VisitorID, signer: TokenSigner, now: Int64
-  ) -> Int64? {
-    guard let token = Cookies.value(prefix: Cookies.placePrefix, room: room, in: head.headers),
-      case .valid(let owner, let score) = verify(signer, token, kind: .place, room: room, now: now), owner == visitor
-    else { return nil }
-    return score
+  /// The visitor and place a request's cookies for `room` present (`Cookies.visitorAndPlace`).
+  private static func visitorAndPlace(
+    in head: HTTPRequestHead, room: String, signer: TokenSigner, now: Int64
+  ) -> (visitor: VisitorID, place: Int64?)? {
+    guard let token = Cookies.value(prefix: Cookies.visitorPrefix, room: room, in: head.headers) else { return nil }
+    let place = Cookies.value(prefix: Cookies.placePrefix, room: room, in: head.headers).map { Array($0.utf8) }
+    return Array(token.utf8).withUnsafeBytes { token in
+      func verify(_ bytes: UnsafeRawBufferPointer, _ kind: TokenKind) -> TokenVerification {
+        signer.verify(utf8: bytes, kind: kind, room: room, now: now)
+      }
+      guard let place else { return Cookies.visitorAndPlace(visitor: token, place: nil, room: room, verify: verify) }
+      return place.withUnsafeBytes { Cookies.visitorAndPlace(visitor: token, place: $0, room: room, verify: verify) }
+    }
   }
 
   /// The visitor proven by the request's visitor cookie for `room`, if it is valid.

@@ -9,8 +9,8 @@ public import FoyerCore
 /// Between two samples at ranks r and r(1 + g) the interpolation is off by less than g·r, so
 /// the error stays under g of the position plus what changed since the sketch was taken.
 /// Visitors who joined in the same millisecond share a score and Redis ranks them by member,
-/// so the member is part of the key: at 50,000 joins a second, a millisecond's ties alone
-/// would otherwise be 5 % of position 1,000.
+/// so the member is part of the key: at high join rates a millisecond's ties alone would
+/// exceed the error near the front.
 public struct PlaceSketch: Sendable, Hashable {
   /// Redis time of the sketch, unix ms.
   public let computedAtMilliseconds: Int64
@@ -83,7 +83,7 @@ public struct PlaceSketch: Sendable, Hashable {
   /// the room's counters now; `nil` when ahead of the first sample (near the front: ask
   /// Redis) or behind the last (joined since the sketch).
   public func position(score: Int64, visitor: VisitorID, popped poppedNow: Int64, left leftNow: Int64) -> Int? {
-    // The member's 22 bytes on the stack: this runs on every sketched poll.
+    // The member's 22 bytes on the stack: no allocation on a poll.
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: VisitorID.encodedLength) { buffer in
       visitor.encode(into: UnsafeMutableRawBufferPointer(buffer))
       return position(score: score, member: UnsafeBufferPointer(buffer), popped: poppedNow, left: leftNow)

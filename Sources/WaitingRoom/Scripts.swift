@@ -298,7 +298,7 @@ extension Scripts {
   /// the tail, after a header `now popped left waiting` (Redis ms; admissions plus head
   /// abandonments, and places given back, both counted since the room was made; the queue's
   /// size). Computed by whichever gateway asks first once it has aged, kept for the others:
-  /// at ten million waiting, about 2,300 `ZRANGE` steps of O(log n).
+  /// one `ZRANGE` of O(log n) per sample.
   public static let sketch = RedisScript(
     """
     local K_QUEUE, K_STATS, K_SKETCH = KEYS[1], KEYS[2], KEYS[3]

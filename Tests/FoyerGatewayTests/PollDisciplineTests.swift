@@ -38,12 +38,22 @@ import WaitingRoom
   /// A room whose sale starts in an hour, with `ahead` visitors already in line (written
   /// straight into the queue), behind a gateway asking for `percent`.
   func room(ahead: Int, percent: Int) async throws -> Room {
+    let startsAt = Int64(Date().timeIntervalSince1970 * 1_000) + 3_600_000
+    return try await Self.room(
+      "poll", settings: RoomSettings(startsAtMilliseconds: startsAt), ahead: ahead, percent: percent, group: group)
+  }
+
+  /// A gateway and a Redis of their own, room `settings` with `ahead` entries in line first
+  /// (written straight into the queue), polls allowed `percent` of `pollAfterMs` apart.
+  static func room(
+    _ prefix: String, settings: RoomSettings, ahead: Int, percent: Int, snapshotMaxAge: TimeAmount = .milliseconds(250),
+    group: any EventLoopGroup
+  ) async throws -> Room {
     let redis = try await RedisServer.start()
     let client = RedisClient(configuration: redis.configuration, eventLoopGroup: group)
-    let store = RoomStore(redis: client)
-    let id = "poll-" + UUID().uuidString.prefix(8)
-    let startsAt = Int64(Date().timeIntervalSince1970 * 1_000) + 3_600_000
-    try await store.createRoom(id, settings: RoomSettings(startsAtMilliseconds: startsAt))
+    let store = RoomStore(redis: client, snapshotMaxAge: snapshotMaxAge)
+    let id = prefix + "-" + UUID().uuidString.prefix(8)
+    try await store.createRoom(id, settings: settings)
     var start = 0
     while start < ahead {
       var command = RedisCommand("ZADD", "foyer:{\(id)}:queue")

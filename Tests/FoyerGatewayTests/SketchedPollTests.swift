@@ -25,27 +25,9 @@ import WaitingRoom
   /// (kept 10 s here, so that no poll is sent to Redis to refresh it), the exact zone stays
   /// the first 1,000 places.
   func room(ahead: Int) async throws -> Room {
-    let redis = try await RedisServer.start()
-    let client = RedisClient(configuration: redis.configuration, eventLoopGroup: group)
-    let store = RoomStore(redis: client, snapshotMaxAge: .seconds(10))
-    let id = "sk-" + UUID().uuidString.prefix(8)
-    try await store.createRoom(id, settings: RoomSettings(state: .paused, ratePerMinute: 6))
-    var start = 0
-    while start < ahead {
-      var command = RedisCommand("ZADD", "foyer:{\(id)}:queue")
-      for index in start..<min(start + 1_000, ahead) {
-        command.append(String((index + 1) * 8_192))
-        command.append("ahead-\(index)")
-      }
-      _ = try await client.send(command)
-      start += 1_000
-    }
-    var configuration = GatewayConfiguration(
-      host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
-      rooms: [RoomRoute(id: id, pathPrefix: "/shop")])
-    configuration.clients = ClientPolicy(minPollIntervalPercent: 0)
-    let channel = try await GatewayServer(configuration: configuration, store: store, eventLoopGroup: group).start()
-    return Room(id: id, port: channel.localAddress!.port!, redis: client, channel: channel, server: redis)
+    try await PollDisciplineTests.room(
+      "sk", settings: RoomSettings(state: .paused, ratePerMinute: 6), ahead: ahead, percent: 0,
+      snapshotMaxAge: .seconds(10), group: group)
   }
 
   struct Visitor {

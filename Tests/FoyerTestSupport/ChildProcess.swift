@@ -11,8 +11,8 @@ import Darwin
 ///
 /// Written by hand instead of using Foundation's `Process`: on Linux its exit monitoring
 /// did not report the exit of a terminated child while Swift Testing ran tests in
-/// parallel, so `stop()` hung, and `Process.run()` once crashed inside its own `memcpy`
-/// (TicketQRTests in CI, 2026-12-05). Here nobody else reaps the child.
+/// parallel, so `stop()` hung, and `Process.run()` has crashed inside its own `memcpy`.
+/// Here nobody else reaps the child.
 final class ChildProcess: @unchecked Sendable {
   let pid: pid_t
   private let lock = NSLock()

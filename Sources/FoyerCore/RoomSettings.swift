@@ -36,6 +36,9 @@ public struct RoomSettings: Sendable, Hashable, Codable {
   /// Proof of work before a place: a new visitor solves a challenge of this many bits
   /// (2^bits SHA-256 hashes expected); 0 = off.
   public var challengeBits: Int
+  /// Queue shards: the waiting line split over this many sorted sets, each with its own hash
+  /// tag so a Redis Cluster puts them on different primaries. Fixed when the room is made.
+  public var shards: Int
 
   public init(
     state: RoomState = .queue,
@@ -48,7 +51,8 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     jitterMilliseconds: Int = 250,
     maxQueue: Int = 0,
     maxPlacesPerClient: Int = 20,
-    challengeBits: Int = 0
+    challengeBits: Int = 0,
+    shards: Int = 1
   ) {
     self.state = state
     self.ratePerMinute = ratePerMinute
@@ -61,6 +65,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     self.maxQueue = maxQueue
     self.maxPlacesPerClient = maxPlacesPerClient
     self.challengeBits = challengeBits
+    self.shards = shards
   }
 
   /// Limits that keep the admission script's arithmetic exact and the room usable.
@@ -69,6 +74,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
   public static let minimumSessionSeconds = 10
   /// The queue records "last seen" in 13 bits of seconds (2 h 16 min); abandonment must fit.
   public static let maximumAbandonSeconds = 7_200
+  public static let maximumShards = 16
 
   /// Throws the first out-of-range value, with a message an operator can act on.
   public func validate() throws(RoomSettingsError) {
@@ -104,6 +110,9 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     try check(
       (0...Challenge.maximumBits).contains(challengeBits), "challenge_bits",
       "must be between 0 and \(Challenge.maximumBits) (got \(challengeBits))")
+    try check(
+      (1...Self.maximumShards).contains(shards), "shards",
+      "must be between 1 and \(Self.maximumShards) (got \(shards))")
   }
 
   /// The Redis hash fields and values, as stored.
@@ -115,6 +124,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
       ("abandon_seconds", String(abandonSeconds)), ("starts_at", String(startsAtMilliseconds)),
       ("jitter_ms", String(jitterMilliseconds)), ("max_queue", String(maxQueue)),
       ("max_places_per_client", String(maxPlacesPerClient)), ("challenge_bits", String(challengeBits)),
+      ("shards", String(shards)),
     ]
   }
 
@@ -146,6 +156,7 @@ public struct RoomSettings: Sendable, Hashable, Codable {
     case "max_queue": maxQueue = try int(value)
     case "max_places_per_client": maxPlacesPerClient = try int(value)
     case "challenge_bits": challengeBits = try int(value)
+    case "shards": shards = try int(value)
     default: throw RoomSettingsError(field: field, message: "is not a room setting")
     }
   }

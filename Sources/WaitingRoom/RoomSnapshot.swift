@@ -30,6 +30,8 @@ struct RoomSnapshot: Sendable {
   var ratePerMinute: Int
   var abandonSeconds: Int
   var startsAtMilliseconds: Int64
+  /// Queue shards (`RoomSettings.shards`): with more than one, positions are asked of every shard.
+  var shards: Int
   var waiting: Int
   var measuredPerMinute: Int
   /// Visitors who left the queue's head (admitted, or found abandoned there) and places given
@@ -42,8 +44,10 @@ struct RoomSnapshot: Sendable {
 
   static func commands(_ keys: RoomKeys) -> [RedisCommand] {
     [
-      RedisCommand("HMGET", keys.settings, "state", "rate_per_minute", "abandon_seconds", "starts_at"),
-      RedisCommand("ZCARD", keys.queue), RedisCommand("HMGET", keys.stats, "rate_1m", "admitted", "abandoned", "left"),
+      RedisCommand(
+        "HMGET", keys.settings, "state", "rate_per_minute", "abandon_seconds", "starts_at", "shards"),
+      RedisCommand("ZCARD", keys.queue),
+      RedisCommand("HMGET", keys.stats, "rate_1m", "admitted", "abandoned", "left", "queued"),
       RedisCommand("TIME"),
     ]
   }
@@ -51,15 +55,18 @@ struct RoomSnapshot: Sendable {
   /// Parses the replies of `commands`, in order.
   init(replies: ArraySlice<RESPValue>, room: String) throws {
     let values = Array(replies)
-    guard values.count == 4, let settings = values[0].array, settings.count == 4, let stats = values[2].array,
-      stats.count == 4, let time = values[3].array, time.count == 2, let seconds = time[0].int, let micros = time[1].int
+    guard values.count == 4, let settings = values[0].array, settings.count == 5, let stats = values[2].array,
+      stats.count == 5, let time = values[3].array, time.count == 2, let seconds = time[0].int,
+      let micros = time[1].int
     else { throw RoomStoreError(.unexpectedReply, "unexpected room snapshot \(values)") }
     guard let stateText = settings[0].string else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
     state = RoomState(rawValue: stateText) ?? .paused
     ratePerMinute = settings[1].int ?? 0
     abandonSeconds = settings[2].int ?? 120
     startsAtMilliseconds = Int64(settings[3].int ?? 0)
-    waiting = values[1].int ?? 0
+    shards = max(settings[4].int ?? 1, 1)
+    // A sharded room counts its waiting visitors in its stats (`Scripts.commit` keeps it true).
+    waiting = shards > 1 ? stats[4].int ?? 0 : values[1].int ?? 0
     measuredPerMinute = stats[0].int ?? 0
     popped = Int64(stats[1].int ?? 0) + Int64(stats[2].int ?? 0)
     left = Int64(stats[3].int ?? 0)
@@ -128,5 +135,17 @@ enum PollJitter {
     z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
     z ^= z >> 31
     return Double(z >> 11) / Double(1 << 53)
+  }
+}
+
+/// What a store keeps of one room: its entry, its last snapshot, and where its queue shards
+/// live (nil: one queue, in the room's slot).
+struct CachedRoom: Sendable {
+  let entry: RoomEntry
+  var snapshot: RoomSnapshot?
+  var layout: ShardLayout?
+
+  init(entry: RoomEntry) {
+    self.entry = entry
   }
 }

@@ -17,6 +17,8 @@ public struct RoomKeys: Sendable, Hashable {
   public let rules: String
   /// The queue's last `PlaceSketch`, shared by every gateway (`Scripts.sketch`).
   public let sketch: String
+  /// Held by the gateway running a sharded room's admission tick (`Scripts.reserve`).
+  public let lease: String
 
   /// The set of room ids (outside any room's slot; never touched by a room script).
   public static let rooms = "foyer:rooms"
@@ -35,10 +37,29 @@ public struct RoomKeys: Sendable, Hashable {
     solved = prefix + "solved"
     rules = prefix + "rules"
     sketch = prefix + "sketch"
+    lease = prefix + "ticking"
+  }
+
+  /// The queues of a room with `count` shards: with one, `queue`; with more, one per shard,
+  /// each under a hash tag of its own (`room:q<index>.<n>`, with the first n that puts it in
+  /// the index-th of `count` equal ranges of slots), so a cluster whose primaries split the
+  /// slots evenly keeps each shard on a different one.
+  public func shardQueues(_ count: Int) -> [String] {
+    guard count > 1 else { return [queue] }
+    return (0..<count).map { index in
+      var chosen = 0
+      for n in 0..<1_000 where HashSlot.of("\(room):q\(index).\(n)") * count / HashSlot.count == index {
+        chosen = n
+        break
+      }
+      return "foyer:{\(room):q\(index).\(chosen)}:queue"
+    }
   }
 
   /// The order every script expects its keys in.
-  public var scriptKeys: [String] { [queue, active, claimed, settings, bucket, stats, minute, revoked, solved] }
+  public var scriptKeys: [String] {
+    [queue, active, claimed, settings, bucket, stats, minute, revoked, solved]
+  }
 
   /// A client's counters in this room (in the room's slot): places taken in a day, and new
   /// visitor ids given in a minute.
@@ -205,15 +226,18 @@ public final class RoomStore: Sendable {
   /// Joins and admissions wait for this many replicas to confirm them (a failover then loses
   /// no acknowledged place); `nil`: acknowledged once the primary has them.
   public let replicaWait: ReplicaWait?
-  /// Per room: its key names and poll commands (built once) and the last snapshot.
-  private let rooms = NIOLockedValueBox<[String: (entry: RoomEntry, snapshot: RoomSnapshot?)]>([:])
+  /// Per room: its key names and poll commands (built once), the last snapshot, and where its
+  /// queue shards live (nil: one queue, in the room's slot).
+  private let rooms = NIOLockedValueBox<[String: CachedRoom]>([:])
   /// Per event loop of `redis`: the last-seen seconds its polls learned, made by the first
   /// poll there (a store that never polls, as in `foyer ctl`, makes none).
   private let seenMemos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>]
   /// How polls that bring the visitor's queue score are answered from the room's sketch.
   public let sketching: Sketching
   /// Per room, the last sketch read and whether a read is under way.
-  private let sketches = NIOLockedValueBox<[String: (sketch: PlaceSketch?, readAt: NIODeadline, reading: Bool)]>([:])
+  private let sketches = NIOLockedValueBox<
+    [String: (sketch: PlaceSketch?, readAt: NIODeadline, reading: Bool)]
+  >([:])
   /// Per event loop: the heartbeats that sketched polls owe Redis.
   private let heartbeats: [ObjectIdentifier: NIOLoopBoundBox<Heartbeats?>]
   private let gone = GoneVisitors()
@@ -294,15 +318,70 @@ public final class RoomStore: Sendable {
     on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<VisitorStatus> {
     let random = String(Int.random(in: 0..<(1 << 31)))
-    let keys = entry(room).entry.keys
     let arguments = [
-      visitor.description, random, client?.newVisitor == true ? "1" : "0", String(client?.newVisitorsPerMinute ?? 0),
+      visitor.description, random, client?.newVisitor == true ? "1" : "0",
+      String(client?.newVisitorsPerMinute ?? 0),
       solved?.nonce ?? "", String(solved?.expiry ?? 0), String(solved?.bits ?? 0),
     ]
-    return redis.evaluate(
-      Scripts.join, keys: keys.scriptKeys + (client.map { keys.clientKeys($0.key) } ?? []), arguments: arguments,
-      on: eventLoop, replicated: replicaWait
-    ).flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+    let loop = redis.loop(eventLoop)
+    return routedByShards(room, on: loop) { cached in
+      if let layout = cached.layout {
+        return self.shardedJoin(
+          room: room, entry: cached.entry, layout: layout, visitor: visitor, client: client,
+          arguments: arguments,
+          loop: loop)
+      }
+      let keys = cached.entry.keys
+      return self.redis.evaluate(
+        Scripts.join, keys: keys.scriptKeys + (client.map { keys.clientKeys($0.key) } ?? []),
+        arguments: arguments + ["1"], on: loop, replicated: self.replicaWait
+      ).flatMapThrowing { reply in try Self.status(from: reply, room: room) }
+    }
+  }
+
+  /// Runs `operation` with the room as this store knows it; when a script answers that the
+  /// room has another number of shards (made again, or not yet known here), learns it and
+  /// runs `operation` once more.
+  private func routedByShards<Value: Sendable>(
+    _ room: String, on loop: any EventLoop,
+    _ operation: @escaping @Sendable (CachedRoom) -> EventLoopFuture<Value>
+  ) -> EventLoopFuture<Value> {
+    operation(entry(room)).flatMapError { error in
+      guard let differ = error as? ShardsDiffer else { return loop.makeFailedFuture(error) }
+      return operation(self.learnShards(room, count: differ.count))
+    }
+  }
+
+  /// Records how many shards the room has; returns the room as now known.
+  @discardableResult
+  func learnShards(_ room: String, count: Int) -> CachedRoom {
+    rooms.withLockedValue { rooms in
+      var cached =
+        rooms[room] ?? CachedRoom(entry: RoomEntry(keys: RoomKeys(room: room), tag: UInt32(rooms.count + 1)))
+      if (cached.layout?.count ?? 1) != count {
+        cached.layout = count > 1 ? ShardLayout(keys: cached.entry.keys, count: count) : nil
+      }
+      rooms[room] = cached
+      return cached
+    }
+  }
+
+  /// The room's snapshot, read again when older than `snapshotMaxAge`.
+  func currentSnapshot(room: String, entry: RoomEntry, loop: any EventLoop) -> EventLoopFuture<RoomSnapshot> {
+    if let snapshot = self.entry(room).snapshot, snapshot.age < snapshotMaxAge {
+      return loop.makeSucceededFuture(snapshot)
+    }
+    return redis.send(pipeline: RoomSnapshot.commands(entry.keys), on: loop).flatMapThrowing { replies in
+      let snapshot = try RoomSnapshot(replies: replies[...], room: room)
+      self.store(snapshot, room: room)
+      return snapshot
+    }
+  }
+
+  /// Keeps a snapshot just read, and the number of shards it tells.
+  private func store(_ snapshot: RoomSnapshot, room: String) {
+    rooms.withLockedValue { $0[room]?.snapshot = snapshot }
+    if (entry(room).layout?.count ?? 1) != snapshot.shards { learnShards(room, count: snapshot.shards) }
   }
 
   /// Where `visitor` stands; with `claim`, an unclaimed admission becomes a session.
@@ -318,17 +397,22 @@ public final class RoomStore: Sendable {
   /// a visitor well behind the front is answered from the room's sketch with no Redis round
   /// trip; the last-seen second, when due, goes out with the loop's next heartbeat batch.
   public func status(
-    room: String, visitor: VisitorID, place: Int64? = nil, claim: Bool = false, on eventLoop: (any EventLoop)? = nil
+    room: String, visitor: VisitorID, place: Int64? = nil, claim: Bool = false,
+    on eventLoop: (any EventLoop)? = nil
   )
     -> EventLoopFuture<VisitorStatus>
   {
     let loop = redis.loop(eventLoop)
     let promise = loop.makePromise(of: VisitorStatus.self)
     if loop.inEventLoop {
-      poll(room: room, visitor: visitor, place: place, claim: claim, loop: loop, completion: promise.completeWith)
+      poll(
+        room: room, visitor: visitor, place: place, claim: claim, loop: loop, completion: promise.completeWith
+      )
     } else {
       loop.execute {
-        self.poll(room: room, visitor: visitor, place: place, claim: claim, loop: loop, completion: promise.completeWith)
+        self.poll(
+          room: room, visitor: visitor, place: place, claim: claim, loop: loop,
+          completion: promise.completeWith)
       }
     }
     return promise.futureResult
@@ -355,9 +439,17 @@ public final class RoomStore: Sendable {
     room: String, visitor: VisitorID, place: Int64?, claim: Bool, loop: any EventLoop,
     completion: @escaping (Result<VisitorStatus, any Error>) -> Void
   ) {
-    let (entry, snapshot) = self.entry(room)
+    let room_ = self.entry(room)
+    let (entry, snapshot) = (room_.entry, room_.snapshot)
+    if let layout = room_.layout {
+      shardedStatus(room: room, entry: entry, layout: layout, visitor: visitor, claim: claim, loop: loop)
+        .assumeIsolated().whenComplete(completion)
+      return
+    }
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
-    if let place, let answer = sketched(room, entry: entry, snapshot: cached, visitor: visitor, score: place, loop: loop) {
+    if let place,
+      let answer = sketched(room, entry: entry, snapshot: cached, visitor: visitor, score: place, loop: loop)
+    {
       completion(.success(answer))
       return
     }
@@ -387,27 +479,39 @@ public final class RoomStore: Sendable {
           snapshot = cached
         } else {
           snapshot = try RoomSnapshot(replies: replies[visitorCommands...], room: room)
-          self.rooms.withLockedValue { $0[room]?.snapshot = snapshot }
+          self.store(snapshot, room: room)
         }
       } catch {
         completion(.failure(error))
         return
       }
+      if snapshot.shards > 1 {
+        // The room is sharded after all: its queue is not where these commands looked.
+        self.poll(room: room, visitor: visitor, place: nil, claim: claim, loop: loop, completion: completion)
+        return
+      }
       let score = seenRecently ? nil : QueueScore.parse(replies[0])
       guard seenRecently || score != nil, let rank = replies[visitorCommands - 1].int else {
         memo?.forget(visitor, room: entry.tag)
-        self.visitorScript(
-          Scripts.status, room: room, arguments: [visitor.description, claim ? "1" : "0"], on: loop
-        ).assumeIsolated().whenComplete(completion)
+        self.routedByShards(room, on: loop) { cached in
+          if let layout = cached.layout {
+            return self.shardedStatus(
+              room: room, entry: cached.entry, layout: layout, visitor: visitor, claim: claim, loop: loop)
+          }
+          return self.visitorScript(
+            Scripts.status, room: room, arguments: [visitor.description, claim ? "1" : "0", "1"], on: loop)
+        }.assumeIsolated().whenComplete(completion)
         return
       }
       let now = snapshot.redisNowMilliseconds
       var answered = score
       if let score {
-        answered = self.touchIfAged(score, visitor: visitor, entry: entry, snapshot: snapshot, memo: memo, loop: loop)
+        answered = self.touchIfAged(
+          score, visitor: visitor, entry: entry, snapshot: snapshot, memo: memo, loop: loop)
         self.gone.remove(visitor, room: entry.tag)
       }
-      completion(.success(.queued(snapshot.place(position: rank + 1, now: now, visitor: visitor, score: answered))))
+      completion(
+        .success(.queued(snapshot.place(position: rank + 1, now: now, visitor: visitor, score: answered))))
     }
   }
 
@@ -416,7 +520,8 @@ public final class RoomStore: Sendable {
   /// has aged or no sketch has been read yet, or a heartbeat found the visitor gone. Reads
   /// the sketch again when aged.
   private func sketched(
-    _ room: String, entry: RoomEntry, snapshot: RoomSnapshot?, visitor: VisitorID, score: Int64, loop: any EventLoop
+    _ room: String, entry: RoomEntry, snapshot: RoomSnapshot?, visitor: VisitorID, score: Int64,
+    loop: any EventLoop
   ) -> VisitorStatus? {
     let (sketch, read) = sketches.withLockedValue { sketches -> (PlaceSketch?, Bool) in
       let state = sketches[room]
@@ -432,7 +537,8 @@ public final class RoomStore: Sendable {
     else { return nil }
     let now = snapshot.redisNowMilliseconds
     guard let sketch, let heartbeats = heartbeats(on: loop), !gone.contains(visitor, room: entry.tag),
-      let position = sketch.position(score: score, visitor: visitor, popped: snapshot.popped, left: snapshot.left),
+      let position = sketch.position(
+        score: score, visitor: visitor, popped: snapshot.popped, left: snapshot.left),
       position >= exactBelow(snapshot),
       position >= sketching.exactBelow(poppedSinceSketch: snapshot.popped - sketch.popped)
     else { return nil }
@@ -455,25 +561,29 @@ public final class RoomStore: Sendable {
 
   /// Reads the room's sketch (made now by whichever gateway asks first once it has aged).
   private func readSketch(_ room: String, loop: any EventLoop) {
-    sketch(room: room, exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge, on: loop)
-      .whenComplete { result in
-        self.sketches.withLockedValue { sketches in
-          let previous = sketches[room]
-          switch result {
-          case .success(let sketch): sketches[room] = (sketch, .now(), false)
-          case .failure:
-            // Tried again after another `maxAge`; polls meanwhile use the last one, or Redis.
-            sketches[room] = (previous?.sketch, .now(), false)
-          }
+    sketch(
+      room: room, exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge,
+      on: loop
+    )
+    .whenComplete { result in
+      self.sketches.withLockedValue { sketches in
+        let previous = sketches[room]
+        switch result {
+        case .success(let sketch): sketches[room] = (sketch, .now(), false)
+        case .failure:
+          // Tried again after another `maxAge`; polls meanwhile use the last one, or Redis.
+          sketches[room] = (previous?.sketch, .now(), false)
         }
       }
+    }
   }
 
   private func heartbeats(on eventLoop: any EventLoop) -> Heartbeats? {
     guard let box = heartbeats[ObjectIdentifier(eventLoop)] else { return nil }
     if let batch = box.value { return batch }
     let batch = Heartbeats(
-      redis: redis, loop: eventLoop, interval: sketching.heartbeatInterval, gone: gone, memo: seenMemo(on: eventLoop))
+      redis: redis, loop: eventLoop, interval: sketching.heartbeatInterval, gone: gone,
+      memo: seenMemo(on: eventLoop))
     box.value = batch
     return batch
   }
@@ -516,15 +626,26 @@ public final class RoomStore: Sendable {
   )
     -> EventLoopFuture<ReleaseResult>
   {
-    redis.evaluate(
-      Scripts.release, keys: entry(room).entry.keys.scriptKeys, arguments: [visitor.description], on: eventLoop
-    )
-    .flatMapThrowing { reply in
-      guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
-        throw RoomStoreError(.unexpectedReply, "release answered \(reply)")
+    let loop = redis.loop(eventLoop)
+    return routedByShards(room, on: loop) { cached in
+      if let layout = cached.layout {
+        return self.shardedRelease(
+          room: room, entry: cached.entry, layout: layout, visitor: visitor, loop: loop)
       }
-      return result
+      return self.redis.evaluate(
+        Scripts.release, keys: cached.entry.keys.scriptKeys, arguments: [visitor.description, "1"], on: loop
+      ).flatMapThrowing { reply in try Self.releaseResult(reply) }
     }
+  }
+
+  static func releaseResult(_ reply: RESPValue) throws -> ReleaseResult {
+    if let values = reply.array, values.count == 2, values[0].string == "shards" {
+      throw ShardsDiffer(count: values[1].int ?? 1)
+    }
+    guard let text = reply.string, let result = ReleaseResult(rawValue: text) else {
+      throw RoomStoreError(.unexpectedReply, "release answered \(reply)")
+    }
+    return result
   }
 
   /// The passes of `room` given back since Redis time `sinceMilliseconds` (inclusive: a
@@ -533,7 +654,8 @@ public final class RoomStore: Sendable {
     room: String, sinceMilliseconds: Int64, limit: Int = 1_000, on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<[Revocation]> {
     let command = RedisCommand(
-      "ZRANGEBYSCORE", entry(room).entry.keys.revoked, String(sinceMilliseconds), "+inf", "WITHSCORES", "LIMIT",
+      "ZRANGEBYSCORE", entry(room).entry.keys.revoked, String(sinceMilliseconds), "+inf", "WITHSCORES",
+      "LIMIT",
       "0", String(limit))
     return redis.send(command, on: eventLoop).flatMapThrowing { reply in
       guard let values = reply.array, values.count % 2 == 0 else {
@@ -556,14 +678,36 @@ public final class RoomStore: Sendable {
   public func admit(
     room: String, batch: Int = 1_000, scanLimit: Int = 5_000
   ) -> EventLoopFuture<AdmissionTick> {
+    let loop = redis.loop(nil)
+    return routedByShards(room, on: loop) { cached in
+      guard let layout = cached.layout else {
+        return self.admitOneQueue(
+          room: room, entry: cached.entry, batch: batch, scanLimit: scanLimit, loop: loop)
+      }
+      let promise = loop.makePromise(of: AdmissionTick.self)
+      promise.completeWithTask {
+        try await self.shardedAdmit(
+          room: room, entry: cached.entry, layout: layout, batch: batch, scanLimit: scanLimit)
+      }
+      return promise.futureResult
+    }
+  }
+
+  private func admitOneQueue(
+    room: String, entry: RoomEntry, batch: Int, scanLimit: Int, loop: any EventLoop
+  ) -> EventLoopFuture<AdmissionTick> {
     redis.evaluate(
-      Scripts.admit, keys: entry(room).entry.keys.scriptKeys, arguments: [String(batch), String(scanLimit)],
+      Scripts.admit, keys: entry.keys.scriptKeys, arguments: [String(batch), String(scanLimit), "1"],
+      on: loop,
       replicated: replicaWait
     ).flatMapThrowing { reply in
       guard let values = reply.array else {
         throw RoomStoreError(.unexpectedReply, "admit answered \(reply)")
       }
       if values.first?.string == "no_room" { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+      if values.first?.string == "shards" {
+        throw ShardsDiffer(count: values.count > 1 ? values[1].int ?? 1 : 1)
+      }
       guard values.count == 6, let admitted = values[0].int, let abandoned = values[1].int,
         let waiting = values[2].int,
         let active = values[3].int, let time = values[4].int, let visitors = values[5].array
@@ -589,7 +733,9 @@ public final class RoomStore: Sendable {
       arguments: [String(max(exactBelow - 1, 0)), String(growth), String(maxAge.nanoseconds / 1_000_000)],
       on: eventLoop
     ).flatMapThrowing { reply in
-      guard let text = reply.string else { throw RoomStoreError(.unexpectedReply, "sketch answered \(reply)") }
+      guard let text = reply.string else {
+        throw RoomStoreError(.unexpectedReply, "sketch answered \(reply)")
+      }
       return try PlaceSketch(text)
     }
   }
@@ -650,9 +796,18 @@ public final class RoomStore: Sendable {
   public func deleteRoom(_ room: String) async throws {
     var command = RedisCommand("DEL")
     let keys = RoomKeys(room: room)
-    for key in keys.scriptKeys + [keys.rules, keys.sketch] { command.append(key) }
-    let replies = try await redis.send(pipeline: [command, RedisCommand("SREM", RoomKeys.rooms, room)])
+    let shards = try await shardCount(room)
+    for key in keys.scriptKeys + [keys.rules, keys.sketch, keys.lease] { command.append(key) }
+    // Each shard in a slot of its own: one command each.
+    let queues = shards > 1 ? keys.shardQueues(shards).map { RedisCommand("DEL", $0) } : []
+    let replies = try await redis.send(
+      pipeline: [command, RedisCommand("SREM", RoomKeys.rooms, room)] + queues)
     if replies[0] == .integer(0) { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+  }
+
+  /// The room's queue shards as its settings say (1 for a room that does not exist).
+  private func shardCount(_ room: String) async throws -> Int {
+    max(try await redis.send(RedisCommand("HGET", RoomKeys(room: room).settings, "shards")).int ?? 1, 1)
   }
 
   /// The room's traffic rules as stored (a JSON array), or nil for none.
@@ -688,10 +843,16 @@ public final class RoomStore: Sendable {
   @discardableResult
   public func update(_ room: String, changes: [String: String]) async throws -> RoomSettings {
     var settings = try await self.settings(room)
+    let shards = settings.shards
     do {
       for (field, value) in changes.sorted(by: { $0.key < $1.key }) { try settings.set(field, to: value) }
       try settings.validate()
     } catch { throw RoomStoreError(.invalidSettings, error.description) }
+    guard settings.shards == shards else {
+      throw RoomStoreError(
+        .invalidSettings,
+        "shards is fixed when the room is made (it has \(shards)); make a new room for another")
+    }
     guard !changes.isEmpty else { return settings }
     var command = RedisCommand("HSET", RoomKeys(room: room).settings)
     let stored = Dictionary(uniqueKeysWithValues: settings.fields)
@@ -705,17 +866,19 @@ public final class RoomStore: Sendable {
 
   public func stats(_ room: String) async throws -> RoomStats {
     let keys = RoomKeys(room: room)
-    let replies = try await redis.send(pipeline: [
-      RedisCommand("HGETALL", keys.stats), RedisCommand("ZCARD", keys.queue),
-      RedisCommand("ZCARD", keys.active),
-      RedisCommand("SCARD", keys.claimed), RedisCommand("EXISTS", keys.settings),
-    ])
-    guard replies[4] == .integer(1) else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
+    let shards = try await shardCount(room)
+    let queues = keys.shardQueues(shards).map { RedisCommand("ZCARD", $0) }
+    let replies = try await redis.send(
+      pipeline: [
+        RedisCommand("HGETALL", keys.stats), RedisCommand("ZCARD", keys.active),
+        RedisCommand("SCARD", keys.claimed), RedisCommand("EXISTS", keys.settings),
+      ] + queues)
+    guard replies[3] == .integer(1) else { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }
     let counters = try Self.hash(replies[0]).compactMapValues { Int($0) }
     var stats = RoomStats()
-    stats.waiting = replies[1].int ?? 0
-    stats.active = replies[2].int ?? 0
-    stats.claimedActive = replies[3].int ?? 0
+    stats.waiting = replies[4...].reduce(0) { $0 + ($1.int ?? 0) }
+    stats.active = replies[1].int ?? 0
+    stats.claimedActive = replies[2].int ?? 0
     stats.joined = counters["joined"] ?? 0
     stats.admitted = counters["admitted"] ?? 0
     stats.claimed = counters["claimed"] ?? 0
@@ -731,13 +894,13 @@ public final class RoomStore: Sendable {
   // MARK: Shared by the visitor calls
 
   /// The room's key names and poll commands, built once per room, and its last snapshot.
-  private func entry(_ room: String) -> (entry: RoomEntry, snapshot: RoomSnapshot?) {
+  func entry(_ room: String) -> CachedRoom {
     rooms.withLockedValue { rooms in
       if let known = rooms[room] { return known }
       // Entries are never removed, so the count gives each room a tag of its own.
-      let entry = RoomEntry(keys: RoomKeys(room: room), tag: UInt32(rooms.count + 1))
-      rooms[room] = (entry, nil)
-      return (entry, nil)
+      let cached = CachedRoom(entry: RoomEntry(keys: RoomKeys(room: room), tag: UInt32(rooms.count + 1)))
+      rooms[room] = cached
+      return cached
     }
   }
 
@@ -766,6 +929,7 @@ public final class RoomStore: Sendable {
     guard let values = reply.array, let kind = values.first?.string else {
       throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")
     }
+    if kind == "shards" { throw ShardsDiffer(count: values.count > 1 ? values[1].int ?? 1 : 1) }
     func int(_ index: Int) throws -> Int {
       guard index < values.count, let value = values[index].int else {
         throw RoomStoreError(.unexpectedReply, "unexpected reply \(reply)")

@@ -28,12 +28,24 @@ public enum Scripts {
     local function settings()
       local v = redis.call('HMGET', K_SETTINGS, 'state', 'rate_per_minute', 'max_active', 'session_seconds',
         'claim_seconds', 'abandon_seconds', 'starts_at', 'jitter_ms', 'max_queue', 'max_places_per_client',
-        'challenge_bits')
+        'challenge_bits', 'shards')
       if not v[1] then return nil end
       return { state = v[1], rate = tonumber(v[2]) or 0, max_active = tonumber(v[3]) or 0,
         session = tonumber(v[4]) or 600, claim = tonumber(v[5]) or 60, abandon = tonumber(v[6]) or 120,
         starts_at = tonumber(v[7]) or 0, jitter = tonumber(v[8]) or 0, max_queue = tonumber(v[9]) or 0,
-        max_places = tonumber(v[10]) or 20, challenge = tonumber(v[11]) or 0 }
+        max_places = tonumber(v[10]) or 20, challenge = tonumber(v[11]) or 0, shards = tonumber(v[12]) or 1 }
+    end
+
+    -- The caller routes by the number of queue shards it believes the room has: wrong, it is
+    -- told the right one and asks again.
+    local function shards_differ(s, assumed)
+      return (tonumber(assumed) or 1) ~= s.shards
+    end
+
+    -- Visitors waiting: the queue's size, or with shards (other slots) the room's count of them.
+    local function waiting_count(s)
+      if s.shards > 1 then return tonumber(redis.call('HGET', K_STATS, 'queued')) or 0 end
+      return redis.call('ZCARD', K_QUEUE)
     end
 
     -- Ends unclaimed admissions past their claim deadline (no-shows) and sessions past their end.
@@ -115,6 +127,8 @@ public enum Scripts {
         if claim_now then return claim(v, s) end
         return { 'admitted', d }
       end
+      -- A sharded room's queue lives in other slots: the gateway asks the visitor's shard.
+      if s.shards > 1 then return nil end
       local score = redis.call('ZSCORE', K_QUEUE, v)
       if score then
         touch(v, tonumber(score))
@@ -133,10 +147,14 @@ public enum Scripts {
   /// takes a place: { 'refused', reason, seconds until the count ends }; in a room with
   /// `challenge_bits`, a join without an unused solution of that many bits is answered
   /// { 'challenge', bits, starts_at }. Each solution buys one place: its nonce is kept until it expires.
+  /// ARGV[8]: the queue shards the caller believes the room has. With more than one, the place
+  /// is counted here and answered { 'enqueue', 0, waiting, rate, rate_1m, state, starts_at, now,
+  /// abandon, score }: the caller adds the visitor to its shard with that score.
   public static let join = RedisScript(
     prologue + """
       local s = settings()
       if not s then return { 'no_room' } end
+      if shards_differ(s, ARGV[8]) then return { 'shards', s.shards } end
       local v = ARGV[1]
       local K_PLACES, K_MINTED = KEYS[10], KEYS[11]
       if K_MINTED and ARGV[3] == '1' and (tonumber(ARGV[4]) or 0) > 0 then
@@ -152,7 +170,7 @@ public enum Scripts {
       end
       if s.state == 'closed' then return { 'closed' } end
       if s.state == 'passthrough' then return { 'passthrough' } end
-      local waiting = redis.call('ZCARD', K_QUEUE)
+      local waiting = waiting_count(s)
       if s.max_queue > 0 and waiting >= s.max_queue then return { 'full', waiting } end
       -- A client over its places is refused before a solution is spent on nothing.
       local counted = K_PLACES and s.max_places > 0
@@ -191,16 +209,25 @@ public enum Scripts {
       else
         order = now + math.floor(fraction * (s.jitter + 1))
       end
-      redis.call('ZADD', K_QUEUE, 'NX', string.format('%d', (order - EPOCH) * SEEN + now_s % SEEN), v)
+      local score = string.format('%d', (order - EPOCH) * SEEN + now_s % SEEN)
+      if s.shards > 1 then
+        redis.call('HINCRBY', K_STATS, 'queued', 1)
+        redis.call('HINCRBY', K_STATS, 'joined', 1)
+        return { 'enqueue', 0, waiting + 1, s.rate, tonumber(redis.call('HGET', K_STATS, 'rate_1m')) or 0, s.state,
+          s.starts_at, now, s.abandon, score }
+      end
+      redis.call('ZADD', K_QUEUE, 'NX', score, v)
       redis.call('HINCRBY', K_STATS, 'joined', 1)
       return queued(v, s)
       """)
 
-  /// ARGV: visitor, '1' to claim an unclaimed admission. Where the visitor stands.
+  /// ARGV: visitor, '1' to claim an unclaimed admission, the shards the caller believes the
+  /// room has. Where the visitor stands (in a sharded room: only if admitted).
   public static let status = RedisScript(
     prologue + """
       local s = settings()
       if not s then return { 'no_room' } end
+      if shards_differ(s, ARGV[3]) then return { 'shards', s.shards } end
       return locate(ARGV[1], s, ARGV[2] == '1') or { 'absent', s.state }
       """)
 
@@ -216,12 +243,14 @@ public enum Scripts {
       return claim(v, s)
       """)
 
-  /// ARGV: most to admit, most queue entries to look at. One admission tick.
+  /// ARGV: most to admit, most queue entries to look at, the shards the caller believes the
+  /// room has (one: sharded rooms tick with `reserve` and `commit`). One admission tick.
   /// Returns { admitted count, abandoned, waiting, active, redis time ms, { visitors } }.
   public static let admit = RedisScript(
     prologue + """
       local s = settings()
       if not s then return { 'no_room' } end
+      if shards_differ(s, ARGV[3]) then return { 'shards', s.shards } end
       expire_active()
       local waiting = redis.call('ZCARD', K_QUEUE)
       local active = redis.call('ZCARD', K_ACTIVE)
@@ -265,12 +294,15 @@ public enum Scripts {
       return { #admitted, abandoned, waiting - scanned, active + #admitted, now, admitted }
       """)
 
-  /// ARGV: visitor. Frees the visitor's slot, or gives back the place in the queue. A pass
+  /// ARGV: visitor, the shards the caller believes the room has. Frees the visitor's slot, or
+  /// gives back the place in the queue (a sharded room's queue: the caller's part). A pass
   /// that was issued (a claimed slot) is logged as revoked, with its expiry, for every
   /// gateway to refuse; the log keeps a day, the longest a session may be.
   public static let release = RedisScript(
     prologue + """
       local v = ARGV[1]
+      local shards = tonumber(redis.call('HGET', K_SETTINGS, 'shards')) or 1
+      if (tonumber(ARGV[2]) or 1) ~= shards then return { 'shards', shards } end
       local ends = redis.call('ZSCORE', K_ACTIVE, v)
       if ends and redis.call('ZREM', K_ACTIVE, v) == 1 then
         if redis.call('SREM', K_CLAIMED, v) == 1 then
@@ -280,7 +312,7 @@ public enum Scripts {
         redis.call('HINCRBY', K_STATS, 'released', 1)
         return 'released'
       end
-      if redis.call('ZREM', K_QUEUE, v) == 1 then
+      if shards == 1 and redis.call('ZREM', K_QUEUE, v) == 1 then
         redis.call('HINCRBY', K_STATS, 'left', 1)
         return 'left'
       end
@@ -324,5 +356,140 @@ extension Scripts {
     local sketch = table.concat(parts, ' ')
     redis.call('SET', K_SKETCH, sketch, 'PX', 60000)
     return sketch
+    """)
+}
+
+/// The scripts of a room whose queue is split over shards (`RoomSettings.shards` > 1). The
+/// room's control slot (`{R}`: settings, bucket, active, counters) and each shard's slot are
+/// touched by separate scripts, so every step is safe to repeat or to lose half-way:
+/// admissions are written to the control slot before they leave their shards, and a tick that
+/// dies between the two leaves visitors that the next tick finds admitted already.
+extension Scripts {
+  /// KEYS: a shard's queue. ARGV: visitor. `{ rank in the shard, score }` with the last-seen
+  /// second refreshed, or nil when the visitor does not wait there.
+  public static let shardPlace = RedisScript(
+    """
+    local q, v = KEYS[1], ARGV[1]
+    local score = redis.call('ZSCORE', q, v)
+    if not score then return false end
+    score = tonumber(score)
+    local t = redis.call('TIME')
+    local bucket = tonumber(t[1]) % 8192
+    local seen = score % 8192
+    if seen ~= bucket then
+      score = score - seen + bucket
+      redis.call('ZADD', q, 'XX', string.format('%d', score), v)
+    end
+    return { redis.call('ZRANK', q, v), string.format('%d', score) }
+    """)
+
+  /// KEYS: a shard's queue. ARGV: score (from `join`), visitor. Adds the visitor unless it is
+  /// there already (a second tab raced this one): `{ 1 if added, rank in the shard, score }`.
+  public static let shardEnqueue = RedisScript(
+    """
+    local q, score, v = KEYS[1], ARGV[1], ARGV[2]
+    local added = redis.call('ZADD', q, 'NX', score, v)
+    return { added, redis.call('ZRANK', q, v), redis.call('ZSCORE', q, v) }
+    """)
+
+  /// KEYS: `RoomKeys.scriptKeys`, then the room's tick lease. ARGV: lease id, lease ms, most to
+  /// admit, shards. Takes the lease (one sharded tick at a time across gateways) and says how
+  /// many the tick may admit: { 'reserved', want, waiting, active, now } ({ 'busy', waiting,
+  /// active, now } while another holds it). With nothing to admit the lease is given back at once.
+  public static let reserve = RedisScript(
+    prologue + """
+      local K_LEASE = KEYS[10]
+      local s = settings()
+      if not s then return { 'no_room' } end
+      if shards_differ(s, ARGV[4]) then return { 'shards', s.shards } end
+      if not redis.call('SET', K_LEASE, ARGV[1], 'NX', 'PX', ARGV[2]) then
+        return { 'busy', waiting_count(s), redis.call('ZCARD', K_ACTIVE), now }
+      end
+      expire_active()
+      local active = redis.call('ZCARD', K_ACTIVE)
+      local tokens = refill(s)
+      save_bucket(tokens)
+      local want = 0
+      if s.state == 'queue' and now >= s.starts_at then
+        want = math.max(0, math.min(math.floor(tokens), s.max_active - active, tonumber(ARGV[3])))
+      end
+      if want == 0 then
+        redis.call('HSET', K_STATS, 'rate_1m', measured())
+        redis.call('DEL', K_LEASE)
+      end
+      return { 'reserved', want, waiting_count(s), active, now }
+      """)
+
+  /// KEYS: as `reserve`. ARGV: lease id, most to admit, visitors the shards held when read,
+  /// then `visitor, score` pairs: the shards' heads merged in the room's order. Walks them in
+  /// that order as the one-queue `admit` walks its queue — abandoned ones dropped, the rest
+  /// admitted while the cap and the bucket allow — and says how many it went through, for the
+  /// caller to remove from their shards: { admitted visitors, consumed, abandoned, waiting,
+  /// active, now }, or { 'lost' } when the lease ran out (nothing written).
+  public static let commit = RedisScript(
+    prologue + """
+      local K_LEASE = KEYS[10]
+      local s = settings()
+      if not s then return { 'no_room' } end
+      if redis.call('GET', K_LEASE) ~= ARGV[1] then return { 'lost' } end
+      expire_active()
+      local active = redis.call('ZCARD', K_ACTIVE)
+      local tokens = refill(s)
+      local want = 0
+      if s.state == 'queue' and now >= s.starts_at then
+        want = math.max(0, math.min(math.floor(tokens), s.max_active - active, tonumber(ARGV[2])))
+      end
+      local observed = tonumber(ARGV[3])
+      local bucket = now_s % SEEN
+      local deadline = now + s.claim * 1000
+      local admitted, entries, abandoned, consumed, counted = {}, {}, 0, 0, 0
+      local i = 4
+      while i < #ARGV and #admitted < want do
+        local v, score = ARGV[i], tonumber(ARGV[i + 1])
+        if redis.call('ZSCORE', K_ACTIVE, v) then
+          -- Admitted by a tick that stopped before removing it from its shard: counted then.
+        elseif (bucket - score % SEEN) % SEEN > s.abandon then
+          abandoned = abandoned + 1
+          counted = counted + 1
+        else
+          admitted[#admitted + 1] = v
+          entries[#entries + 1] = deadline
+          entries[#entries + 1] = v
+          counted = counted + 1
+        end
+        consumed = consumed + 1
+        i = i + 2
+      end
+      if #entries > 0 then redis.call('ZADD', K_ACTIVE, unpack(entries)) end
+      if #admitted > 0 then
+        redis.call('HINCRBY', K_STATS, 'admitted', #admitted)
+        record(#admitted)
+      end
+      if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'abandoned', abandoned) end
+      save_bucket(tokens - #admitted)
+      redis.call('HSET', K_STATS, 'rate_1m', measured())
+      -- The count never stays below what the shards were seen to hold; it falls to nothing
+      -- only once they have been seen empty for two seconds (a join counts its place here
+      -- a moment before its shard has it).
+      local queued = math.max((tonumber(redis.call('HGET', K_STATS, 'queued')) or 0) - counted, observed - consumed, 0)
+      if observed > 0 then
+        redis.call('HDEL', K_STATS, 'empty_since')
+      else
+        local since = tonumber(redis.call('HGET', K_STATS, 'empty_since'))
+        if not since then
+          redis.call('HSET', K_STATS, 'empty_since', now)
+        elseif now - since >= 2000 then
+          queued = 0
+        end
+      end
+      redis.call('HSET', K_STATS, 'queued', queued)
+      return { admitted, consumed, abandoned, queued, active + #admitted, now }
+      """)
+
+  /// KEYS: the tick lease. ARGV: lease id. Gives the lease back if it is still this tick's.
+  public static let unlock = RedisScript(
+    """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+    return 0
     """)
 }

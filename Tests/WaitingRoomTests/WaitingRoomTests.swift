@@ -14,6 +14,8 @@ import Testing
   let group = MultiThreadedEventLoopGroup.singleton
 
   typealias Backend = RedisBackend
+  /// Every rule holds with the queue in one sorted set and split over three shards.
+  static let shardCounts = [1, 3]
 
   func store(_ backend: Backend, snapshotMaxAge: TimeAmount = .milliseconds(250)) async throws -> RoomStore {
     RoomStore(
@@ -47,13 +49,16 @@ import Testing
     return order
   }
 
-  @Test(arguments: Backend.allCases) func rule1PreQueueIsShuffledAndAheadOfLateArrivals(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rule1PreQueueIsShuffledAndAheadOfLateArrivals(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let store = try await store(backend)
     let room = room()
     let startsAt = nowMilliseconds() + 60_000
     try await store.createRoom(
       room,
-      settings: RoomSettings(ratePerMinute: 6_000_000, maxActive: 1_000_000, startsAtMilliseconds: startsAt))
+      settings: RoomSettings(ratePerMinute: 6_000_000, maxActive: 1_000_000, startsAtMilliseconds: startsAt)
+        .sharded(shards))
     let early = (0..<2_000).map { _ in VisitorID.random() }
     for visitor in early {
       guard case .queued = try await store.join(room: room, visitor: visitor) else {
@@ -77,12 +82,15 @@ import Testing
     #expect(abs(tau) < 0.1, "Kendall tau between join and admission order: \(tau)")
   }
 
-  @Test(arguments: Backend.allCases) func rule2FIFOAfterStartAndRejoinKeepsThePlace(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rule2FIFOAfterStartAndRejoinKeepsThePlace(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let store = try await store(backend)
     let room = room()
     try await store.createRoom(
       room,
-      settings: RoomSettings(state: .paused, ratePerMinute: 600_000, maxActive: 1_000, jitterMilliseconds: 5))
+      settings: RoomSettings(state: .paused, ratePerMinute: 600_000, maxActive: 1_000, jitterMilliseconds: 5)
+        .sharded(shards))
     var visitors: [VisitorID] = []
     for _ in 0..<40 {
       let visitor = VisitorID.random()
@@ -102,7 +110,9 @@ import Testing
     #expect(order == visitors.map(\.description))
   }
 
-  @Test(arguments: Backend.allCases) func rules3And4CapAndRateHoldWithThreeLoops(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rules3And4CapAndRateHoldWithThreeLoops(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let room = room()
     let ratePerMinute = 1_200  // 20/s, burst 20
     let cap = 40
@@ -124,7 +134,8 @@ import Testing
     try await setup.createRoom(
       room,
       settings: RoomSettings(
-        ratePerMinute: ratePerMinute, maxActive: cap, sessionSeconds: 10, claimSeconds: 5))
+        ratePerMinute: ratePerMinute, maxActive: cap, sessionSeconds: 10, claimSeconds: 5
+      ).sharded(shards))
     // Three gateways: three stores on three clients, three admission loops.
     let stores = (0..<3).map { _ in store() }
     let admissions = AdmissionLog()
@@ -189,12 +200,16 @@ import Testing
     }
   }
 
-  @Test(arguments: Backend.allCases) func rule4RateIsReachedWhileTheQueueIsFull(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rule4RateIsReachedWhileTheQueueIsFull(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let store = try await store(backend)
     let room = room()
     let ratePerMinute = 3_000  // 50/s
     try await store.createRoom(
-      room, settings: RoomSettings(state: .paused, ratePerMinute: ratePerMinute, maxActive: 100_000))
+      room,
+      settings: RoomSettings(state: .paused, ratePerMinute: ratePerMinute, maxActive: 100_000).sharded(shards)
+    )
     for _ in 0..<1_000 { _ = try await store.join(room: room, visitor: .random()) }
     try await store.update(room, changes: ["state": "queue"])
     let others = [try await self.store(backend), try await self.store(backend)]
@@ -220,11 +235,15 @@ import Testing
     )
   }
 
-  @Test(arguments: Backend.allCases) func rule5NoShowsFreeTheSlotAndClaimsStartASession(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rule5NoShowsFreeTheSlotAndClaimsStartASession(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let store = try await store(backend)
     let room = room()
     try await store.createRoom(
-      room, settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, sessionSeconds: 30, claimSeconds: 3))
+      room,
+      settings: RoomSettings(ratePerMinute: 60_000, maxActive: 1, sessionSeconds: 30, claimSeconds: 3)
+        .sharded(shards))
     let noShow = VisitorID.random()
     guard case .admitted = try await store.join(room: room, visitor: noShow) else {
       Issue.record("not admitted at once"); return
@@ -253,13 +272,16 @@ import Testing
     #expect(stats.noShows == 1 && stats.claimed == 1 && stats.active == 1)
   }
 
-  @Test(arguments: Backend.allCases) func rule6AbandonedVisitorsAreDroppedWithoutSlotOrRate(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rule6AbandonedVisitorsAreDroppedWithoutSlotOrRate(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let store = try await store(backend)
     let room = room()
     try await store.createRoom(
       room,
       settings: RoomSettings(
-        state: .paused, ratePerMinute: 60, maxActive: 10, abandonSeconds: 1, jitterMilliseconds: 0))
+        state: .paused, ratePerMinute: 60, maxActive: 10, abandonSeconds: 1, jitterMilliseconds: 0
+      ).sharded(shards))
     let gone = (0..<3).map { _ in VisitorID.random() }
     let present = VisitorID.random()
     for visitor in gone + [present] { _ = try await store.join(room: room, visitor: visitor) }
@@ -278,10 +300,12 @@ import Testing
     #expect(try await store.status(room: room, visitor: gone[0]) == .absent(.queue))
   }
 
-  @Test(arguments: Backend.allCases) func rule7JoinAdmitsAtOnceWhenFreeAndReleaseFreesTheSlot(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rule7JoinAdmitsAtOnceWhenFreeAndReleaseFreesTheSlot(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let store = try await store(backend)
     let room = room()
-    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 600, maxActive: 1))
+    try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 600, maxActive: 1).sharded(shards))
     let first = VisitorID.random()
     guard case .admitted = try await store.join(room: room, visitor: first) else {
       Issue.record("not admitted in join"); return
@@ -298,12 +322,16 @@ import Testing
     #expect(try await store.release(room: room, visitor: .random(), reason: .left) == ReleaseResult.none)
   }
 
-  @Test(arguments: Backend.allCases) func rule8LiveSettingsGovernTheNextTick(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases, shardCounts) func rule8LiveSettingsGovernTheNextTick(
+    _ backend: Backend, _ shards: Int
+  ) async throws {
     let store = try await store(backend)
     let other = try await self.store(backend)  // a second gateway
     let room = room()
     try await store.createRoom(
-      room, settings: RoomSettings(state: .paused, ratePerMinute: 60_000, maxActive: 100, maxQueue: 5))
+      room,
+      settings: RoomSettings(state: .paused, ratePerMinute: 60_000, maxActive: 100, maxQueue: 5).sharded(
+        shards))
     for _ in 0..<5 { _ = try await store.join(room: room, visitor: .random()) }
     #expect(try await store.join(room: room, visitor: .random()) == .full(waiting: 5))
     #expect(try await store.admit(room: room).admitted.isEmpty)  // paused
@@ -316,7 +344,9 @@ import Testing
     #expect(try await store.join(room: room, visitor: .random()) == .closed)
   }
 
-  @Test(arguments: Backend.allCases) func roomNumbersInPollsAreAtMostSnapshotMaxAgeOld(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases) func roomNumbersInPollsAreAtMostSnapshotMaxAgeOld(
+    _ backend: Backend
+  ) async throws {
     let store = try await store(backend, snapshotMaxAge: .milliseconds(300))
     let room = room()
     try await store.createRoom(room, settings: RoomSettings(state: .paused, jitterMilliseconds: 0))
@@ -387,7 +417,8 @@ import Testing
     // The rewrite is sent without waiting; the memo learns it when Redis confirms. Wait until
     // Redis has it (however slow a loaded machine is), and a moment for the memo.
     for _ in 0..<100 {
-      let score = try await redis.send(RedisCommand("ZSCORE", RoomKeys(room: room).queue, visitor.description))
+      let score =
+        try await redis.send(RedisCommand("ZSCORE", RoomKeys(room: room).queue, visitor.description))
         .string.flatMap { Int64($0) } ?? 0
       let time = Int64(try await redis.send(RedisCommand("TIME")).array?.first?.int ?? 0)
       if time - QueueScore.seenSecond(score, nowSecond: time) <= 1 { break }
@@ -453,7 +484,8 @@ import Testing
     #expect(tiny.seen(visitors[0], room: 1) == nil && tiny.seen(visitors[1], room: 1) == 6)
   }
 
-  @Test(arguments: Backend.allCases) func settingsAreValidatedWithClearErrors(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases) func settingsAreValidatedWithClearErrors(_ backend: Backend) async throws
+  {
     let store = try await store(backend)
     let room = room()
     try await store.createRoom(room, settings: RoomSettings())
@@ -479,7 +511,9 @@ import Testing
     #expect(try await !store.rooms().contains(room))
   }
 
-  @Test(arguments: Backend.allCases) func waitEstimateComesFromTheMeasuredRate(_ backend: Backend) async throws {
+  @Test(arguments: Backend.allCases) func waitEstimateComesFromTheMeasuredRate(
+    _ backend: Backend
+  ) async throws {
     let store = try await store(backend, snapshotMaxAge: .zero)  // no cached room numbers: each poll reads them
     let room = room()
     try await store.createRoom(
@@ -533,4 +567,12 @@ func kendallTau(_ ranks: [Int]) -> Double {
   }
   let pairs = Double(ranks.count * (ranks.count - 1) / 2)
   return Double(concordant - discordant) / pairs
+}
+
+extension RoomSettings {
+  func sharded(_ count: Int) -> RoomSettings {
+    var settings = self
+    settings.shards = count
+    return settings
+  }
 }

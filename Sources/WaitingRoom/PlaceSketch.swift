@@ -65,7 +65,8 @@ public struct PlaceSketch: Sendable, Hashable {
 
   /// Redis' order: by score, then bytewise by member.
   static func precedes(
-    _ score: Int64, _ member: some Collection<UInt8>, _ otherScore: Int64, _ otherMember: some Collection<UInt8>
+    _ score: Int64, _ member: some Collection<UInt8>, _ otherScore: Int64,
+    _ otherMember: some Collection<UInt8>
   ) -> Bool {
     score != otherScore ? score < otherScore : member.lexicographicallyPrecedes(otherMember)
   }
@@ -82,7 +83,8 @@ public struct PlaceSketch: Sendable, Hashable {
   /// The estimated position (1 = next) now of `visitor`, whose queue score is `score`, given
   /// the room's counters now; `nil` when ahead of the first sample (near the front: ask
   /// Redis) or behind the last (joined since the sketch).
-  public func position(score: Int64, visitor: VisitorID, popped poppedNow: Int64, left leftNow: Int64) -> Int? {
+  public func position(score: Int64, visitor: VisitorID, popped poppedNow: Int64, left leftNow: Int64) -> Int?
+  {
     // The member's 22 bytes on the stack: no allocation on a poll.
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: VisitorID.encodedLength) { buffer in
       visitor.encode(into: UnsafeMutableRawBufferPointer(buffer))
@@ -101,7 +103,11 @@ public struct PlaceSketch: Sendable, Hashable {
     var high = scores.count - 1
     while low < high {
       let middle = (low + high + 1) / 2
-      if !Self.precedes(score, member, scores[middle], members[middle]) { low = middle } else { high = middle - 1 }
+      if !Self.precedes(score, member, scores[middle], members[middle]) {
+        low = middle
+      } else {
+        high = middle - 1
+      }
     }
     var rank = Double(ranks[low])
     if low + 1 < scores.count {
@@ -111,7 +117,9 @@ public struct PlaceSketch: Sendable, Hashable {
         scores[low] == scores[low + 1]
         ? zip(members[low], members[low + 1]).prefix(while: { $0 == $1 }).count : 0
       let base = Double(Self.key(members[low], from: from))
-      let span = Double(scores[low + 1] - scores[low]) + (Double(Self.key(members[low + 1], from: from)) - base) / 0x1p64
+      let span =
+        Double(scores[low + 1] - scores[low]) + (Double(Self.key(members[low + 1], from: from)) - base)
+        / 0x1p64
       let offset = Double(score - scores[low]) + (Double(Self.key(member, from: from)) - base) / 0x1p64
       if span > 0 { rank += offset / span * Double(ranks[low + 1] - ranks[low]) }
     }
@@ -119,7 +127,8 @@ public struct PlaceSketch: Sendable, Hashable {
     // proportion.
     let popped = Double(max(poppedNow - self.popped, 0))
     let behindThePopped = max(rank - popped, 0)
-    let ahead = behindThePopped
+    let ahead =
+      behindThePopped
       - Double(max(leftNow - left, 0)) * behindThePopped / max(Double(waiting) - popped, 1)
     return max(Int(ahead.rounded()), 0) + 1
   }

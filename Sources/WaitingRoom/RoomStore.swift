@@ -19,6 +19,8 @@ public struct RoomKeys: Sendable, Hashable {
   public let sketch: String
   /// Held by the gateway running a sharded room's admission tick (`Scripts.reserve`).
   public let lease: String
+  /// The visitors a sharded tick admitted or dropped and has still to remove from their shards.
+  public let journal: String
 
   /// The set of room ids (outside any room's slot; never touched by a room script).
   public static let rooms = "foyer:rooms"
@@ -38,6 +40,7 @@ public struct RoomKeys: Sendable, Hashable {
     rules = prefix + "rules"
     sketch = prefix + "sketch"
     lease = prefix + "ticking"
+    journal = prefix + "removing"
   }
 
   /// The queues of a room with `count` shards: with one, `queue`; with more, one per shard,
@@ -797,7 +800,7 @@ public final class RoomStore: Sendable {
     var command = RedisCommand("DEL")
     let keys = RoomKeys(room: room)
     let shards = try await shardCount(room)
-    for key in keys.scriptKeys + [keys.rules, keys.sketch, keys.lease] { command.append(key) }
+    for key in keys.scriptKeys + [keys.rules, keys.sketch, keys.lease, keys.journal] { command.append(key) }
     // Each shard in a slot of its own: one command each.
     let queues = shards > 1 ? keys.shardQueues(shards).map { RedisCommand("DEL", $0) } : []
     let replies = try await redis.send(

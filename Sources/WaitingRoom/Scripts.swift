@@ -362,8 +362,8 @@ extension Scripts {
 /// The scripts of a room whose queue is split over shards (`RoomSettings.shards` > 1). The
 /// room's control slot (`{R}`: settings, bucket, active, counters) and each shard's slot are
 /// touched by separate scripts, so every step is safe to repeat or to lose half-way:
-/// admissions are written to the control slot before they leave their shards, and a tick that
-/// dies between the two leaves visitors that the next tick finds admitted already.
+/// admissions are written to the control slot, with a journal of who must leave their shards,
+/// before they leave them; a tick that dies between the two leaves the journal to the next.
 extension Scripts {
   /// KEYS: a shard's queue. ARGV: visitor. `{ rank in the shard, score }` with the last-seen
   /// second refreshed, or nil when the visitor does not wait there.
@@ -392,9 +392,11 @@ extension Scripts {
     return { added, redis.call('ZRANK', q, v), redis.call('ZSCORE', q, v) }
     """)
 
-  /// KEYS: `RoomKeys.scriptKeys`, then the room's tick lease. ARGV: lease id, lease ms, most to
-  /// admit, shards. Takes the lease (one sharded tick at a time across gateways) and says how
-  /// many the tick may admit: { 'reserved', want, waiting, active, now } ({ 'busy', waiting,
+  /// KEYS: `RoomKeys.scriptKeys`, then the room's tick lease and removal journal. ARGV: lease
+  /// id, lease ms, most to admit, shards. Takes the lease (one sharded tick at a time across
+  /// gateways) and says how many the tick may admit, or first, { 'unfinished', visitors }: the
+  /// journal of a tick that stopped before removing these from their shards (to remove, then
+  /// `unlock`, then reserve again): { 'reserved', want, waiting, active, now } ({ 'busy', waiting,
   /// active, now } while another holds it). With nothing to admit the lease is given back at once.
   public static let reserve = RedisScript(
     prologue + """
@@ -405,6 +407,9 @@ extension Scripts {
       if not redis.call('SET', K_LEASE, ARGV[1], 'NX', 'PX', ARGV[2]) then
         return { 'busy', waiting_count(s), redis.call('ZCARD', K_ACTIVE), now }
       end
+      -- A tick whose lease ran out before it had removed its visitors from their shards.
+      local unfinished = redis.call('GET', KEYS[11])
+      if unfinished then return { 'unfinished', unfinished } end
       expire_active()
       local active = redis.call('ZCARD', K_ACTIVE)
       local tokens = refill(s)
@@ -443,12 +448,13 @@ extension Scripts {
       local bucket = now_s % SEEN
       local deadline = now + s.claim * 1000
       local admitted, entries, abandoned, consumed, counted = {}, {}, 0, 0, 0
+      local K_JOURNAL = KEYS[11]
+      local gone = {}
       local i = 4
       while i < #ARGV and #admitted < want do
         local v, score = ARGV[i], tonumber(ARGV[i + 1])
-        if redis.call('ZSCORE', K_ACTIVE, v) then
-          -- Admitted by a tick that stopped before removing it from its shard: counted then.
-        elseif (bucket - score % SEEN) % SEEN > s.abandon then
+        gone[#gone + 1] = v
+        if (bucket - score % SEEN) % SEEN > s.abandon then
           abandoned = abandoned + 1
           counted = counted + 1
         else
@@ -466,6 +472,9 @@ extension Scripts {
         record(#admitted)
       end
       if abandoned > 0 then redis.call('HINCRBY', K_STATS, 'abandoned', abandoned) end
+      -- Who must leave their shards, kept until the tick gives its lease back: a tick that
+      -- stops before removing them leaves them to the next (`reserve` hands them over).
+      if #gone > 0 then redis.call('APPEND', K_JOURNAL, table.concat(gone, ' ') .. ' ') end
       save_bucket(tokens - #admitted)
       redis.call('HSET', K_STATS, 'rate_1m', measured())
       -- The count never stays below what the shards were seen to hold; it falls to nothing
@@ -486,10 +495,14 @@ extension Scripts {
       return { admitted, consumed, abandoned, queued, active + #admitted, now }
       """)
 
-  /// KEYS: the tick lease. ARGV: lease id. Gives the lease back if it is still this tick's.
+  /// KEYS: the tick lease, the removal journal. ARGV: lease id. Once the tick's removals are
+  /// done: gives the lease back and clears the journal, if the lease is still this tick's.
   public static let unlock = RedisScript(
     """
-    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+    if redis.call('GET', KEYS[1]) == ARGV[1] then
+      redis.call('DEL', KEYS[2])
+      return redis.call('DEL', KEYS[1])
+    end
     return 0
     """)
 }

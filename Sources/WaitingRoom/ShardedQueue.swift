@@ -144,7 +144,9 @@ extension RoomStore {
       Scripts.shardEnqueue, keys: [layout.queues[index]], arguments: [String(score), visitor.description],
       on: loop,
       replicated: replicaWait)
-    return added.flatMap { reply -> EventLoopFuture<VisitorStatus> in
+    // Counted beside the enqueue, by the score given: the other shards' places do not depend on it.
+    let ahead = redis.send(pipeline: layout.aheadCommands(score: score, shard: index), on: loop)
+    return added.and(ahead).flatMap { reply, counts -> EventLoopFuture<VisitorStatus> in
       guard let values = reply.array, values.count == 3, let new = values[0].int, let rank = values[1].int,
         let held = QueueScore.parse(values[2])
       else { return loop.makeFailedFuture(RoomStoreError(.unexpectedReply, "enqueue answered \(reply)")) }
@@ -156,14 +158,18 @@ extension RoomStore {
             RedisCommand("HINCRBY", entry.keys.stats, "joined", "-1"),
           ], on: loop)
       }
-      return self.redis.send(pipeline: layout.aheadCommands(score: held, shard: index), on: loop)
-        .flatMapThrowing { counts in
-          var values = joined
-          values[0] = .bulkString(ByteBuffer(string: "queued"))
-          values[1] = .integer(rank + 1 + counts.reduce(0) { $0 + ($1.int ?? 0) })
-          values[9] = .null  // no place cookie: a sharded room answers every poll from its shards
-          return try Self.status(from: .array(values), room: room)
-        }
+      // Only a raced second tab holds another score: count again by that one.
+      let recounted =
+        held == score
+        ? loop.makeSucceededFuture(counts)
+        : self.redis.send(pipeline: layout.aheadCommands(score: held, shard: index), on: loop)
+      return recounted.flatMapThrowing { counts in
+        var values = joined
+        values[0] = .bulkString(ByteBuffer(string: "queued"))
+        values[1] = .integer(rank + 1 + counts.reduce(0) { $0 + ($1.int ?? 0) })
+        values[9] = .null  // no place cookie: a sharded room answers every poll from its shards
+        return try Self.status(from: .array(values), room: room)
+      }
     }
   }
 
@@ -200,12 +206,19 @@ extension RoomStore {
   func shardedAdmit(
     room: String, entry: RoomEntry, layout: ShardLayout, batch: Int, scanLimit: Int
   ) async throws -> AdmissionTick {
-    let keys = entry.keys.scriptKeys + [entry.keys.lease]
+    let keys = entry.keys.scriptKeys + [entry.keys.lease, entry.keys.journal]
     let lease = VisitorID.random().description
-    let reserved = try await redis.evaluate(
-      Scripts.reserve, keys: keys,
-      arguments: [lease, String(Self.leaseMilliseconds), String(batch), String(layout.count)], on: nil
-    ).get()
+    var reserved = RESPValue.null
+    // At most twice: a tick that stopped half-way is finished first.
+    for _ in 0..<2 {
+      reserved = try await redis.evaluate(
+        Scripts.reserve, keys: keys,
+        arguments: [lease, String(Self.leaseMilliseconds), String(batch), String(layout.count)], on: nil
+      ).get()
+      guard let array = reserved.array, array.first?.string == "unfinished", array.count == 2 else { break }
+      try await remove(array[1].string?.split(separator: " ").map(String.init) ?? [], layout: layout)
+      _ = try await unlock(entry: entry, lease: lease)
+    }
     guard let values = reserved.array, let kind = values.first?.string else {
       throw RoomStoreError(.unexpectedReply, "reserve answered \(reserved)")
     }
@@ -235,19 +248,15 @@ extension RoomStore {
     var admitted: [String] = []
     var abandoned = 0
     var scanned = 0
-    do {
-      try await admitRounds(
-        entry: entry, layout: layout, lease: lease, want: want, batch: batch, scanLimit: scanLimit,
-        admitted: &admitted, abandoned: &abandoned, scanned: &scanned, waiting: &waiting, active: &active,
-        now: &now)
-    } catch {
-      _ = try? await redis.evaluate(Scripts.unlock, keys: [entry.keys.lease], arguments: [lease], on: nil)
-        .get()
-      throw error
-    }
+    // A failure keeps the lease and the journal: once the lease runs out, the next tick
+    // removes whoever this one admitted but did not take out of their shards.
+    try await admitRounds(
+      entry: entry, layout: layout, lease: lease, want: want, batch: batch, scanLimit: scanLimit,
+      admitted: &admitted, abandoned: &abandoned, scanned: &scanned, waiting: &waiting, active: &active,
+      now: &now)
     // Given back only once the admitted have left their shards: a tick that starts earlier
     // would find them at the head again.
-    _ = try await redis.evaluate(Scripts.unlock, keys: [entry.keys.lease], arguments: [lease], on: nil).get()
+    _ = try await unlock(entry: entry, lease: lease)
     return AdmissionTick(
       admitted: admitted, abandoned: abandoned, waiting: max(waiting, 0), active: active,
       timeMilliseconds: Int64(now))
@@ -259,11 +268,14 @@ extension RoomStore {
     admitted: inout [String], abandoned: inout Int, scanned: inout Int, waiting: inout Int, active: inout Int,
     now: inout Int
   ) async throws {
-    let keys = entry.keys.scriptKeys + [entry.keys.lease]
+    let keys = entry.keys.scriptKeys + [entry.keys.lease, entry.keys.journal]
     let room = entry.keys.room
     for _ in 0..<Self.roundsPerTick where admitted.count < want && scanned < scanLimit {
+      // Ids are spread evenly, so each shard holds about its share of the next admissions; a
+      // quarter more and a few spare cover the unevenness, another round any shortfall.
       let remaining = want - admitted.count
-      let read = min(remaining + remaining / 4 + 16, scanLimit - scanned)
+      let share = (remaining + layout.count - 1) / layout.count
+      let read = min(share + share / 4 + 32, remaining, scanLimit - scanned)
       var commands: [RedisCommand] = []
       for queue in layout.queues {
         commands.append(RedisCommand("ZCARD", queue))
@@ -314,18 +326,30 @@ extension RoomStore {
       active = nowActive
       now = time
       scanned += consumed
-      if consumed > 0 {
-        var removals = layout.queues.map { RedisCommand("ZREM", $0) }
-        var touched = Set<Int>()
-        for (shard, head) in merged.prefix(consumed) {
-          removals[shard].append(head.visitor)
-          touched.insert(shard)
-        }
-        _ = try await redis.send(pipeline: touched.sorted().map { removals[$0] }, on: nil).get()
-      }
+      try await remove(merged.prefix(consumed).map(\.head.visitor), layout: layout)
       // Stopped by the cap or the bucket, or went through all there was.
       if consumed < merged.count || merged.isEmpty { break }
     }
+  }
+
+  /// Removes visitors from their shards (a visitor id names its shard).
+  private func remove(_ visitors: [String], layout: ShardLayout) async throws {
+    guard !visitors.isEmpty else { return }
+    var removals = layout.queues.map { RedisCommand("ZREM", $0) }
+    var touched = Set<Int>()
+    for visitor in visitors {
+      guard let id = VisitorID(visitor) else { continue }
+      let shard = layout.shard(of: id)
+      removals[shard].append(visitor)
+      touched.insert(shard)
+    }
+    _ = try await redis.send(pipeline: touched.sorted().map { removals[$0] }, on: nil).get()
+  }
+
+  private func unlock(entry: RoomEntry, lease: String) async throws -> RESPValue {
+    try await redis.evaluate(
+      Scripts.unlock, keys: [entry.keys.lease, entry.keys.journal], arguments: [lease], on: nil
+    ).get()
   }
 
   /// A tick's lease outlives any tick (its rounds take milliseconds) and, should a gateway

@@ -117,7 +117,7 @@ import Testing
   }
 
   /// A gateway that dies after its tick admitted visitors but before they left their shards:
-  /// the next tick finds them admitted already and only removes them; nobody is admitted
+  /// the next tick takes them out first, from the dead tick's journal; nobody is admitted
   /// twice and the room's count stays true.
   @Test(arguments: Backend.allCases) func aTickStoppedHalfWayIsFinishedByTheNext(
     _ backend: Backend
@@ -133,7 +133,8 @@ import Testing
     let keys = RoomKeys(room: room)
     let lease = "crashed-gateway"
     let reserved = try await store.redis.evaluate(
-      Scripts.reserve, keys: keys.scriptKeys + [keys.lease], arguments: [lease, "200", "10", "3"])
+      Scripts.reserve, keys: keys.scriptKeys + [keys.lease, keys.journal],
+      arguments: [lease, "200", "10", "3"])
     #expect(reserved.array?[1].int == 10)
     var heads: [[ShardHead]] = []
     for queue in keys.shardQueues(3) {
@@ -145,7 +146,7 @@ import Testing
     }
     let merged = ShardMerge.merge(heads, complete: [false, false, false])
     let committed = try await store.redis.evaluate(
-      Scripts.commit, keys: keys.scriptKeys + [keys.lease],
+      Scripts.commit, keys: keys.scriptKeys + [keys.lease, keys.journal],
       arguments: [lease, "10", "30"] + merged.flatMap { [$0.head.visitor, String($0.head.score)] })
     let first = (committed.array?[0].array ?? []).compactMap(\.string)
     #expect(first.count == 10)
@@ -161,6 +162,7 @@ import Testing
     let stats = try await store.stats(room)
     #expect(stats.waiting == 0 && stats.admitted == 30 && stats.active == 30)
     #expect(try await store.redis.send(RedisCommand("HGET", keys.stats, "queued")).int == 0)
+    #expect(try await store.redis.send(RedisCommand("EXISTS", keys.journal)) == .integer(0))
   }
 
   /// The count of waiting visitors (what `max_queue` and rule 7 go by) set wrong — as a lost

@@ -9,7 +9,7 @@ struct FoyerBench: AsyncParsableCommand {
     abstract: "Foyer's benchmark drivers (run through the loadtest/bench-* scripts).",
     subcommands: [
       RedisBench.self, TokenBench.self, RoomBench.self, PassCommand.self, VisitorTokensCommand.self,
-      BoxOfficeBench.self, CheckInBench.self, ClusterBench.self, JoinWaitBench.self,
+      BoxOfficeBench.self, CheckInBench.self, ClusterBench.self, JoinWaitBench.self, ShardBench.self,
     ]
   )
 }

@@ -45,9 +45,14 @@ final class Heartbeats {
   private let loop: any EventLoop
   private let interval: TimeAmount
   private let chunk: Int
-  /// Per room (`RoomEntry.tag`): the entry and the scores to write, by visitor, with the
-  /// Redis second each one carries.
-  private var pending: [UInt32: (entry: RoomEntry, scores: [VisitorID: Heartbeat])] = [:]
+  /// Per room (`RoomEntry.tag`) and queue shard: the entry, the queue, and the scores to write,
+  /// by visitor, with the Redis second each one carries.
+  private var pending: [Queue: (entry: RoomEntry, queue: String, scores: [VisitorID: Heartbeat])] = [:]
+
+  struct Queue: Hashable {
+    var room: UInt32
+    var shard: Int
+  }
 
   struct Heartbeat {
     var score: Int64
@@ -70,10 +75,14 @@ final class Heartbeats {
     self.chunk = chunk
   }
 
-  /// Owes Redis `score` (a fresh last-seen second: `second`, unix) for `visitor`; written
-  /// with the next batch.
-  func add(_ visitor: VisitorID, score: Int64, second: Int64, entry: RoomEntry) {
-    pending[entry.tag, default: (entry, [:])].scores[visitor] = Heartbeat(score: score, second: second)
+  /// Owes Redis `score` (a fresh last-seen second: `second`, unix) for `visitor`, waiting in
+  /// `queue` (shard `shard` of the room; the room's queue by default); written with the next batch.
+  func add(
+    _ visitor: VisitorID, score: Int64, second: Int64, entry: RoomEntry, shard: Int = 0, queue: String? = nil
+  ) {
+    pending[Queue(room: entry.tag, shard: shard), default: (entry, queue ?? entry.keys.queue, [:])].scores[
+      visitor] =
+      Heartbeat(score: score, second: second)
     guard !scheduled else { return }
     scheduled = true
     loop.assumeIsolated().scheduleTask(in: interval) { self.flush() }
@@ -89,13 +98,13 @@ final class Heartbeats {
       while !members.isEmpty {
         let part = Array(members.suffix(chunk))
         members.removeLast(part.count)
-        write(part, entry: batch.entry)
+        write(part, entry: batch.entry, queue: batch.queue)
       }
     }
   }
 
-  private func write(_ part: [(key: VisitorID, value: Heartbeat)], entry: RoomEntry) {
-    var command = RedisCommand("ZADD", entry.keys.queue, "XX", "CH")
+  private func write(_ part: [(key: VisitorID, value: Heartbeat)], entry: RoomEntry, queue: String) {
+    var command = RedisCommand("ZADD", queue, "XX", "CH")
     for (visitor, heartbeat) in part {
       command.append(String(heartbeat.score))
       command.append(visitor.description)
@@ -105,12 +114,12 @@ final class Heartbeats {
         for (visitor, heartbeat) in part { memo.record(visitor, room: entry.tag, seen: heartbeat.second) }
       }
       guard let changed = reply.int, changed < part.count else { return }
-      self.findGone(part.map(\.key), entry: entry)
+      self.findGone(part.map(\.key), entry: entry, queue: queue)
     }
   }
 
-  private func findGone(_ visitors: [VisitorID], entry: RoomEntry) {
-    var command = RedisCommand("ZMSCORE", entry.keys.queue)
+  private func findGone(_ visitors: [VisitorID], entry: RoomEntry, queue: String) {
+    var command = RedisCommand("ZMSCORE", queue)
     for visitor in visitors { command.append(visitor.description) }
     redis.send(command, on: loop).assumeIsolated().whenSuccess { reply in
       guard let scores = reply.array, scores.count == visitors.count else { return }

@@ -88,16 +88,31 @@ public struct PlaceSketch: Sendable, Hashable {
     // The member's 22 bytes on the stack: no allocation on a poll.
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: VisitorID.encodedLength) { buffer in
       visitor.encode(into: UnsafeMutableRawBufferPointer(buffer))
-      return position(score: score, member: UnsafeBufferPointer(buffer), popped: poppedNow, left: leftNow)
+      return ahead(
+        score: score, member: UnsafeBufferPointer(buffer), popped: poppedNow, left: leftNow,
+        pastTheTail: false
+      ).map { $0 + 1 }
     }
   }
 
-  private func position(
-    score: Int64, member: UnsafeBufferPointer<UInt8>, popped poppedNow: Int64, left leftNow: Int64
+  /// Of a queue shard sketched here, how many wait now ahead of any entry scored `score` or
+  /// more (everyone in it, past the last sample), given the shard's counters now; `nil` when
+  /// ahead of the first sample.
+  public func ahead(ofScore score: Int64, popped poppedNow: Int64, left leftNow: Int64) -> Int? {
+    ahead(
+      score: score, member: UnsafeBufferPointer(start: nil, count: 0), popped: poppedNow, left: leftNow,
+      pastTheTail: true)
+  }
+
+  private func ahead(
+    score: Int64, member: UnsafeBufferPointer<UInt8>, popped poppedNow: Int64, left leftNow: Int64,
+    pastTheTail: Bool
   ) -> Int? {
-    guard let first = scores.first, !Self.precedes(score, member, first, members[0]),
-      !Self.precedes(scores[scores.count - 1], members[members.count - 1], score, member)
-    else { return nil }
+    guard let first = scores.first, !Self.precedes(score, member, first, members[0]) else { return nil }
+    if Self.precedes(scores[scores.count - 1], members[members.count - 1], score, member) {
+      guard pastTheTail else { return nil }
+      return corrected(rank: Double(waiting), popped: poppedNow, left: leftNow)
+    }
     // The last sample at or before the visitor.
     var low = 0
     var high = scores.count - 1
@@ -123,13 +138,17 @@ public struct PlaceSketch: Sendable, Hashable {
       let offset = Double(score - scores[low]) + (Double(Self.key(member, from: from)) - base) / 0x1p64
       if span > 0 { rank += offset / span * Double(ranks[low + 1] - ranks[low]) }
     }
-    // Everyone popped since was ahead; of those who left (from the rest), those ahead in
-    // proportion.
+    return corrected(rank: rank, popped: poppedNow, left: leftNow)
+  }
+
+  /// Everyone popped since was ahead; of those who left (from the rest), those ahead in
+  /// proportion.
+  private func corrected(rank: Double, popped poppedNow: Int64, left leftNow: Int64) -> Int {
     let popped = Double(max(poppedNow - self.popped, 0))
     let behindThePopped = max(rank - popped, 0)
     let ahead =
       behindThePopped
       - Double(max(leftNow - left, 0)) * behindThePopped / max(Double(waiting) - popped, 1)
-    return max(Int(ahead.rounded()), 0) + 1
+    return max(Int(ahead.rounded()), 0)
   }
 }

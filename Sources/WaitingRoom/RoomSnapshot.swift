@@ -38,6 +38,9 @@ struct RoomSnapshot: Sendable {
   /// back, since the room was made: what moves a sketched position.
   var popped: Int64
   var left: Int64
+  /// A sharded room's per-shard `popped` and `left` (`RoomKeys.shardCounters`), which move
+  /// positions sketched per shard; empty for one queue.
+  var shardCounters: [(popped: Int64, left: Int64)] = []
   /// Redis `TIME` when read, and our monotonic clock then: Redis time is estimated from them.
   var redisMilliseconds: Int64
   var readAt: NIODeadline
@@ -50,6 +53,19 @@ struct RoomSnapshot: Sendable {
       RedisCommand("HMGET", keys.stats, "rate_1m", "admitted", "abandoned", "left", "queued"),
       RedisCommand("TIME"),
     ]
+  }
+
+  static func commands(shards layout: ShardLayout) -> [RedisCommand] {
+    layout.counters.map { RedisCommand("HMGET", $0, "popped", "left") }
+  }
+
+  static func shardCounters(_ replies: ArraySlice<RESPValue>) throws -> [(popped: Int64, left: Int64)] {
+    try replies.map { reply in
+      guard let values = reply.array, values.count == 2 else {
+        throw RoomStoreError(.unexpectedReply, "unexpected shard counters \(reply)")
+      }
+      return (Int64(values[0].int ?? 0), Int64(values[1].int ?? 0))
+    }
   }
 
   /// Parses the replies of `commands`, in order.

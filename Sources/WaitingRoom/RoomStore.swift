@@ -48,14 +48,27 @@ public struct RoomKeys: Sendable, Hashable {
   /// the index-th of `count` equal ranges of slots), so a cluster whose primaries split the
   /// slots evenly keeps each shard on a different one.
   public func shardQueues(_ count: Int) -> [String] {
-    guard count > 1 else { return [queue] }
-    return (0..<count).map { index in
+    count > 1 ? shardPrefixes(count).map { $0 + "queue" } : [queue]
+  }
+
+  /// Per shard, the counters of visitors who left it (`popped`: admitted or dropped at the
+  /// head; `left`) and its sketch; with one queue, the room's own stats and sketch.
+  public func shardCounters(_ count: Int) -> [String] {
+    count > 1 ? shardPrefixes(count).map { $0 + "counts" } : [stats]
+  }
+
+  public func shardSketches(_ count: Int) -> [String] {
+    count > 1 ? shardPrefixes(count).map { $0 + "sketch" } : [sketch]
+  }
+
+  private func shardPrefixes(_ count: Int) -> [String] {
+    (0..<count).map { index in
       var chosen = 0
       for n in 0..<1_000 where HashSlot.of("\(room):q\(index).\(n)") * count / HashSlot.count == index {
         chosen = n
         break
       }
-      return "foyer:{\(room):q\(index).\(chosen)}:queue"
+      return "foyer:{\(room):q\(index).\(chosen)}:"
     }
   }
 
@@ -237,9 +250,9 @@ public final class RoomStore: Sendable {
   private let seenMemos: [ObjectIdentifier: NIOLoopBoundBox<SeenMemo?>]
   /// How polls that bring the visitor's queue score are answered from the room's sketch.
   public let sketching: Sketching
-  /// Per room, the last sketch read and whether a read is under way.
+  /// Per room, the last sketch read (one per queue shard) and whether a read is under way.
   private let sketches = NIOLockedValueBox<
-    [String: (sketch: PlaceSketch?, readAt: NIODeadline, reading: Bool)]
+    [String: (sketches: [PlaceSketch], readAt: NIODeadline, reading: Bool)]
   >([:])
   /// Per event loop: the heartbeats that sketched polls owe Redis.
   private let heartbeats: [ObjectIdentifier: NIOLoopBoundBox<Heartbeats?>]
@@ -370,12 +383,21 @@ public final class RoomStore: Sendable {
   }
 
   /// The room's snapshot, read again when older than `snapshotMaxAge`.
-  func currentSnapshot(room: String, entry: RoomEntry, loop: any EventLoop) -> EventLoopFuture<RoomSnapshot> {
-    if let snapshot = self.entry(room).snapshot, snapshot.age < snapshotMaxAge {
+  /// The room's snapshot, read again when older than `snapshotMaxAge`; with `layout`, one that
+  /// also has the shards' counters.
+  func currentSnapshot(
+    room: String, entry: RoomEntry, layout: ShardLayout?, loop: any EventLoop
+  ) -> EventLoopFuture<RoomSnapshot> {
+    if let snapshot = self.entry(room).snapshot, snapshot.age < snapshotMaxAge,
+      snapshot.shardCounters.count == (layout?.count ?? 0)
+    {
       return loop.makeSucceededFuture(snapshot)
     }
-    return redis.send(pipeline: RoomSnapshot.commands(entry.keys), on: loop).flatMapThrowing { replies in
-      let snapshot = try RoomSnapshot(replies: replies[...], room: room)
+    let commands = RoomSnapshot.commands(entry.keys)
+    let shardCommands = layout.map(RoomSnapshot.commands(shards:)) ?? []
+    return redis.send(pipeline: commands + shardCommands, on: loop).flatMapThrowing { replies in
+      var snapshot = try RoomSnapshot(replies: replies[..<commands.count], room: room)
+      if layout != nil { snapshot.shardCounters = try RoomSnapshot.shardCounters(replies[commands.count...]) }
       self.store(snapshot, room: room)
       return snapshot
     }
@@ -445,13 +467,22 @@ public final class RoomStore: Sendable {
     let room_ = self.entry(room)
     let (entry, snapshot) = (room_.entry, room_.snapshot)
     if let layout = room_.layout {
+      let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
+      if let place,
+        let answer = sketched(
+          room, entry: entry, layout: layout, snapshot: cached, visitor: visitor, score: place, loop: loop)
+      {
+        completion(.success(answer))
+        return
+      }
       shardedStatus(room: room, entry: entry, layout: layout, visitor: visitor, claim: claim, loop: loop)
         .assumeIsolated().whenComplete(completion)
       return
     }
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
     if let place,
-      let answer = sketched(room, entry: entry, snapshot: cached, visitor: visitor, score: place, loop: loop)
+      let answer = sketched(
+        room, entry: entry, layout: nil, snapshot: cached, visitor: visitor, score: place, loop: loop)
     {
       completion(.success(answer))
       return
@@ -523,27 +554,34 @@ public final class RoomStore: Sendable {
   /// has aged or no sketch has been read yet, or a heartbeat found the visitor gone. Reads
   /// the sketch again when aged.
   private func sketched(
-    _ room: String, entry: RoomEntry, snapshot: RoomSnapshot?, visitor: VisitorID, score: Int64,
-    loop: any EventLoop
+    _ room: String, entry: RoomEntry, layout: ShardLayout?, snapshot: RoomSnapshot?, visitor: VisitorID,
+    score: Int64, loop: any EventLoop
   ) -> VisitorStatus? {
-    let (sketch, read) = sketches.withLockedValue { sketches -> (PlaceSketch?, Bool) in
+    let (sketches, read) = self.sketches.withLockedValue { sketches -> ([PlaceSketch], Bool) in
       let state = sketches[room]
-      let aged = state.map { .now() - $0.readAt >= sketching.maxAge } ?? true
-      guard aged, state?.reading != true else { return (state?.sketch, false) }
-      sketches[room] = (state?.sketch, state?.readAt ?? .uptimeNanoseconds(0), true)
-      return (state?.sketch, true)
+      // Sketches of another layout (read before this store knew the room's shards) are stale too.
+      let aged =
+        state.map {
+          .now() - $0.readAt >= sketching.maxAge
+            || (!$0.sketches.isEmpty && $0.sketches.count != (layout?.count ?? 1))
+        } ?? true
+      guard aged, state?.reading != true else { return (state?.sketches ?? [], false) }
+      sketches[room] = (state?.sketches ?? [], state?.readAt ?? .uptimeNanoseconds(0), true)
+      return (state?.sketches ?? [], true)
     }
-    if read { readSketch(room, loop: loop) }
-    guard let snapshot, snapshot.state == .queue || snapshot.state == .paused,
+    if read { readSketch(room, layout: layout, loop: loop) }
+    guard let snapshot, snapshot.shards == (layout?.count ?? 1),
+      snapshot.state == .queue || snapshot.state == .paused,
       snapshot.redisNowMilliseconds >= snapshot.startsAtMilliseconds,
       sketching.allowsSketch(abandonSeconds: snapshot.abandonSeconds)
     else { return nil }
     let now = snapshot.redisNowMilliseconds
-    guard let sketch, let heartbeats = heartbeats(on: loop), !gone.contains(visitor, room: entry.tag),
-      let position = sketch.position(
-        score: score, visitor: visitor, popped: snapshot.popped, left: snapshot.left),
+    let shard = layout?.shard(of: visitor) ?? 0
+    guard let heartbeats = heartbeats(on: loop), !gone.contains(visitor, room: entry.tag),
+      let (position, poppedSince) = Self.sketchedPosition(
+        sketches, layout: layout, snapshot: snapshot, visitor: visitor, score: score),
       position >= exactBelow(snapshot),
-      position >= sketching.exactBelow(poppedSinceSketch: snapshot.popped - sketch.popped)
+      position >= sketching.exactBelow(poppedSinceSketch: poppedSince)
     else { return nil }
     var answered = score
     // Due by the place's own second, unless this loop wrote a later one (a client that does
@@ -556,26 +594,78 @@ public final class RoomStore: Sendable {
     if !writtenHere,
       let touched = QueueScore.touched(score, nowMilliseconds: now, abandonSeconds: snapshot.abandonSeconds)
     {
-      heartbeats.add(visitor, score: touched, second: now / 1_000, entry: entry)
+      heartbeats.add(
+        visitor, score: touched, second: now / 1_000, entry: entry, shard: shard, queue: layout?.queues[shard]
+      )
       answered = touched
     }
     return .queued(snapshot.place(position: position, now: now, visitor: visitor, score: answered))
   }
 
-  /// Reads the room's sketch (made now by whichever gateway asks first once it has aged).
-  private func readSketch(_ room: String, loop: any EventLoop) {
-    sketch(
-      room: room, exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge,
-      on: loop
-    )
-    .whenComplete { result in
+  /// The position the sketches give a visitor whose queue score is `score`, and how many left
+  /// the heads since they were made; `nil` where they cannot tell (Redis is asked). With
+  /// shards: the visitor's place in its own shard plus, in each other shard, those ahead of
+  /// its join millisecond (in the room's order, `ShardLayout`).
+  static func sketchedPosition(
+    _ sketches: [PlaceSketch], layout: ShardLayout?, snapshot: RoomSnapshot, visitor: VisitorID, score: Int64
+  ) -> (position: Int, poppedSince: Int64)? {
+    guard let layout else {
+      guard let sketch = sketches.first,
+        let position = sketch.position(
+          score: score, visitor: visitor, popped: snapshot.popped, left: snapshot.left)
+      else { return nil }
+      return (position, snapshot.popped - sketch.popped)
+    }
+    guard sketches.count == layout.count, snapshot.shardCounters.count == layout.count else { return nil }
+    let own = layout.shard(of: visitor)
+    let order = score / QueueScore.seenModulus
+    var ahead = 0
+    var poppedSince: Int64 = 0
+    for shard in 0..<layout.count {
+      let sketch = sketches[shard]
+      let counters = snapshot.shardCounters[shard]
+      poppedSince += max(counters.popped - sketch.popped, 0)
+      if shard == own {
+        guard
+          let position = sketch.position(
+            score: score, visitor: visitor, popped: counters.popped, left: counters.left)
+        else { return nil }
+        ahead += position - 1
+      } else {
+        let bound = (shard < own ? order + 1 : order) * QueueScore.seenModulus
+        guard let count = sketch.ahead(ofScore: bound, popped: counters.popped, left: counters.left) else {
+          return nil
+        }
+        ahead += count
+      }
+    }
+    return (ahead + 1, poppedSince)
+  }
+
+  /// Reads the room's sketches (made now by whichever gateway asks first once they have aged).
+  private func readSketch(_ room: String, layout: ShardLayout?, loop: any EventLoop) {
+    let read: EventLoopFuture<[PlaceSketch]>
+    if let layout {
+      read = EventLoopFuture.whenAllSucceed(
+        layout.queues.indices.map { shard in
+          sketch(
+            keys: [layout.queues[shard], layout.counters[shard], layout.sketches[shard]],
+            exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge, on: loop)
+        }, on: loop)
+    } else {
+      read = sketch(
+        room: room, exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge,
+        on: loop
+      ).map { [$0] }
+    }
+    read.whenComplete { result in
       self.sketches.withLockedValue { sketches in
         let previous = sketches[room]
         switch result {
-        case .success(let sketch): sketches[room] = (sketch, .now(), false)
+        case .success(let read): sketches[room] = (read, .now(), false)
         case .failure:
           // Tried again after another `maxAge`; polls meanwhile use the last one, or Redis.
-          sketches[room] = (previous?.sketch, .now(), false)
+          sketches[room] = (previous?.sketches ?? [], .now(), false)
         }
       }
     }
@@ -731,8 +821,17 @@ public final class RoomStore: Sendable {
     on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<PlaceSketch> {
     let keys = entry(room).entry.keys
-    return redis.evaluate(
-      Scripts.sketch, keys: [keys.queue, keys.stats, keys.sketch],
+    return sketch(
+      keys: [keys.queue, keys.stats, keys.sketch], exactBelow: exactBelow, growth: growth, maxAge: maxAge,
+      on: eventLoop)
+  }
+
+  /// `Scripts.sketch` of one queue: its key, its counters' and its sketch's.
+  func sketch(
+    keys: [String], exactBelow: Int, growth: Double, maxAge: TimeAmount, on eventLoop: (any EventLoop)?
+  ) -> EventLoopFuture<PlaceSketch> {
+    redis.evaluate(
+      Scripts.sketch, keys: keys,
       arguments: [String(max(exactBelow - 1, 0)), String(growth), String(maxAge.nanoseconds / 1_000_000)],
       on: eventLoop
     ).flatMapThrowing { reply in
@@ -802,7 +901,11 @@ public final class RoomStore: Sendable {
     let shards = try await shardCount(room)
     for key in keys.scriptKeys + [keys.rules, keys.sketch, keys.lease, keys.journal] { command.append(key) }
     // Each shard in a slot of its own: one command each.
-    let queues = shards > 1 ? keys.shardQueues(shards).map { RedisCommand("DEL", $0) } : []
+    let queues =
+      shards > 1
+      ? zip(zip(keys.shardQueues(shards), keys.shardCounters(shards)), keys.shardSketches(shards)).map {
+        RedisCommand("DEL", $0.0, $0.1, $1)
+      } : []
     let replies = try await redis.send(
       pipeline: [command, RedisCommand("SREM", RoomKeys.rooms, room)] + queues)
     if replies[0] == .integer(0) { throw RoomStoreError(.noSuchRoom, "no room '\(room)'") }

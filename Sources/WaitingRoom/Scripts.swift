@@ -321,7 +321,7 @@ public enum Scripts {
 }
 
 extension Scripts {
-  /// KEYS: the room's queue, stats and sketch. ARGV: the first rank sampled (0-based), the
+  /// KEYS: the room's queue, stats and sketch (or a shard's queue, counters and sketch). ARGV: the first rank sampled (0-based), the
   /// growth between samples (0.004: each sample at most 0.4 % of its rank after the last), and
   /// the age in ms under which the stored sketch is answered as it is.
   ///
@@ -343,8 +343,9 @@ extension Scripts {
       if at and now - at < max_age and now >= at then return stored end
     end
     local n = redis.call('ZCARD', K_QUEUE)
-    local st = redis.call('HMGET', K_STATS, 'admitted', 'abandoned', 'left')
-    local popped = (tonumber(st[1]) or 0) + (tonumber(st[2]) or 0)
+    -- A room's stats count its head's admitted and abandoned; a shard's counters, its popped.
+    local st = redis.call('HMGET', K_STATS, 'admitted', 'abandoned', 'left', 'popped')
+    local popped = (tonumber(st[1]) or 0) + (tonumber(st[2]) or 0) + (tonumber(st[4]) or 0)
     local parts = { string.format('%d %d %d %d', now, popped, tonumber(st[3]) or 0, n) }
     local r = first
     while r < n do
@@ -381,6 +382,24 @@ extension Scripts {
       redis.call('ZADD', q, 'XX', string.format('%d', score), v)
     end
     return { redis.call('ZRANK', q, v), string.format('%d', score) }
+    """)
+
+  /// KEYS: a shard's queue and counters. ARGV: visitors a tick admitted or dropped. Removes them,
+  /// counting those it found as popped (what moves the shard's sketched positions).
+  public static let shardRemove = RedisScript(
+    """
+    local removed = redis.call('ZREM', KEYS[1], unpack(ARGV))
+    if removed > 0 then redis.call('HINCRBY', KEYS[2], 'popped', removed) end
+    return removed
+    """)
+
+  /// KEYS: a shard's queue and counters. ARGV: visitor. Gives back the visitor's place: 1, or 0
+  /// when it was not there.
+  public static let shardLeave = RedisScript(
+    """
+    local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+    if removed > 0 then redis.call('HINCRBY', KEYS[2], 'left', 1) end
+    return removed
     """)
 
   /// KEYS: a shard's queue. ARGV: score (from `join`), visitor. Adds the visitor unless it is

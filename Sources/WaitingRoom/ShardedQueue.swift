@@ -8,9 +8,13 @@ internal import RedisNIO
 /// visitor is never admitted after one who joined later, whichever shards they wait in.
 final class ShardLayout: Sendable {
   let queues: [String]
+  let counters: [String]
+  let sketches: [String]
 
   init(keys: RoomKeys, count: Int) {
     queues = keys.shardQueues(count)
+    counters = keys.shardCounters(count)
+    sketches = keys.shardSketches(count)
   }
 
   var count: Int { queues.count }
@@ -81,23 +85,25 @@ extension RoomStore {
       arguments: [visitor.description, claim ? "1" : "0", String(layout.count)], on: loop)
     let place = redis.evaluate(
       Scripts.shardPlace, keys: [layout.queues[index]], arguments: [visitor.description], on: loop)
-    return control.and(place).and(currentSnapshot(room: room, entry: entry, loop: loop)).flatMap {
-      replies, snapshot in
-      let status: VisitorStatus
-      do { status = try Self.status(from: replies.0, room: room) } catch {
-        return loop.makeFailedFuture(error)
+    return control.and(place).and(currentSnapshot(room: room, entry: entry, layout: layout, loop: loop))
+      .flatMap {
+        replies, snapshot in
+        let status: VisitorStatus
+        do { status = try Self.status(from: replies.0, room: room) } catch {
+          return loop.makeFailedFuture(error)
+        }
+        guard status.isAbsent, let values = replies.1.array, values.count == 2, let rank = values[0].int,
+          let score = QueueScore.parse(values[1])
+        else { return loop.makeSucceededFuture(status) }
+        return self.redis.send(pipeline: layout.aheadCommands(score: score, shard: index), on: loop).map {
+          counts in
+          let position = rank + 1 + counts.reduce(0) { $0 + ($1.int ?? 0) }
+          return .queued(
+            snapshot.place(
+              position: position, now: snapshot.redisNowMilliseconds, visitor: visitor, score: score)
+          )
+        }
       }
-      guard status.isAbsent, let values = replies.1.array, values.count == 2, let rank = values[0].int,
-        let score = QueueScore.parse(values[1])
-      else { return loop.makeSucceededFuture(status) }
-      return self.redis.send(pipeline: layout.aheadCommands(score: score, shard: index), on: loop).map {
-        counts in
-        let position = rank + 1 + counts.reduce(0) { $0 + ($1.int ?? 0) }
-        return .queued(
-          snapshot.place(position: position, now: snapshot.redisNowMilliseconds, visitor: visitor, score: nil)
-        )
-      }
-    }
   }
 
   /// Joins a visitor to a sharded room: a visitor already there (unless its id is new) is
@@ -167,7 +173,7 @@ extension RoomStore {
         var values = joined
         values[0] = .bulkString(ByteBuffer(string: "queued"))
         values[1] = .integer(rank + 1 + counts.reduce(0) { $0 + ($1.int ?? 0) })
-        values[9] = .null  // no place cookie: a sharded room answers every poll from its shards
+        values[9] = .integer(Int(held))
         return try Self.status(from: .array(values), room: room)
       }
     }
@@ -186,8 +192,12 @@ extension RoomStore {
           return loop.makeFailedFuture(error)
         }
       }
-      let queue = layout.queues[layout.shard(of: visitor)]
-      return self.redis.send(RedisCommand("ZREM", queue, visitor.description), on: loop).flatMap { removed in
+      let shard = layout.shard(of: visitor)
+      return self.redis.evaluate(
+        Scripts.shardLeave, keys: [layout.queues[shard], layout.counters[shard]],
+        arguments: [visitor.description],
+        on: loop
+      ).flatMap { removed in
         guard removed.int == 1 else { return loop.makeSucceededFuture(.none) }
         return self.redis.send(
           pipeline: [
@@ -334,16 +344,19 @@ extension RoomStore {
 
   /// Removes visitors from their shards (a visitor id names its shard).
   private func remove(_ visitors: [String], layout: ShardLayout) async throws {
-    guard !visitors.isEmpty else { return }
-    var removals = layout.queues.map { RedisCommand("ZREM", $0) }
-    var touched = Set<Int>()
+    var byShard = [[String]](repeating: [], count: layout.count)
     for visitor in visitors {
       guard let id = VisitorID(visitor) else { continue }
-      let shard = layout.shard(of: id)
-      removals[shard].append(visitor)
-      touched.insert(shard)
+      byShard[layout.shard(of: id)].append(visitor)
     }
-    _ = try await redis.send(pipeline: touched.sorted().map { removals[$0] }, on: nil).get()
+    let removals = byShard.indices.filter { !byShard[$0].isEmpty }.map { shard in
+      redis.evaluate(
+        Scripts.shardRemove, keys: [layout.queues[shard], layout.counters[shard]], arguments: byShard[shard],
+        on: nil)
+    }
+    guard !removals.isEmpty else { return }
+    let loop = removals[0].eventLoop
+    _ = try await EventLoopFuture.whenAllSucceed(removals, on: loop).get()
   }
 
   private func unlock(entry: RoomEntry, lease: String) async throws -> RESPValue {

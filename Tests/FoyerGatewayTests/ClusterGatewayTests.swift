@@ -11,7 +11,8 @@ import WaitingRoom
 
 /// Foyer on a Redis Cluster (#18 item 2): two gateways (one in this process, one a
 /// `foyer gateway` process given `redis-cluster://…`) with their admission loops and admin
-/// APIs, three rooms whose keys live on the three primaries.
+/// APIs, three rooms whose keys live on the three primaries, one of them with its queue split
+/// over three shards, one on each primary.
 @Suite(.timeLimit(.minutes(3))) struct ClusterGatewayTests {
   let group = MultiThreadedEventLoopGroup.singleton
   let adminToken = "cluster-gateway-admin-token"
@@ -26,9 +27,15 @@ import WaitingRoom
     let store = RoomStore(redis: client)
     let rooms = (0..<3).map { RedisCluster.name("cg", onThird: $0) }
     let cap = 2
-    for room in rooms { try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 6_000, maxActive: cap)) }
-    // Three different primaries hold the three rooms.
+    for (index, room) in rooms.enumerated() {
+      var settings = RoomSettings(ratePerMinute: 6_000, maxActive: cap)
+      settings.shards = index == 1 ? 3 : 1
+      try await store.createRoom(room, settings: settings)
+    }
+    // Three different primaries hold the three rooms, and the second room's three shards.
     #expect(Set(try rooms.map { try cluster.primary(forSlot: HashSlot.of("{\($0)}")).port }).count == 3)
+    let shards = RoomKeys(room: rooms[1]).shardQueues(3)
+    #expect(Set(try shards.map { try cluster.primary(forSlot: HashSlot.of($0)).port }).count == 3)
 
     var configuration = GatewayConfiguration(
       host: "127.0.0.1", port: 0, keyRing: StatusEndpointTests.keyRing,
@@ -56,6 +63,8 @@ import WaitingRoom
         #expect(reply.status == 200, "\(reply.body)")
         tokens.append(try #require(MultiGatewayTests.cookie("foyer_v_\(room)", in: reply)))
       }
+      // Two admitted in their joins (the cap), three waiting: in the sharded room, in its shards.
+      #expect(try await store.stats(room).waiting == 3)
       let deadline = ContinuousClock.now + .seconds(30)
       while !tokens.isEmpty && ContinuousClock.now < deadline {
         for (index, token) in tokens.enumerated() {

@@ -256,7 +256,7 @@ public final class RoomStore: Sendable {
   >([:])
   /// Per event loop: the heartbeats that sketched polls owe Redis.
   private let heartbeats: [ObjectIdentifier: NIOLoopBoundBox<Heartbeats?>]
-  private let gone = GoneVisitors()
+  let gone = GoneVisitors()
 
   /// Positions from the sketch: exact (from Redis) below `exactBelow`, and below wherever the
   /// admissions since the counters were read could move a position by more than `error` of
@@ -464,27 +464,20 @@ public final class RoomStore: Sendable {
     room: String, visitor: VisitorID, place: Int64?, claim: Bool, loop: any EventLoop,
     completion: @escaping (Result<VisitorStatus, any Error>) -> Void
   ) {
-    let room_ = self.entry(room)
-    let (entry, snapshot) = (room_.entry, room_.snapshot)
-    if let layout = room_.layout {
-      let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
-      if let place,
-        let answer = sketched(
-          room, entry: entry, layout: layout, snapshot: cached, visitor: visitor, score: place, loop: loop)
-      {
-        completion(.success(answer))
-        return
-      }
-      shardedStatus(room: room, entry: entry, layout: layout, visitor: visitor, claim: claim, loop: loop)
-        .assumeIsolated().whenComplete(completion)
-      return
-    }
+    let known = self.entry(room)
+    let (entry, snapshot) = (known.entry, known.snapshot)
     let cached = snapshot.flatMap { $0.age < snapshotMaxAge ? $0 : nil }
     if let place,
       let answer = sketched(
-        room, entry: entry, layout: nil, snapshot: cached, visitor: visitor, score: place, loop: loop)
+        room, entry: entry, layout: known.layout, snapshot: cached, visitor: visitor, score: place, loop: loop
+      )
     {
       completion(.success(answer))
+      return
+    }
+    if let layout = known.layout {
+      shardedStatus(room: room, entry: entry, layout: layout, visitor: visitor, claim: claim, loop: loop)
+        .assumeIsolated().whenComplete(completion)
       return
     }
     let refresh = cached == nil ? RoomSnapshot.commands(entry.keys) : []

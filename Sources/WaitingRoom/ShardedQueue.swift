@@ -95,6 +95,7 @@ extension RoomStore {
         guard status.isAbsent, let values = replies.1.array, values.count == 2, let rank = values[0].int,
           let score = QueueScore.parse(values[1])
         else { return loop.makeSucceededFuture(status) }
+        self.gone.remove(visitor, room: entry.tag)
         return self.redis.send(pipeline: layout.aheadCommands(score: score, shard: index), on: loop).map {
           counts in
           let position = rank + 1 + counts.reduce(0) { $0 + ($1.int ?? 0) }

@@ -477,6 +477,12 @@ public final class RoomStore: Sendable {
     }
     if let layout = known.layout {
       shardedStatus(room: room, entry: entry, layout: layout, visitor: visitor, claim: claim, loop: loop)
+        .flatMapError { error in
+          // The room was made again with another number of shards.
+          guard let differ = error as? ShardsDiffer else { return loop.makeFailedFuture(error) }
+          self.learnShards(room, count: differ.count)
+          return self.status(room: room, visitor: visitor, claim: claim, on: loop)
+        }
         .assumeIsolated().whenComplete(completion)
       return
     }

@@ -212,6 +212,19 @@ import Testing
     for queue in RoomKeys(room: room).shardQueues(4) {
       #expect(try await store.redis.send(RedisCommand("EXISTS", queue)) == .integer(0))
     }
+    // Made again with one queue: stores that knew it with four follow.
+    try await store.createRoom(room, settings: RoomSettings(maxActive: 1))
+    _ = try await other.join(room: room, visitor: .random())
+    let second = VisitorID.random()
+    guard case .queued(let place) = try await other.join(room: room, visitor: second) else {
+      Issue.record("the cap of one was not kept"); return
+    }
+    #expect(place.position == 1)
+    guard case .queued(let polled) = try await store.status(room: room, visitor: second) else {
+      Issue.record("not found where it waits"); return
+    }
+    #expect(polled.position == 1)
+    #expect(try await store.redis.send(RedisCommand("ZCARD", RoomKeys(room: room).queue)) == .integer(1))
   }
 
   /// Polls that bring their place are answered from the shards' sketches with no command to
@@ -222,7 +235,7 @@ import Testing
     let server = try await RedisServer.start()
     defer { Task { await server.stop() } }
     let redis = RedisClient(configuration: server.configuration, eventLoopGroup: group)
-    let store = RoomStore(redis: redis, snapshotMaxAge: .seconds(5), sketching: .init(maxAge: .seconds(30)))
+    let store = RoomStore(redis: redis, snapshotMaxAge: .seconds(30), sketching: .init(maxAge: .seconds(30)))
     let room = "sharded-sketch"
     try await store.createRoom(
       room, settings: RoomSettings(state: .paused, ratePerMinute: 6, maxActive: 100_000).sharded(3))
@@ -285,7 +298,7 @@ import Testing
     let waiting = Array(stayed.dropLast(50))
     let after = try await exact(waiting)
     // A fresh snapshot of the shards' counters, the sketches as they were.
-    let later = RoomStore(redis: redis, snapshotMaxAge: .seconds(5), sketching: .init(maxAge: .seconds(30)))
+    let later = RoomStore(redis: redis, snapshotMaxAge: .seconds(30), sketching: .init(maxAge: .seconds(30)))
     // Its first poll learns the room's shards, the next reads their sketches.
     for _ in 0..<2 {
       _ = try await later.status(room: room, visitor: waiting[0], place: after[waiting[0]]!.score)

@@ -893,9 +893,10 @@ public final class RoomStore: Sendable {
     }
   }
 
-  /// Removes the room and everyone in it.
+  /// Removes the room and everyone in it. `UNLINK`: Redis frees a queue of millions in the
+  /// background instead of stalling every room on the server while it does.
   public func deleteRoom(_ room: String) async throws {
-    var command = RedisCommand("DEL")
+    var command = RedisCommand("UNLINK")
     let keys = RoomKeys(room: room)
     let shards = try await shardCount(room)
     for key in keys.scriptKeys + [keys.rules, keys.sketch, keys.lease, keys.journal] { command.append(key) }
@@ -903,7 +904,7 @@ public final class RoomStore: Sendable {
     let queues =
       shards > 1
       ? zip(zip(keys.shardQueues(shards), keys.shardCounters(shards)), keys.shardSketches(shards)).map {
-        RedisCommand("DEL", $0.0, $0.1, $1)
+        RedisCommand("UNLINK", $0.0, $0.1, $1)
       } : []
     let replies = try await redis.send(
       pipeline: [command, RedisCommand("SREM", RoomKeys.rooms, room)] + queues)

@@ -343,7 +343,9 @@ extension RoomStore {
     }
   }
 
-  /// Removes visitors from their shards (a visitor id names its shard).
+  /// Removes visitors from their shards (a visitor id names its shard). With replica waits,
+  /// confirmed by a replica before the journal that names them is cleared: a failover must not
+  /// bring back to a shard someone already admitted.
   private func remove(_ visitors: [String], layout: ShardLayout) async throws {
     var byShard = [[String]](repeating: [], count: layout.count)
     for visitor in visitors {
@@ -353,7 +355,7 @@ extension RoomStore {
     let removals = byShard.indices.filter { !byShard[$0].isEmpty }.map { shard in
       redis.evaluate(
         Scripts.shardRemove, keys: [layout.queues[shard], layout.counters[shard]], arguments: byShard[shard],
-        on: nil)
+        on: nil, replicated: replicaWait)
     }
     guard !removals.isEmpty else { return }
     let loop = removals[0].eventLoop

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT_TEST_FLAGS ?= --disable-xctest
 
-.PHONY: test demo build release deps format fuzz bench-redis bench-tokens bench-room bench-proxy bench-status bench-boxoffice onsale clean
+.PHONY: test demo build release deps format fuzz bench-redis bench-tokens bench-room bench-shards bench-proxy bench-status bench-boxoffice onsale clean
 
 ## make test: install what is missing, start throwaway Redis + PostgreSQL, build, run every test.
 test:
@@ -36,6 +36,9 @@ bench-tokens:
 
 bench-room:
 	loadtest/bench-room
+
+bench-shards:
+	loadtest/bench-shards
 
 bench-proxy:
 	loadtest/bench-proxy

@@ -117,15 +117,21 @@ public struct Simulation: Sendable {
     configuration.redirectConfiguration = .disallow
     configuration.httpVersion = .http1Only
     configuration.timeout = .init(connect: .seconds(10))
+    // Idle connections leave the pool well before the gateway's 60 s idle close (as browsers
+    // retry, or nginx's peers keep under its keepalive_timeout): at equal timeouts, with seconds
+    // of latency, the pool hands out connections the gateway has already closed.
+    let idle = TimeAmount.seconds(30)
     configuration.connectionPool = .init(
-      idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: scenario.connections)
+      idleTimeout: idle, concurrentHTTP1ConnectionsPerHostSoftLimit: scenario.connections)
     let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     // The flooder's own connections: through the crowd's pool it would wait behind the crowd.
     var floodConfiguration = configuration
-    floodConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
+    floodConfiguration.connectionPool = .init(idleTimeout: idle, concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
     let floodClient = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: floodConfiguration)
     let samplerLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let sampler = HTTPClient(eventLoopGroup: samplerLoop)
+    var samplerConfiguration = HTTPClient.Configuration()
+    samplerConfiguration.connectionPool = .init(idleTimeout: idle)
+    let sampler = HTTPClient(eventLoopGroup: samplerLoop, configuration: samplerConfiguration)
     // The bots' machines: one core of this one each, unless the scenario says otherwise.
     let oneCore = scenario.bots.any ? HashBudget.measureOneCore() : 0
     let botnetRate = scenario.bots.botnetHashesPerSecond > 0 ? scenario.bots.botnetHashesPerSecond : oneCore

@@ -118,40 +118,32 @@ struct ShardBench: AsyncParsableCommand {
     try await group.shutdownGracefully()
   }
 
+  /// Each node's sum of the `fields` of INFO `section`.
+  func info(_ nodes: [RedisClient], _ section: String, _ fields: String...) async throws -> [Double] {
+    var values: [Double] = []
+    for node in nodes {
+      let info = try await node.send(RedisCommand("INFO", section)).string ?? ""
+      var total = 0.0
+      for line in info.split(whereSeparator: \.isNewline) {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, fields.contains(String(parts[0])) else { continue }
+        total += Double(parts[1].trimmingCharacters(in: .whitespaces)) ?? 0
+      }
+      values.append(total)
+    }
+    return values
+  }
+
   /// Each node's used_cpu_sys + used_cpu_user, seconds.
   func cpuSeconds(_ nodes: [RedisClient]) async throws -> [Double] {
-    var seconds: [Double] = []
-    for node in nodes {
-      let info = try await node.send(RedisCommand("INFO", "cpu")).string ?? ""
-      var total = 0.0
-      for line in info.split(whereSeparator: \.isNewline)
-      where line.hasPrefix("used_cpu_sys:") || line.hasPrefix("used_cpu_user:") {
-        total += Double(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) ?? 0
-      }
-      seconds.append(total)
-    }
-    return seconds
+    try await info(nodes, "cpu", "used_cpu_sys", "used_cpu_user")
   }
 
   func pendingFrees(_ nodes: [RedisClient]) async throws -> Int {
-    var total = 0
-    for node in nodes {
-      let info = try await node.send(RedisCommand("INFO", "memory")).string ?? ""
-      for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("lazyfree_pending_objects:") {
-        total += Int(line.dropFirst("lazyfree_pending_objects:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-      }
-    }
-    return total
+    Int(try await info(nodes, "memory", "lazyfree_pending_objects").reduce(0, +))
   }
 
   func usedMemory(_ nodes: [RedisClient]) async throws -> Int {
-    var total = 0
-    for node in nodes {
-      let info = try await node.send(RedisCommand("INFO", "memory")).string ?? ""
-      for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("used_memory:") {
-        total += Int(line.dropFirst("used_memory:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-      }
-    }
-    return total
+    Int(try await info(nodes, "memory", "used_memory").reduce(0, +))
   }
 }

@@ -3,6 +3,7 @@ public import FoyerCore
 public import FoyerLogging
 internal import NIOCore
 public import RedisNIO
+public import WaitingRoom
 
 /// Everything `foyer gateway` reads from `config/foyer.yaml` (every key is documented there
 /// with its default). Secrets are not in the file: the key ring and the admin token come from
@@ -21,6 +22,8 @@ public struct GatewayFile: Sendable {
   public var roomSettings: [String: RoomSettings]
   /// How the process logs (`log:`).
   public var log = LogConfiguration()
+  /// How positions are told without asking Redis (`positions:`).
+  public var sketching = RoomStore.Sketching()
 
   /// Parses and validates the file. Unknown keys are errors (a typo must not silently fall
   /// back to a default), and every message names the key and its line.
@@ -67,6 +70,15 @@ public struct GatewayFile: Sendable {
       let wait = try redis.milliseconds("wait_timeout_ms", in: 1...10_000) ?? .milliseconds(100)
       replicaWait = replicas > 0 ? ReplicaWait(replicas: replicas, timeout: wait) : nil
       try redis.finish()
+    }
+    if var positions = try top.section("positions") {
+      sketching.exactBelow = try positions.int("exact_below", in: 1...10_000_000) ?? sketching.exactBelow
+      // Below 0.1 % a ten-million room's sketch grows past ten thousand samples, made each second.
+      sketching.error = try positions.double("error_percent", in: 0.1...10).map { $0 / 100 } ?? sketching.error
+      sketching.maxAge = try positions.milliseconds("sketch_age_ms", in: 100...60_000) ?? sketching.maxAge
+      sketching.heartbeatInterval =
+        try positions.milliseconds("heartbeat_interval_ms", in: 100...10_000) ?? sketching.heartbeatInterval
+      try positions.finish()
     }
     if var upstream = try top.section("upstream") {
       // Read every key even without a url, so a typo is reported either way.

@@ -262,7 +262,7 @@ public final class RoomStore: Sendable {
   /// admissions since the counters were read could move a position by more than `error` of
   /// it; the sketch read again once older than `maxAge`, heartbeats written every
   /// `heartbeatInterval`.
-  public struct Sketching: Sendable {
+  public struct Sketching: Sendable, Equatable {
     public var exactBelow: Int
     public var error: Double
     public var maxAge: TimeAmount

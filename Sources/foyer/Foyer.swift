@@ -126,7 +126,7 @@ struct Gateway: AsyncParsableCommand {
     } catch {
       throw ValidationError("\(error)")
     }
-    let store = RoomStore(redis: client, replicaWait: file.replicaWait)
+    let store = RoomStore(redis: client, replicaWait: file.replicaWait, sketching: file.sketching)
     for route in file.gateway.rooms {
       let settings = file.roomSettings[route.id] ?? RoomSettings()
       do { try await store.ensureRoom(route.id, settings: settings) } catch {

@@ -4,6 +4,7 @@ import FoyerLogging
 import NIOCore
 import NIOHTTP1
 import Testing
+import WaitingRoom
 
 @testable import FoyerGateway
 
@@ -52,6 +53,7 @@ import Testing
     #expect(file.adminHost == "127.0.0.1")
     #expect(file.adminPort == 8081)
     #expect(file.log == LogConfiguration())
+    #expect(file.sketching == RoomStore.Sketching())
     #expect(parsed.rooms == [RoomRoute(id: "onsale", pathPrefix: "/events")])
     #expect(file.roomSettings["onsale"] == RoomSettings())
     // The upstream's own defaults, as documented.
@@ -71,6 +73,7 @@ import Testing
       shutdown: {drain_timeout_ms: 0}
       clients: {trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.0.2.7], new_visitors_per_minute: 0}
       waiting_page: {template: /etc/page.html, unavailable_retry_seconds: 5}
+      positions: {exact_below: 5000, error_percent: 0.25, sketch_age_ms: 2000, heartbeat_interval_ms: 500}
       rooms:
         - {id: a, path_prefix: /a, host: Shop.Example.com, settings: {rate_per_minute: 60, state: paused}}
         - {id: b}
@@ -96,6 +99,10 @@ import Testing
       ])
     #expect(file.roomSettings["a"] == RoomSettings(state: .paused, ratePerMinute: 60))
     #expect(file.roomSettings["b"] == nil)
+    #expect(
+      file.sketching
+        == RoomStore.Sketching(
+          exactBelow: 5_000, error: 0.0025, maxAge: .seconds(2), heartbeatInterval: .milliseconds(500)))
   }
 
   @Test func mistakesAreNamedWithTheirLine() {
@@ -124,6 +131,12 @@ import Testing
       error("clients: {trusted_proxies: [10.0.0.0/40]}")
         == "clients.trusted_proxies '10.0.0.0/40' is not an address or CIDR block (line 1)")
     #expect(error("clients: {trusted_proxies: 10.0.0.0/8}").hasPrefix("clients.trusted_proxies must be a list"))
+    #expect(
+      error("positions: {error_percent: 0.01}")
+        == "positions.error_percent must be between 0.1 and 10.0 (got 0.01) (line 1)")
+    #expect(
+      error("positions: {exact_below: 0}") == "positions.exact_below must be between 1 and 10000000 (got 0) (line 1)")
+    #expect(error("positions: {sketch_every_ms: 5}") == "positions.sketch_every_ms is not a known key (line 1)")
     #expect(error("listen: [1, 2]") == "listen must be a mapping")
     #expect(error("a: [").hasPrefix("the configuration is not valid YAML"))
     #expect(error("") == "no error")

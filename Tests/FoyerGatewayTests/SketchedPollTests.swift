@@ -131,6 +131,43 @@ import WaitingRoom
       headers: ["Cookie": second.cookies])
     #expect(left.headers["set-cookie"]?.contains("foyer_q_\(room.id)=;") == true, "\(left.headers)")
   }
+
+  /// `positions.exact_below` in the gateway's file moves the exact front: a `foyer gateway`
+  /// process whose file says 10,000 asks Redis for visitors behind 5,000 on every poll, where
+  /// a gateway with the defaults (1,000) answers the same polls from the sketch.
+  @Test func theExactFrontComesFromTheConfigurationFile() async throws {
+    let room = try await room(ahead: 5_000)
+    defer { room.channel.close(promise: nil) }
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("foyer-\(UUID().uuidString).yaml")
+    try "positions:\n  exact_below: 10000\n".write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    let configured = try await GatewayProcess.start(
+      redisURL: room.server.url, rooms: ["\(room.id):/shop"], upstream: nil,
+      keys: "test:" + Base64URL.encode(Array(repeating: UInt8(7), count: 32)), adminToken: "positions-admin-token",
+      extraArguments: ["--config", file.path, "--min-poll-interval-percent", "0"])
+    defer { Task { await configured.stop() } }
+    var visitors: [Visitor] = []
+    for _ in 0..<5 { visitors.append(try await join(room)) }
+    let configuredStatus = "http://127.0.0.1:\(configured.port)/_foyer/status?room=\(room.id)"
+    // The first polls on each gateway read the sketch.
+    _ = try await poll(room, visitors[0].cookies)
+    _ = try await MultiGatewayTests.request(
+      configuredStatus, headers: Self.json.merging(["Cookie": visitors[0].cookies]) { $1 })
+    try await Task.sleep(for: .milliseconds(500))
+
+    for (name, url) in [("defaults", room.status), ("exact_below 10000", configuredStatus)] {
+      let ranks = try await room.calls("zrank")
+      for visitor in visitors {
+        let reply = try await MultiGatewayTests.request(
+          url, headers: Self.json.merging(["Cookie": visitor.cookies]) { $1 })
+        #expect(reply.status == 200, "\(name): \(reply.body)")
+        let position = try #require(reply.json["position"] as? Int, "\(name): \(reply.body)")
+        #expect(position > 5_000 && position < 10_000, "\(name): \(position)")
+      }
+      let asked = try await room.calls("zrank") - ranks
+      #expect(asked == (name == "defaults" ? 0 : visitors.count), "\(name): \(asked) ZRANK for 5 polls")
+    }
+  }
 }
 
 extension PollDisciplineTests.Room {

@@ -47,8 +47,6 @@ public struct VisitorID: Hashable, Sendable, CustomStringConvertible {
 
   init?(utf8: UnsafeBufferPointer<UInt8>) {
     guard utf8.count == Self.encodedLength else { return nil }
-    var high: UInt64 = 0
-    var low: UInt64 = 0
     let decoded = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { raw -> VisitorID? in
       guard Base64URL.decode(utf8, into: raw) == 16 else { return nil }
       return VisitorID(bytes: UnsafeBufferPointer(raw))

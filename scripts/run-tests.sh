@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test in four phases on the services scripts/services.sh started:
+# Runs every test in six phases on the services scripts/services.sh started:
 #   1. Redis, token and gateway suites (some measure time: ticks, expiries);
 #   2. BoxOffice and the browser journey, whose stampedes (1,500 concurrent requests) and
 #      Chromium would otherwise starve phase 1's timing on a 2-core machine;

@@ -272,7 +272,7 @@ final class AdminHandler: ChannelInboundHandler {
         let status: HTTPResponseStatus =
           switch error.code {
           case .noSuchRoom: .notFound
-          case .roomExists: .conflict
+          case .roomExists, .fixedSetting: .conflict
           case .invalidSettings, .invalidRoomID: .badRequest
           default: .internalServerError
           }

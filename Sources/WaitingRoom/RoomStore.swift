@@ -209,13 +209,17 @@ public struct RoomStats: Sendable, Hashable, Codable {
 /// Failures of the room store, mapped to clear answers at the HTTP edges.
 public struct RoomStoreError: Error, Hashable, Sendable, CustomStringConvertible {
   public struct Code: Hashable, Sendable, CustomStringConvertible {
-    private enum Base: String { case noSuchRoom, roomExists, invalidRoomID, invalidSettings, unexpectedReply }
+    private enum Base: String {
+      case noSuchRoom, roomExists, invalidRoomID, invalidSettings, fixedSetting, unexpectedReply
+    }
     private let base: Base
     private init(_ base: Base) { self.base = base }
     public static let noSuchRoom = Code(.noSuchRoom)
     public static let roomExists = Code(.roomExists)
     public static let invalidRoomID = Code(.invalidRoomID)
     public static let invalidSettings = Code(.invalidSettings)
+    /// A valid value for a setting that cannot change once the room is made.
+    public static let fixedSetting = Code(.fixedSetting)
     public static let unexpectedReply = Code(.unexpectedReply)
     public var description: String { base.rawValue }
   }
@@ -956,8 +960,7 @@ public final class RoomStore: Sendable {
     } catch { throw RoomStoreError(.invalidSettings, error.description) }
     guard settings.shards == shards else {
       throw RoomStoreError(
-        .invalidSettings,
-        "shards is fixed when the room is made (it has \(shards)); make a new room for another")
+        .fixedSetting, "shards is fixed when the room is made (it has \(shards)); make a new room for another")
     }
     guard !changes.isEmpty else { return settings }
     var command = RedisCommand("HSET", RoomKeys(room: room).settings)

@@ -90,6 +90,17 @@ import FoundationNetworking
       "PATCH", base + "/rooms/\(room)", token: token, body: #"{"session_seconds":5}"#)
     #expect(invalid.0 == 400 && (invalid.1["message"] as? String)?.contains("session_seconds") == true)
     #expect(try await call("PATCH", base + "/rooms/\(room)", token: token, body: "not json").0 == 400)
+    // The number of shards is a valid setting to make a room with, but no change afterwards.
+    let sharded = room + "-k3"
+    #expect(
+      try await call(
+        "POST", base + "/rooms", token: token, body: #"{"id":"\#(sharded)","settings":{"shards":3}}"#
+      ).0 == 201)
+    let resharded = try await call("PATCH", base + "/rooms/\(sharded)", token: token, body: #"{"shards":2}"#)
+    #expect(resharded.0 == 409 && resharded.1["error"] as? String == "fixedSetting", "\(resharded)")
+    #expect((resharded.1["message"] as? String)?.contains("it has 3") == true)
+    let same = try await call("PATCH", base + "/rooms/\(sharded)", token: token, body: #"{"shards":3,"max_active":7}"#)
+    #expect(same.0 == 200 && (same.1["settings"] as? [String: Any])?["max_active"] as? Int == 7, "\(same)")
     #expect(try await call("GET", base + "/rooms/nope-\(UUID().uuidString.prefix(6))", token: token).0 == 404)
     #expect(try await call("DELETE", base + "/rooms/\(room)", token: token).0 == 405)
     #expect(try await call("GET", base + "/elsewhere", token: token).0 == 404)

@@ -43,10 +43,21 @@ public final class RedisServer: @unchecked Sendable {
 
   /// Starts a new server; fails with an install hint when `redis-server` is missing.
   public static func start(extraArguments: [String] = []) async throws -> RedisServer {
-    let server = try prepare(extraArguments: extraArguments)
-    try await server.launch()
-    return server
+    // The port was free when picked, but a listener binding port 0 (a test's gateway) may get
+    // it before redis-server does, which then exits: a test once spoke RESP to a gateway.
+    for _ in 0..<5 {
+      let server = try prepare(extraArguments: extraArguments)
+      do {
+        try await server.launch()
+        return server
+      } catch is PortTaken {
+        await server.stop()
+      }
+    }
+    throw TestServiceError("redis-server found its port taken five times")
   }
+
+  private struct PortTaken: Error {}
 
   private static func prepare(extraArguments: [String]) throws -> RedisServer {
     guard let executable = findExecutable("redis-server") else {
@@ -81,7 +92,13 @@ public final class RedisServer: @unchecked Sendable {
     try spawn()
     // Polls with async sleeps: blocking here would stall Swift Testing's small thread pool.
     for _ in 0..<500 {
-      if canConnect(port: port) { return }
+      let running = lock.withLock { process?.isRunning ?? false }
+      if canConnect(port: port) {
+        let port = port
+        guard running, await offPool({ answersInRESP(port: port) }) else { throw PortTaken() }
+        return
+      }
+      guard running else { throw PortTaken() }
       try await Task.sleep(for: .milliseconds(20))
     }
     throw TestServiceError("redis-server did not accept connections on port \(port) within 10 s")
@@ -114,13 +131,19 @@ public final class RedisServer: @unchecked Sendable {
   /// Starts again after `kill()` or `stop()`, on the same port and directory (what it
   /// persisted there, AOF or a cluster's `nodes.conf`, it finds again).
   public func startAgain() async throws {
-    try await launch()
+    try await relaunch()
   }
 
   /// Stops and starts again on the same port (data is not kept: no persistence).
   public func restart() async throws {
     await stop()
-    try await launch()
+    try await relaunch()
+  }
+
+  private func relaunch() async throws {
+    do { try await launch() } catch is PortTaken {
+      throw TestServiceError("redis-server could not have port \(port) again: something else took it")
+    }
   }
 
   deinit {
@@ -153,4 +176,18 @@ public func redisCalls(_ command: String, on redis: RedisClient) async throws ->
     let calls = line.split(separator: ",").first?.split(separator: "=").last
   else { return 0 }
   return Int(calls) ?? 0
+}
+
+/// Whether what listens on `port` answers a `PING` in RESP (`+PONG`, or an error such as
+/// `-NOAUTH`): an HTTP server answers otherwise, or not at all within a second.
+private func answersInRESP(port: Int) -> Bool {
+  guard let fd = connectLoopback(port: port) else { return false }
+  defer { close(fd) }
+  var timeout = timeval(tv_sec: 1, tv_usec: 0)
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+  let ping = Array("PING\r\n".utf8)
+  guard send(fd, ping, ping.count, 0) == ping.count else { return false }
+  var reply = [UInt8](repeating: 0, count: 16)
+  let read = recv(fd, &reply, reply.count, 0)
+  return read > 0 && (reply[0] == UInt8(ascii: "+") || reply[0] == UInt8(ascii: "-"))
 }

@@ -27,6 +27,24 @@ public final class GatewayProcess: @unchecked Sendable {
     redisURL: String, rooms: [String], upstream: String?, keys: String, adminToken: String,
     extraArguments: [String] = []
   ) async throws -> GatewayProcess {
+    // A picked port may be taken by a listener binding port 0 before the gateway binds it
+    // (as happened to a test's redis-server): the gateway then exits, and it starts again.
+    for attempt in 1...3 {
+      do {
+        return try await launch(
+          redisURL: redisURL, rooms: rooms, upstream: upstream, keys: keys, adminToken: adminToken,
+          extraArguments: extraArguments)
+      } catch let error as TestServiceError where attempt < 3 && error.description.contains("in use") {
+        continue
+      }
+    }
+    throw TestServiceError("unreachable")
+  }
+
+  private static func launch(
+    redisURL: String, rooms: [String], upstream: String?, keys: String, adminToken: String,
+    extraArguments: [String]
+  ) async throws -> GatewayProcess {
     let executable = try executable()
     let port = try freeLoopbackPort()
     let adminPort = try freeLoopbackPort()
@@ -44,7 +62,13 @@ public final class GatewayProcess: @unchecked Sendable {
       environment: ["FOYER_KEYS": keys, "FOYER_ADMIN_TOKEN": adminToken], outputPath: logPath)
     let gateway = GatewayProcess(port: port, adminPort: adminPort, logPath: logPath, process: process)
     for _ in 0..<500 {
-      if canConnect(port: port) && canConnect(port: adminPort) { return gateway }
+      // Its own log says it listens: something else may accept on a port it could not bind.
+      let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+      if process.isRunning, log.contains("admin API listening"), log.contains("gateway listening"),
+        canConnect(port: port), canConnect(port: adminPort)
+      {
+        return gateway
+      }
       guard process.isRunning else { break }
       try await Task.sleep(for: .milliseconds(20))
     }

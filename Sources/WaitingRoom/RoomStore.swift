@@ -647,20 +647,14 @@ public final class RoomStore: Sendable {
 
   /// Reads the room's sketches (made now by whichever gateway asks first once they have aged).
   private func readSketch(_ room: String, layout: ShardLayout?, loop: any EventLoop) {
-    let read: EventLoopFuture<[PlaceSketch]>
-    if let layout {
-      read = EventLoopFuture.whenAllSucceed(
-        layout.queues.indices.map { shard in
-          sketch(
-            keys: [layout.queues[shard], layout.counters[shard], layout.sketches[shard]],
-            exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge, on: loop)
-        }, on: loop)
-    } else {
-      read = sketch(
-        room: room, exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge,
-        on: loop
-      ).map { [$0] }
-    }
+    // One queue is a layout of one: the room's queue, stats and sketch.
+    let layout = layout ?? ShardLayout(keys: RoomKeys(room: room), count: 1)
+    let read = EventLoopFuture.whenAllSucceed(
+      layout.queues.indices.map { shard in
+        sketch(
+          keys: [layout.queues[shard], layout.counters[shard], layout.sketches[shard]],
+          exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge, on: loop)
+      }, on: loop)
     read.whenComplete { result in
       self.sketches.withLockedValue { sketches in
         let previous = sketches[room]

@@ -213,7 +213,9 @@ private final class RecordingHandler: ChannelInboundHandler {
   }
 
   /// A pass given back by leave, by `Foyer-Release: done` or by an operator is refused by
-  /// this gateway at once and by a second gateway on the same Redis within a second.
+  /// this gateway at once and by a second gateway on the same Redis at its next revocation
+  /// refresh (250 ms; the test allows 3 s, as a loaded machine's parallel suites delay both
+  /// gateways' loops and every probe's connection).
   @Test(arguments: ProxyTests.lanes) func passesGivenBackAreRefusedEverywhere(express: Bool) async throws {
     let upstream = try await RecordingUpstream(group: group)
     defer { upstream.channel.close(promise: nil) }
@@ -250,9 +252,9 @@ private final class RecordingHandler: ChannelInboundHandler {
       return answers.first?.text.hasPrefix("seen ") == true
     }
 
-    func refusedWithinASecond(_ gateway: Gateway, _ pass: String) async throws -> Bool {
+    func refusedSoon(_ gateway: Gateway, _ pass: String) async throws -> Bool {
       let started = Date()
-      while Date().timeIntervalSince(started) < 1.0 {
+      while Date().timeIntervalSince(started) < 3.0 {
         if await !forwardedBy(gateway, pass) { return true }
         try await Task.sleep(for: .milliseconds(50))
       }
@@ -288,8 +290,8 @@ private final class RecordingHandler: ChannelInboundHandler {
       if way != "an operator" {
         #expect(await !forwardedBy(first, pass), "\(way): the gateway that took it back still forwards it")
       }
-      #expect(try await refusedWithinASecond(first, pass), "\(way): still forwarded after 1 s")
-      #expect(try await refusedWithinASecond(second, pass), "\(way): the second gateway still forwards it")
+      #expect(try await refusedSoon(first, pass), "\(way): still forwarded after 3 s")
+      #expect(try await refusedSoon(second, pass), "\(way): the second gateway still forwards it after 3 s")
       // The refused pass ends the visit: its cookie is cleared and the answer says so.
       let (answers, _) = await rawAnswers(
         port: second.port,

@@ -667,7 +667,16 @@ struct VirtualVisitor {
           .checkout, .POST, path, headers: [("idempotency-key", UUID().uuidString)], body: declined),
         forwarded(reply, "checkout")
       else { return }
-      guard reply.status == 402 else {
+      switch reply.status {
+      case 402:
+        break
+      case 410:
+        // The hold ran out before the card was tried (seconds of queueing on a saturated
+        // machine): lost, as with a good card.
+        record.outcome = .holdLost
+        await leave()
+        return
+      default:
         _ = unexpected("a declined card answered \(reply.status): \(reply.text.prefix(100))")
         return
       }

@@ -9,10 +9,13 @@ import FoundationNetworking
 public struct AdminClient: Sendable {
   public let baseURL: URL
   private let token: String
+  /// How long a call may wait for the admin API's answer, in seconds.
+  public let timeout: TimeInterval
 
-  public init(baseURL: URL, token: String) {
+  public init(baseURL: URL, token: String, timeout: TimeInterval = 10) {
     self.baseURL = baseURL
     self.token = token
+    self.timeout = timeout
   }
 
   public struct Failure: Error, CustomStringConvertible {
@@ -90,7 +93,7 @@ public struct AdminClient: Sendable {
     var request = URLRequest(url: baseURL.appendingPathComponent(path))
     request.httpMethod = method
     request.httpBody = body
-    request.timeoutInterval = 10
+    request.timeoutInterval = timeout
     request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
     let data: Data
     let response: URLResponse

@@ -113,7 +113,8 @@ import FoundationNetworking
     defer { channel.close(promise: nil) }
     let room = "ctl-" + UUID().uuidString.prefix(8)
     try await store.createRoom(room, settings: RoomSettings(ratePerMinute: 90))
-    let client = AdminClient(baseURL: URL(string: base)!, token: token)
+    // The suite's first phase runs 169 tests at once on two cores: more than the CLI's 10 s.
+    let client = AdminClient(baseURL: URL(string: base)!, token: token, timeout: 30)
     let table = AdminClient.table(try await client.rooms())
     #expect(table.hasPrefix("ROOM"))
     let line = try #require(table.split(separator: "\n").first { $0.hasPrefix(room) })
@@ -126,7 +127,7 @@ import FoundationNetworking
     #expect(rateLine?.hasSuffix(" 30") == true)
     #expect(try await store.settings(room).state == .paused)
     await #expect(throws: AdminClient.Failure.self) { _ = try await client.update(room, ["state": "open"]) }
-    let stranger = AdminClient(baseURL: URL(string: base)!, token: "nope")
+    let stranger = AdminClient(baseURL: URL(string: base)!, token: "nope", timeout: 30)
     do {
       _ = try await stranger.rooms()
       Issue.record("expected unauthorized")

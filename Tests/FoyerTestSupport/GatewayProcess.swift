@@ -27,18 +27,11 @@ public final class GatewayProcess: @unchecked Sendable {
     redisURL: String, rooms: [String], upstream: String?, keys: String, adminToken: String,
     extraArguments: [String] = []
   ) async throws -> GatewayProcess {
-    // A picked port may be taken by a listener binding port 0 before the gateway binds it
-    // (as happened to a test's redis-server): the gateway then exits, and it starts again.
-    for attempt in 1...3 {
-      do {
-        return try await launch(
-          redisURL: redisURL, rooms: rooms, upstream: upstream, keys: keys, adminToken: adminToken,
-          extraArguments: extraArguments)
-      } catch let error as TestServiceError where attempt < 3 && error.description.contains("in use") {
-        continue
-      }
+    try await startingAgainOnTakenPorts("foyer gateway") {
+      try await launch(
+        redisURL: redisURL, rooms: rooms, upstream: upstream, keys: keys, adminToken: adminToken,
+        extraArguments: extraArguments)
     }
-    throw TestServiceError("unreachable")
   }
 
   private static func launch(
@@ -74,6 +67,7 @@ public final class GatewayProcess: @unchecked Sendable {
     }
     let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
     await process.terminate()
+    if log.contains("Address already in use") { throw PortTaken() }
     throw TestServiceError("foyer gateway did not start within 10 s; its log:\n\(log.suffix(2_000))")
   }
 

@@ -95,3 +95,18 @@ public func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T
     thread.start()
   }
 }
+
+/// A server found the port picked for it taken: a listener binding port 0 can get a port
+/// between `freeLoopbackPort()` and the server's own bind.
+struct PortTaken: Error {}
+
+/// Starts a server on freshly picked ports (`start` picks them), again on new ones while a
+/// start ends in `PortTaken`.
+func startingAgainOnTakenPorts<Server>(
+  _ name: String, attempts: Int = 5, _ start: () async throws -> Server
+) async throws -> Server {
+  for _ in 0..<attempts {
+    do { return try await start() } catch is PortTaken { continue }
+  }
+  throw TestServiceError("\(name) found its port taken \(attempts) times")
+}

@@ -43,21 +43,18 @@ public final class RedisServer: @unchecked Sendable {
 
   /// Starts a new server; fails with an install hint when `redis-server` is missing.
   public static func start(extraArguments: [String] = []) async throws -> RedisServer {
-    // The port was free when picked, but a listener binding port 0 (a test's gateway) may get
-    // it before redis-server does, which then exits: a test once spoke RESP to a gateway.
-    for _ in 0..<5 {
+    // redis-server exits when its port was taken; a test once spoke RESP to a gateway there.
+    try await startingAgainOnTakenPorts("redis-server") {
       let server = try prepare(extraArguments: extraArguments)
       do {
         try await server.launch()
-        return server
-      } catch is PortTaken {
+      } catch let error as PortTaken {
         await server.stop()
+        throw error
       }
+      return server
     }
-    throw TestServiceError("redis-server found its port taken five times")
   }
-
-  private struct PortTaken: Error {}
 
   private static func prepare(extraArguments: [String]) throws -> RedisServer {
     guard let executable = findExecutable("redis-server") else {

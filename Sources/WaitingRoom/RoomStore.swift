@@ -572,7 +572,7 @@ public final class RoomStore: Sendable {
       sketches[room] = (state?.sketches ?? [], state?.readAt ?? .uptimeNanoseconds(0), true)
       return (state?.sketches ?? [], true)
     }
-    if read { readSketch(room, layout: layout, loop: loop) }
+    if read { readSketch(room, layout: layout ?? ShardLayout(keys: entry.keys, count: 1), loop: loop) }
     guard let snapshot, snapshot.shards == (layout?.count ?? 1),
       snapshot.state == .queue || snapshot.state == .paused,
       snapshot.redisNowMilliseconds >= snapshot.startsAtMilliseconds,
@@ -645,15 +645,14 @@ public final class RoomStore: Sendable {
     return (ahead + 1, poppedSince)
   }
 
-  /// Reads the room's sketches (made now by whichever gateway asks first once they have aged).
-  private func readSketch(_ room: String, layout: ShardLayout?, loop: any EventLoop) {
-    // One queue is a layout of one: the room's queue, stats and sketch.
-    let layout = layout ?? ShardLayout(keys: RoomKeys(room: room), count: 1)
+  /// Reads the room's sketches (made now by whichever gateway asks first once they have aged);
+  /// one queue is a layout of one: the room's queue, stats and sketch.
+  private func readSketch(_ room: String, layout: ShardLayout, loop: any EventLoop) {
     let read = EventLoopFuture.whenAllSucceed(
       layout.queues.indices.map { shard in
         sketch(
-          keys: [layout.queues[shard], layout.counters[shard], layout.sketches[shard]],
-          exactBelow: sketching.exactBelow, growth: sketching.growth, maxAge: sketching.maxAge, on: loop)
+          keys: layout.sketchKeys(shard), exactBelow: sketching.exactBelow, growth: sketching.growth,
+          maxAge: sketching.maxAge, on: loop)
       }, on: loop)
     read.whenComplete { result in
       self.sketches.withLockedValue { sketches in
@@ -817,10 +816,9 @@ public final class RoomStore: Sendable {
     room: String, exactBelow: Int = 1_000, growth: Double = 0.004, maxAge: TimeAmount = .seconds(1),
     on eventLoop: (any EventLoop)? = nil
   ) -> EventLoopFuture<PlaceSketch> {
-    let keys = entry(room).entry.keys
-    return sketch(
-      keys: [keys.queue, keys.stats, keys.sketch], exactBelow: exactBelow, growth: growth, maxAge: maxAge,
-      on: eventLoop)
+    sketch(
+      keys: ShardLayout(keys: entry(room).entry.keys, count: 1).sketchKeys(0), exactBelow: exactBelow,
+      growth: growth, maxAge: maxAge, on: eventLoop)
   }
 
   /// `Scripts.sketch` of one queue: its key, its counters' and its sketch's.

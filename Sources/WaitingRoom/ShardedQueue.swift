@@ -19,6 +19,9 @@ final class ShardLayout: Sendable {
 
   var count: Int { queues.count }
 
+  /// What `Scripts.sketch` reads and writes for shard `index`: its queue, counters and sketch.
+  func sketchKeys(_ index: Int) -> [String] { [queues[index], counters[index], sketches[index]] }
+
   /// The visitor's shard: ids are random, so the shards fill evenly.
   func shard(of visitor: VisitorID) -> Int { Int(visitor.low % UInt64(queues.count)) }
 

@@ -43,7 +43,7 @@ public final class RedisServer: @unchecked Sendable {
 
   /// Starts a new server; fails with an install hint when `redis-server` is missing.
   public static func start(extraArguments: [String] = []) async throws -> RedisServer {
-    // redis-server exits when its port was taken; a test once spoke RESP to a gateway there.
+    // redis-server exits when its port was taken, and a test would speak RESP to whatever holds it.
     try await startingAgainOnTakenPorts("redis-server") {
       let server = try prepare(extraArguments: extraArguments)
       do {

@@ -264,8 +264,8 @@ import Testing
       return exact
     }
     /// Polls a visitor far back until two polls in a row, 100 ms apart, make no script: the
-    /// store knows the room's shards and has read their sketches (the first polls are answered by Redis meanwhile;
-    /// under the full suite the reads once took longer than a fixed 300 ms).
+    /// store knows the room's shards and has read their sketches (the first polls are answered
+    /// by Redis meanwhile, for as long as a loaded machine takes).
     func settle(_ store: RoomStore, _ visitor: VisitorID, _ score: Int64) async throws {
       var quiet = 0
       for _ in 0..<100 where quiet < 2 {
